@@ -1,0 +1,61 @@
+"""yolo-ov: Ultralytics YOLO detectors on Intel OpenVINO, with latency and
+throughput as explicit, measurable choices.
+
+Nothing happens on import: no network, no files written, and no torch or
+ultralytics import (those are only needed by ``yolo-ov export``).
+
+Example:
+    >>> from yolo_ov import Detector  # doctest: +SKIP
+    >>> det = Detector("yolov8n_openvino_model", mode="latency")  # doctest: +SKIP
+    >>> det("bus.jpg").class_names  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from .config import DetectConfig, Mode, Precision, RuntimeConfig, load_runtime_config
+from .detector import Detector
+from .errors import (
+    CalibrationError,
+    ConfigError,
+    DatasetError,
+    DeviceError,
+    ExportError,
+    InferenceError,
+    InputError,
+    MissingExtraError,
+    ModelLoadError,
+    YoloOvError,
+)
+from .model import HeadType, ModelInfo
+from .results import Detections, Failure, Timings
+from .runtime import CompiledInfo, LoadTimings, available_devices
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CalibrationError",
+    "CompiledInfo",
+    "ConfigError",
+    "DatasetError",
+    "DetectConfig",
+    "Detections",
+    "Detector",
+    "DeviceError",
+    "ExportError",
+    "Failure",
+    "HeadType",
+    "InferenceError",
+    "InputError",
+    "LoadTimings",
+    "MissingExtraError",
+    "Mode",
+    "ModelInfo",
+    "ModelLoadError",
+    "Precision",
+    "RuntimeConfig",
+    "Timings",
+    "YoloOvError",
+    "__version__",
+    "available_devices",
+    "load_runtime_config",
+]

@@ -1,0 +1,13 @@
+"""``yolo-ov`` command line: one module per command, all thin."""
+
+from __future__ import annotations
+
+from . import info, predict  # noqa: F401 - importing registers the commands
+from ._app import app
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,75 @@
+"""Options shared by several commands, declared once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..config import RuntimeConfig, load_runtime_config, normalize_imgsz
+from ..errors import ConfigError
+
+ModelOpt = Annotated[
+    Optional[Path],
+    typer.Option("--model", "-m", help="OpenVINO export folder, .xml or .onnx (default: $YOLO_OV_MODEL, then cache)"),
+]
+DeviceOpt = Annotated[Optional[str], typer.Option("--device", "-d", help="CPU, GPU, NPU, AUTO, AUTO:GPU,CPU, ...")]
+ModeOpt = Annotated[
+    Optional[str], typer.Option("--mode", help="latency | throughput | cumulative_throughput")
+]
+ImgszOpt = Annotated[Optional[str], typer.Option("--imgsz", help="network input size: 640 or 384,640 (h,w)")]
+ConfigOpt = Annotated[
+    Optional[Path], typer.Option("--config", help="runtime settings JSON (e.g. from 'yolo-ov tune')")
+]
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="turn OpenVINO's model cache off")]
+NoMmapOpt = Annotated[bool, typer.Option("--no-mmap", help="read weights instead of mapping them (network drives)")]
+
+
+def parse_imgsz(text: str | None) -> tuple[int, int] | None:
+    """``"640"`` -> (640, 640); ``"384,640"`` -> (384, 640)."""
+    if text is None:
+        return None
+    parts = [p for p in text.replace("x", ",").split(",") if p.strip()]
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise ConfigError(f"--imgsz {text!r}: expected a number like 640 or 'h,w' like 384,640") from None
+    if len(values) == 1:
+        return normalize_imgsz(values[0])
+    if len(values) == 2:
+        return normalize_imgsz((values[0], values[1]))
+    raise ConfigError(f"--imgsz {text!r}: expected one or two numbers")
+
+
+def build_runtime(
+    *,
+    mode: str | None,
+    device: str | None,
+    imgsz: str | None = None,
+    config: Path | None = None,
+    no_cache: bool = False,
+    no_mmap: bool = False,
+    default_mode: str = "latency",
+    **extra: object,
+) -> RuntimeConfig:
+    """A RuntimeConfig from CLI options; options given win over a ``--config`` file."""
+    values: dict[str, object] = {"mode": mode, "device": device, "imgsz": parse_imgsz(imgsz), **extra}
+    if no_mmap:
+        values["enable_mmap"] = False
+    given = {k: v for k, v in values.items() if v is not None}
+    if config is not None:
+        cfg = load_runtime_config(config, **given)
+    else:
+        cfg = RuntimeConfig(**{"mode": default_mode, **given})  # type: ignore[arg-type]
+    return cfg.with_(cache_dir=None) if no_cache else cfg
+
+
+def parse_classes(text: str | None) -> tuple[int, ...] | None:
+    """``"0,2,5"`` -> (0, 2, 5)."""
+    if text is None:
+        return None
+    try:
+        return tuple(int(c) for c in text.split(",") if c.strip())
+    except ValueError:
+        raise ConfigError(f"--classes {text!r}: expected comma-separated class ids like 0,2,5") from None

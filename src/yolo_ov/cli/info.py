@@ -1,0 +1,65 @@
+"""``yolo-ov info``: what a model is and what OpenVINO made of it."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from ..detector import Detector
+from ..runtime import available_devices
+from ._app import app, guarded, out
+from ._options import ConfigOpt, DeviceOpt, ImgszOpt, ModelOpt, ModeOpt, NoCacheOpt, build_runtime
+
+
+@app.command()
+@guarded
+def info(
+    model: ModelOpt = None,
+    device: DeviceOpt = None,
+    mode: ModeOpt = None,
+    imgsz: ImgszOpt = None,
+    config: ConfigOpt = None,
+    no_cache: NoCacheOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object instead of text")] = False,
+) -> None:
+    """Print the model's inputs, outputs, head, classes and the compiled configuration."""
+    runtime = build_runtime(mode=mode, device=device, imgsz=imgsz, config=config, no_cache=no_cache)
+    with Detector(model, runtime=runtime) as det:
+        report = {
+            "model": det.model_info.to_dict(),
+            "compiled": det.compiled_info.to_dict(),
+            "load_ms": {
+                "read": round(det.load_timings.read_ms, 1),
+                "compile": round(det.load_timings.compile_ms, 1),
+                "first_inference": round(det.load_timings.first_inference_ms, 1),
+            },
+            "available_devices": available_devices(),
+        }
+    if as_json:
+        out.print_json(json.dumps(report))
+        return
+    m, c = report["model"], report["compiled"]
+    rows = [
+        ("model", m["path"]),
+        ("task / head", f"{m['task']} / {m['head']}"),
+        ("input", f"{m['input']['name']} {m['input']['shape']}"),
+        ("output", f"{m['output']['name']} {m['output']['shape']}"),
+        ("classes", f"{m['num_classes']} (names from {m['names_source']})"),
+        ("imgsz / stride", f"{m['imgsz'][0]}x{m['imgsz'][1]} / {m['stride']}"),
+        ("device", f"{c['device']} -> {', '.join(c['execution_devices'])} (available: {', '.join(report['available_devices'])})"),
+        ("mode", c["mode"]),
+        ("compiled input", "x".join(map(str, c["input_shape"])) + " uint8 NHWC BGR (pre-processing in graph)"),
+        ("streams", str(c["num_streams"])),
+        ("optimal requests", str(c["optimal_requests"])),
+        ("precision", str(c["inference_precision"])),
+        ("threads", str(c["inference_threads"])),
+        ("model cache", c["cache_dir"] or "off"),
+        ("mmap", "on" if c["enable_mmap"] else "off"),
+        ("load (ms)", ", ".join(f"{k} {v}" for k, v in report["load_ms"].items())),
+        ("openvino", c["openvino_version"]),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        out.print(f"{key:<{width}}  {value}", soft_wrap=True, markup=False)

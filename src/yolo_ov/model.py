@@ -1,0 +1,358 @@
+"""Find a model, read it, and understand what kind of YOLO detector it is.
+
+Accepted: an Ultralytics OpenVINO export folder (``*_openvino_model/`` with
+``metadata.yaml``), a bare ``.xml``/``.bin`` pair, or an ``.onnx`` file. Class
+names, image size, stride and task come from ``metadata.yaml`` or from the
+IR's ``rt_info["model_info"]``; COCO names are the fallback and the
+:class:`ModelInfo` says so. The output head is detected from the graph once,
+here, so nothing per inference walks the graph.
+"""
+
+from __future__ import annotations
+
+import ast
+import enum
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .coco import COCO80_NAMES
+from .config import default_cache_dir
+from .errors import ModelLoadError
+
+__all__ = ["HeadType", "ModelInfo", "inspect_model", "read_model", "resolve_model_path"]
+
+log = logging.getLogger(__name__)
+
+#: Environment variable naming the model used when none is given.
+MODEL_ENV = "YOLO_OV_MODEL"
+DEFAULT_WEIGHTS = "yolov8n.pt"
+DEFAULT_WEIGHTS_URL = "https://github.com/ultralytics/assets/releases/download/v8.3.0/yolov8n.pt"
+
+
+class HeadType(str, enum.Enum):
+    """How the network's output is laid out (see :mod:`yolo_ov.postprocess`)."""
+
+    RAW = "raw"  # (B, 4 + nc, N): needs NMS
+    END2END = "end2end"  # (B, N, 6): x1 y1 x2 y2 score class
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What yolo-ov knows about a model, read once at load.
+
+    Attributes:
+        path: the ``.xml`` or ``.onnx`` file read.
+        names: class id -> name.
+        names_source: where ``names`` came from: ``metadata.yaml``,
+            ``rt_info``, ``onnx metadata`` or ``default COCO names``.
+        imgsz: ``(height, width)`` the model was exported for.
+        stride: the largest feature-map stride (letterbox alignment).
+        task: Ultralytics task (``detect``).
+        head: output layout.
+        input_name / output_name: tensor names in the graph.
+        input_shape / output_shape: the shapes as read (``?`` for dynamic).
+        batch: static batch size, or ``None`` when dynamic.
+        metadata: the raw metadata read (for ``info`` and export provenance).
+    """
+
+    path: Path
+    names: dict[int, str]
+    names_source: str
+    imgsz: tuple[int, int]
+    stride: int
+    task: str
+    head: HeadType
+    input_name: str
+    output_name: str
+    input_shape: str
+    output_shape: str
+    batch: int | None
+    metadata: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.names)
+
+    @property
+    def dynamic(self) -> bool:
+        return "?" in self.input_shape
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "task": self.task,
+            "head": self.head.value,
+            "num_classes": self.num_classes,
+            "names_source": self.names_source,
+            "imgsz": list(self.imgsz),
+            "stride": self.stride,
+            "input": {"name": self.input_name, "shape": self.input_shape},
+            "output": {"name": self.output_name, "shape": self.output_shape},
+            "batch": self.batch,
+        }
+
+
+def resolve_model_path(model: str | os.PathLike[str] | None) -> Path:
+    """The model file to read for ``model`` (a folder, ``.xml`` or ``.onnx``).
+
+    With ``model=None``: ``$YOLO_OV_MODEL``, then the per-user model cache,
+    then downloading the official ``yolov8n.pt`` and exporting it (needs the
+    ``export`` extra).
+
+    Raises:
+        ModelLoadError: nothing usable was found; the message says what to pass.
+    """
+    if model is None:
+        return _default_model()
+    path = Path(model).expanduser()
+    if not path.exists():
+        raise ModelLoadError(f"{path}: model not found; pass an OpenVINO export folder, a .xml file or a .onnx file")
+    if path.is_dir():
+        return _xml_in_folder(path)
+    suffix = path.suffix.lower()
+    if suffix == ".xml":
+        if not path.with_suffix(".bin").exists():
+            raise ModelLoadError(f"{path}: the weights file {path.with_suffix('.bin').name} is missing beside it")
+        return path
+    if suffix == ".onnx":
+        return path
+    if suffix == ".bin" and path.with_suffix(".xml").exists():
+        return path.with_suffix(".xml")
+    if suffix in (".pt", ".pth"):
+        raise ModelLoadError(
+            f"{path}: a PyTorch checkpoint cannot be run directly; convert it first: yolo-ov export {path}"
+        )
+    raise ModelLoadError(f"{path}: unsupported model file; pass an OpenVINO export folder, a .xml or a .onnx file")
+
+
+def _xml_in_folder(folder: Path) -> Path:
+    xmls = sorted(folder.glob("*.xml"))
+    if not xmls:
+        onnx = sorted(folder.glob("*.onnx"))
+        if len(onnx) == 1:
+            return onnx[0]
+        raise ModelLoadError(f"{folder}: no .xml model file in this folder; pass an OpenVINO export folder")
+    if len(xmls) > 1:
+        preferred = [x for x in xmls if folder.name.startswith(x.stem)]
+        if len(preferred) != 1:
+            names = ", ".join(x.name for x in xmls)
+            raise ModelLoadError(f"{folder}: several .xml files ({names}); pass the one to use")
+        xmls = preferred
+    return _xml_checked(xmls[0])
+
+
+def _xml_checked(xml: Path) -> Path:
+    if not xml.with_suffix(".bin").exists():
+        raise ModelLoadError(f"{xml}: the weights file {xml.with_suffix('.bin').name} is missing beside it")
+    return xml
+
+
+def _default_model() -> Path:
+    env = os.environ.get(MODEL_ENV)
+    if env:
+        return resolve_model_path(env)
+    models = default_cache_dir() / "models"
+    cached = models / "yolov8n_openvino_model"
+    if (cached / "yolov8n.xml").exists():
+        return _xml_checked(cached / "yolov8n.xml")
+    weights = models / DEFAULT_WEIGHTS
+    try:
+        _download(DEFAULT_WEIGHTS_URL, weights)
+    except OSError as exc:
+        raise ModelLoadError(
+            f"no model given and none cached; downloading {DEFAULT_WEIGHTS} failed ({exc}). "
+            f"Pass --model PATH (an OpenVINO export folder, .xml or .onnx) or set {MODEL_ENV}"
+        ) from exc
+    from .export import ExportConfig, export_model  # lazy: needs the export extra
+
+    out = export_model(weights, ExportConfig(output=cached))
+    return _xml_in_folder(out)
+
+
+def _download(url: str, dest: Path, timeout: float = 15.0) -> None:
+    """Download ``url`` to ``dest`` atomically (a partial file never remains)."""
+    import urllib.request
+
+    if dest.exists():
+        return
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_suffix(dest.suffix + ".part")
+    log.info("downloading %s to %s", url, dest)
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp, tmp.open("wb") as fh:  # noqa: S310 (fixed https URL)
+            while chunk := resp.read(1 << 20):
+                fh.write(chunk)
+        tmp.replace(dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_model(core: Any, path: Path) -> Any:
+    """Read ``path`` with OpenVINO, translating its errors into :class:`ModelLoadError`."""
+    try:
+        return core.read_model(str(path))
+    except Exception as exc:  # OpenVINO raises RuntimeError subclasses with long C++ traces
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"{path}: OpenVINO cannot read this model ({first[:200]})") from exc
+
+
+def inspect_model(model: Any, path: Path) -> ModelInfo:
+    """Read metadata and detect the head of an ``openvino.Model``.
+
+    Raises:
+        ModelLoadError: the graph is not a YOLO detector; the message names the
+            input and output shapes found.
+    """
+    meta, names_source = _read_metadata(model, path)
+    task = str(meta.get("task", "detect"))
+    shapes = _shapes_text(model)
+    if task != "detect":
+        raise ModelLoadError(f"{path}: a '{task}' model; yolo-ov runs detection models only ({shapes})")
+    if len(model.inputs) != 1:
+        raise ModelLoadError(f"{path}: expected one image input, found {len(model.inputs)} ({shapes})")
+    if len(model.outputs) != 1:
+        raise ModelLoadError(f"{path}: not a YOLO detector: expected one output, found {len(model.outputs)} ({shapes})")
+    inp = model.inputs[0].get_partial_shape()
+    if inp.rank.is_dynamic or inp.rank.get_length() != 4 or not inp[1].is_static or inp[1].get_length() != 3:
+        raise ModelLoadError(f"{path}: not a YOLO detector: expected an N,3,H,W image input ({shapes})")
+    names = _parse_names(meta.get("names"))
+    head = _detect_head(model.outputs[0].get_partial_shape(), meta, path, shapes)
+    out = model.outputs[0].get_partial_shape()
+    if head is HeadType.RAW:
+        nc = out[1].get_length() - 4
+        if names and len(names) != nc:
+            raise ModelLoadError(f"{path}: metadata lists {len(names)} class names but the output has {nc} classes ({shapes})")
+    else:
+        nc = len(names) if names else 80
+    if not names:
+        names_source = "default COCO names"
+        names = {i: COCO80_NAMES[i] if i < len(COCO80_NAMES) else f"class{i}" for i in range(nc)}
+        log.warning("%s: no class names in the model; using COCO names", path)
+    imgsz = _imgsz(meta.get("imgsz"), inp)
+    batch = inp[0].get_length() if inp[0].is_static else None
+    return ModelInfo(
+        path=path,
+        names=names,
+        names_source=names_source,
+        imgsz=imgsz,
+        stride=int(meta.get("stride", 32)),
+        task=task,
+        head=head,
+        input_name=model.inputs[0].get_any_name() if model.inputs[0].get_names() else "images",
+        output_name=model.outputs[0].get_any_name() if model.outputs[0].get_names() else "output0",
+        input_shape=_shape_text(inp),
+        output_shape=_shape_text(out),
+        batch=batch,
+        metadata=meta,
+    )
+
+
+def _detect_head(out: Any, meta: dict[str, Any], path: Path, shapes: str) -> HeadType:
+    if out.rank.is_dynamic or out.rank.get_length() != 3:
+        raise ModelLoadError(f"{path}: not a YOLO detector: expected a 3-D output ({shapes})")
+    d1 = out[1].get_length() if out[1].is_static else None
+    d2 = out[2].get_length() if out[2].is_static else None
+    end2end = meta.get("end2end")
+    if end2end is True or (end2end is None and d2 == 6):
+        if d2 == 6:
+            return HeadType.END2END
+    elif d1 is not None and d1 >= 5:
+        return HeadType.RAW
+    raise ModelLoadError(
+        f"{path}: unrecognised output head ({shapes}); expected (B, 4+classes, anchors) or (B, detections, 6)"
+    )
+
+
+def _read_metadata(model: Any, path: Path) -> tuple[dict[str, Any], str]:
+    """``metadata.yaml`` beside the model wins; then ``rt_info``; then ONNX props."""
+    yaml_path = path.parent / "metadata.yaml"
+    if yaml_path.exists():
+        try:
+            meta = yaml.safe_load(yaml_path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ModelLoadError(f"{yaml_path}: unreadable metadata ({exc})") from exc
+        if not isinstance(meta, dict):
+            raise ModelLoadError(f"{yaml_path}: metadata must be a mapping")
+        if meta.get("names"):
+            return meta, "metadata.yaml"
+    else:
+        meta = {}
+    rt = _rt_info(model)
+    if rt.get("yolo_ov"):  # written by yolo-ov's own export
+        extra = {k: v for k, v in rt["yolo_ov"].items() if k not in meta}
+        meta.update(extra)
+        if meta.get("names"):
+            return meta, "rt_info"
+    info = rt.get("model_info", {})
+    if isinstance(info, dict) and info.get("labels"):
+        meta.setdefault("names", {i: n.replace("_", " ") for i, n in enumerate(str(info["labels"]).split())})
+        return meta, "rt_info"
+    onnx_meta = rt.get("framework", {})
+    if isinstance(onnx_meta, dict) and onnx_meta.get("names"):
+        for key in ("names", "imgsz", "stride", "task", "end2end"):
+            if key in onnx_meta:
+                meta.setdefault(key, _literal(onnx_meta[key]))
+        return meta, "onnx metadata"
+    return meta, "none"
+
+
+def _rt_info(model: Any) -> dict[str, Any]:
+    def convert(value: Any) -> Any:
+        if hasattr(value, "astype"):
+            try:
+                return {k: convert(v) for k, v in value.astype(dict).items()}
+            except Exception:  # noqa: BLE001 - not a map: fall back to its string value
+                return value.astype(str)
+        return value
+
+    try:
+        return {k: convert(v) for k, v in model.get_rt_info().items()}
+    except Exception:  # noqa: BLE001 - rt_info is optional; a model without it is fine
+        return {}
+
+
+def _literal(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            return value
+    return value
+
+
+def _parse_names(raw: Any) -> dict[int, str]:
+    raw = _literal(raw)
+    if isinstance(raw, dict):
+        try:
+            return {int(k): str(v) for k, v in raw.items()}
+        except (TypeError, ValueError):
+            return {}
+    if isinstance(raw, (list, tuple)):
+        return {i: str(n) for i, n in enumerate(raw)}
+    return {}
+
+
+def _imgsz(raw: Any, inp: Any) -> tuple[int, int]:
+    raw = _literal(raw)
+    if isinstance(raw, int):
+        return (raw, raw)
+    if isinstance(raw, (list, tuple)) and len(raw) == 2:
+        return (int(raw[0]), int(raw[1]))
+    if inp[2].is_static and inp[3].is_static:
+        return (inp[2].get_length(), inp[3].get_length())
+    return (640, 640)
+
+
+def _shape_text(shape: Any) -> str:
+    return "[" + ",".join(str(d.get_length()) if d.is_static else "?" for d in shape) + "]"
+
+
+def _shapes_text(model: Any) -> str:
+    ins = ", ".join(_shape_text(i.get_partial_shape()) for i in model.inputs)
+    outs = ", ".join(_shape_text(o.get_partial_shape()) for o in model.outputs)
+    return f"inputs {ins or 'none'}; outputs {outs or 'none'}"

@@ -1,0 +1,203 @@
+"""The one result type: detections of one image, validated on construction.
+
+Boxes are ``xyxy`` float32 in original-image pixels. Converters (JSON, COCO)
+and drawing live here so every sink and every runner speaks the same type.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+
+__all__ = ["Detections", "Failure", "Timings"]
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Where the time of one image went, in milliseconds."""
+
+    preprocess_ms: float = 0.0
+    inference_ms: float = 0.0
+    postprocess_ms: float = 0.0
+
+    @property
+    def total_ms(self) -> float:
+        return self.preprocess_ms + self.inference_ms + self.postprocess_ms
+
+    def to_dict(self) -> dict[str, float]:
+        return {
+            "preprocess_ms": round(self.preprocess_ms, 3),
+            "inference_ms": round(self.inference_ms, 3),
+            "postprocess_ms": round(self.postprocess_ms, 3),
+        }
+
+
+@dataclass(frozen=True)
+class Failure:
+    """The record of an input that could not be processed.
+
+    Multi-item runs yield one of these in place of :class:`Detections` so a
+    bad item is reported, recorded and skipped rather than lost or fatal.
+    """
+
+    source: str
+    error: str
+    stream: int | None = None
+    frame: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"source": self.source}
+        if self.stream is not None:
+            out["stream"] = self.stream
+        if self.frame is not None:
+            out["frame"] = self.frame
+        out["error"] = self.error
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"))
+
+
+def _check(name: str, array: np.ndarray, shape: tuple[int | None, ...]) -> None:
+    if array.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, array.shape)):
+        expected = "x".join("N" if s is None else str(s) for s in shape)
+        raise ValueError(f"{name} must have shape ({expected}), got {array.shape}")
+
+
+@dataclass
+class Detections:
+    """Detections of one image.
+
+    Attributes:
+        xyxy: ``(N, 4)`` float32 boxes ``x1, y1, x2, y2`` in original-image pixels.
+        confidence: ``(N,)`` float32 scores.
+        class_id: ``(N,)`` int32 class ids.
+        names: class id -> class name of the model.
+        image_shape: ``(height, width)`` of the original image.
+        source: where the image came from (path, ``<array ...>``, stream id).
+        stream: for live/multi-stream runs, which stream the frame came from.
+        frame: for video/stream runs, the frame index within its stream.
+        timing: per-stage milliseconds, when measured.
+
+    Example:
+        >>> d = Detections.empty(names={0: "person"}, image_shape=(480, 640))
+        >>> len(d)
+        0
+    """
+
+    xyxy: np.ndarray
+    confidence: np.ndarray
+    class_id: np.ndarray
+    names: Mapping[int, str] = field(default_factory=dict, repr=False)
+    image_shape: tuple[int, int] = (0, 0)
+    source: str | None = None
+    stream: int | None = None
+    frame: int | None = None
+    timing: Timings | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.xyxy = np.asarray(self.xyxy, dtype=np.float32)
+        if self.xyxy.size == 0:
+            self.xyxy = self.xyxy.reshape(0, 4)
+        self.confidence = np.asarray(self.confidence, dtype=np.float32)
+        self.class_id = np.asarray(self.class_id, dtype=np.int32)
+        _check("xyxy", self.xyxy, (None, 4))
+        n = len(self.xyxy)
+        _check("confidence", self.confidence, (n,))
+        _check("class_id", self.class_id, (n,))
+        self.image_shape = (int(self.image_shape[0]), int(self.image_shape[1]))
+
+    @classmethod
+    def empty(cls, **kwargs: Any) -> Detections:
+        """No detections (kwargs as for the constructor, minus the arrays)."""
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32), **kwargs)
+
+    def __len__(self) -> int:
+        return len(self.xyxy)
+
+    @property
+    def class_names(self) -> list[str]:
+        """The name of each detection's class (``str(id)`` for an unknown id)."""
+        return [self.names.get(int(c), str(int(c))) for c in self.class_id]
+
+    def filter(self, mask: np.ndarray) -> Detections:
+        """The detections where boolean ``mask`` is true (other fields kept)."""
+        mask = np.asarray(mask, dtype=bool)
+        _check("mask", mask, (len(self),))
+        return Detections(
+            self.xyxy[mask], self.confidence[mask], self.class_id[mask], self.names,
+            self.image_shape, self.source, self.stream, self.frame, self.timing,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSONL record: ``{"source", "width", "height", "detections": [...]}``.
+
+        ``stream``/``frame`` are added for video and multi-stream runs.
+        """
+        out: dict[str, Any] = {"source": self.source, "width": self.image_shape[1], "height": self.image_shape[0]}
+        if self.stream is not None:
+            out["stream"] = self.stream
+        if self.frame is not None:
+            out["frame"] = self.frame
+        boxes = np.round(self.xyxy.astype(np.float64), 2).tolist()
+        confs = np.round(self.confidence.astype(np.float64), 5).tolist()
+        out["detections"] = [
+            {"box": b, "confidence": c, "class_id": int(k), "class_name": n}
+            for b, c, k, n in zip(boxes, confs, self.class_id.tolist(), self.class_names)
+        ]
+        return out
+
+    def to_json(self) -> str:
+        """One line of JSON (see :meth:`to_dict`)."""
+        return json.dumps(self.to_dict(), separators=(",", ":"))
+
+    def to_coco(self, image_id: int | str, category_ids: Mapping[int, int] | None = None) -> list[dict[str, Any]]:
+        """COCO results entries: ``image_id``, ``category_id``, ``bbox`` (xywh), ``score``.
+
+        ``category_ids`` maps class ids to COCO category ids (default: identity).
+        """
+        xywh = self.xyxy.astype(np.float64).copy()
+        xywh[:, 2:] -= xywh[:, :2]
+        cats = [category_ids[int(c)] if category_ids else int(c) for c in self.class_id]
+        return [
+            {"image_id": image_id, "category_id": cat, "bbox": [round(v, 3) for v in box], "score": round(float(s), 5)}
+            for box, cat, s in zip(xywh.tolist(), cats, self.confidence.tolist())
+        ]
+
+    def draw(self, image: np.ndarray, *, line_width: int | None = None) -> np.ndarray:
+        """A copy of BGR ``image`` with boxes and ``name conf`` labels drawn on it."""
+        canvas = image.copy()
+        lw = line_width or max(round(sum(canvas.shape[:2]) / 2 * 0.003), 2)
+        font_scale = lw / 3
+        for (x1, y1, x2, y2), conf, cls, name in zip(self.xyxy, self.confidence, self.class_id, self.class_names):
+            color = _color(int(cls))
+            p1, p2 = (int(x1), int(y1)), (int(x2), int(y2))
+            cv2.rectangle(canvas, p1, p2, color, lw, cv2.LINE_AA)
+            label = f"{name} {conf:.2f}"
+            (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, max(lw - 1, 1))
+            above = p1[1] - th - 3 >= 0
+            q2 = (p1[0] + tw, p1[1] - th - 3 if above else p1[1] + th + 3)
+            cv2.rectangle(canvas, p1, q2, color, -1, cv2.LINE_AA)
+            text_org = (p1[0], p1[1] - 2 if above else p1[1] + th + 2)
+            cv2.putText(canvas, label, text_org, cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255),
+                        max(lw - 1, 1), cv2.LINE_AA)
+        return canvas
+
+
+_PALETTE = np.array(
+    [(56, 56, 255), (151, 157, 255), (31, 112, 255), (29, 178, 255), (49, 210, 207), (10, 249, 72),
+     (23, 204, 146), (134, 219, 61), (52, 147, 26), (187, 212, 0), (168, 153, 44), (255, 194, 0),
+     (147, 69, 52), (255, 115, 100), (236, 24, 0), (255, 56, 132), (133, 0, 82), (255, 56, 203),
+     (200, 149, 255), (199, 55, 255)],
+    dtype=np.int32,
+)
+
+
+def _color(class_id: int) -> tuple[int, int, int]:
+    b, g, r = _PALETTE[class_id % len(_PALETTE)]
+    return int(b), int(g), int(r)
