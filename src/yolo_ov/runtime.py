@@ -161,9 +161,17 @@ def prepare(model: ov.Model, info: ModelInfo, config: RuntimeConfig) -> ov.Model
         ov.preprocess.ColorFormat.BGR
     )
     inp.model().set_layout(ov.Layout("NCHW"))
-    inp.preprocess().convert_element_type(ov.Type.f32).convert_color(ov.preprocess.ColorFormat.RGB).scale(255.0)
+    # The /255 is a Multiply by float32(1/255), not PPP's scale() (a Divide): on
+    # CPUs that run bf16, the CPU plugin lowers a Divide on a u8 NHWC input
+    # differently and the detections drift from Ultralytics' (host-normalised)
+    # ones; the Multiply is bit-identical to normalising on the host.
+    inp.preprocess().convert_element_type(ov.Type.f32).convert_color(ov.preprocess.ColorFormat.RGB).custom(_scale_1_255)
     ppp.output().tensor().set_element_type(ov.Type.f32)
     return ppp.build()
+
+
+def _scale_1_255(node: ov.Output) -> ov.Output:
+    return ov.opset13.multiply(node, ov.opset13.constant(np.float32(1.0 / 255.0))).output(0)
 
 
 class Engine:

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.assets import MissingAssets, SharedAssets, shared_assets
+
+
+@pytest.fixture(scope="session")
+def shared() -> SharedAssets:
+    """The shared models and coco96 data; a failure in CI when missing, a skip elsewhere."""
+    try:
+        return shared_assets()
+    except MissingAssets as exc:
+        if os.environ.get("CI"):
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the user's cache and $YOLO_OV_MODEL out of tests; one model cache per session."""
+    cache = tmp_path_factory.getbasetemp() / "yolo-ov-cache"
+    monkeypatch.setenv("YOLO_OV_CACHE_DIR", str(cache))
+    monkeypatch.delenv("YOLO_OV_MODEL", raising=False)
+
+
+@pytest.fixture(scope="session")
+def fp32_detector(shared: SharedAssets):
+    from yolo_ov import Detector
+
+    with Detector(shared.fp32_model, mode="latency") as det:
+        yield det
+
+
+@pytest.fixture(scope="session")
+def int8_detector(shared: SharedAssets):
+    from yolo_ov import Detector
+
+    with Detector(shared.int8_model, mode="latency") as det:
+        yield det
+
+
+@pytest.fixture
+def image_path(shared: SharedAssets) -> Path:
+    return shared.coco96_images[0]
