@@ -46,3 +46,18 @@ def int8_detector(shared: SharedAssets):
 @pytest.fixture
 def image_path(shared: SharedAssets) -> Path:
     return shared.coco96_images[0]
+
+
+@pytest.fixture(scope="session")
+def onnx_model(shared: SharedAssets, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """yolov8n exported to ONNX by Ultralytics itself (needs the export extra)."""
+    pytest.importorskip("ultralytics", reason="needs the export extra: pip install 'yolo-ov[export]'")
+    import shutil
+
+    from ultralytics import YOLO
+
+    work = tmp_path_factory.mktemp("onnx")
+    pt = work / "yolov8n.pt"
+    shutil.copy(shared.pt_model, pt)
+    out = YOLO(str(pt)).export(format="onnx", imgsz=640, simplify=False, verbose=False)
+    return Path(out)

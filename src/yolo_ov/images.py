@@ -10,7 +10,6 @@ input. Pure OpenCV/numpy: nothing here imports OpenVINO.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Union
 
 import cv2
 import numpy as np
@@ -24,7 +23,7 @@ IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".dng", ".mpo", ".pfm", ".jp2"}
 )
 
-ImageInput = Union[str, Path, bytes, bytearray, memoryview, np.ndarray]
+ImageInput = str | Path | bytes | bytearray | memoryview | np.ndarray
 
 _JPEG_SOI = b"\xff\xd8"
 _JPEG_EOI = b"\xff\xd9"
@@ -38,7 +37,9 @@ def describe_source(image: ImageInput) -> str:
         return str(image)
     if isinstance(image, np.ndarray):
         return f"<array {'x'.join(map(str, image.shape))} {image.dtype}>"
-    return f"<{len(image)} bytes>"
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return f"<{len(image)} bytes>"
+    return f"<{type(image).__name__}>"
 
 
 def load_image(image: ImageInput, source: str | None = None) -> np.ndarray:

@@ -49,7 +49,7 @@ class ModelInfo:
         path: the ``.xml`` or ``.onnx`` file read.
         names: class id -> name.
         names_source: where ``names`` came from: ``metadata.yaml``,
-            ``rt_info``, ``onnx metadata`` or ``default COCO names``.
+            ``rt_info`` (IR or ONNX metadata) or ``default COCO names``.
         imgsz: ``(height, width)`` the model was exported for.
         stride: the largest feature-map stride (letterbox alignment).
         task: Ultralytics task (``detect``).
@@ -226,7 +226,9 @@ def inspect_model(model: Any, path: Path) -> ModelInfo:
     if head is HeadType.RAW:
         nc = out[1].get_length() - 4
         if names and len(names) != nc:
-            raise ModelLoadError(f"{path}: metadata lists {len(names)} class names but the output has {nc} classes ({shapes})")
+            raise ModelLoadError(
+                f"{path}: metadata lists {len(names)} class names but the output has {nc} classes ({shapes})"
+            )
     else:
         nc = len(names) if names else 80
     if not names:
@@ -283,35 +285,34 @@ def _read_metadata(model: Any, path: Path) -> tuple[dict[str, Any], str]:
     else:
         meta = {}
     rt = _rt_info(model)
-    if rt.get("yolo_ov"):  # written by yolo-ov's own export
-        extra = {k: v for k, v in rt["yolo_ov"].items() if k not in meta}
-        meta.update(extra)
-        if meta.get("names"):
-            return meta, "rt_info"
+    # Ultralytics' ONNX metadata (kept by OpenVINO under "framework") has the
+    # exact names; rt_info's model_info labels replace spaces with "_".
+    for section, source in (("yolo_ov", "rt_info"), ("framework", "rt_info")):
+        values = rt.get(section)
+        if isinstance(values, dict) and values.get("names"):
+            for key in ("names", "imgsz", "stride", "task", "end2end", "batch"):
+                if key in values:
+                    meta.setdefault(key, _literal(values[key]))
+            return meta, source
     info = rt.get("model_info", {})
     if isinstance(info, dict) and info.get("labels"):
         meta.setdefault("names", {i: n.replace("_", " ") for i, n in enumerate(str(info["labels"]).split())})
         return meta, "rt_info"
-    onnx_meta = rt.get("framework", {})
-    if isinstance(onnx_meta, dict) and onnx_meta.get("names"):
-        for key in ("names", "imgsz", "stride", "task", "end2end"):
-            if key in onnx_meta:
-                meta.setdefault(key, _literal(onnx_meta[key]))
-        return meta, "onnx metadata"
     return meta, "none"
 
 
 def _rt_info(model: Any) -> dict[str, Any]:
+    """``model.get_rt_info()`` as plain Python: nested dicts of strings."""
+
     def convert(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: convert(v) for k, v in value.items()}
         if hasattr(value, "astype"):
-            try:
-                return {k: convert(v) for k, v in value.astype(dict).items()}
-            except Exception:  # noqa: BLE001 - not a map: fall back to its string value
-                return value.astype(str)
+            return value.astype(str)
         return value
 
     try:
-        return {k: convert(v) for k, v in model.get_rt_info().items()}
+        return convert(dict(model.get_rt_info()))
     except Exception:  # noqa: BLE001 - rt_info is optional; a model without it is fine
         return {}
 

@@ -69,7 +69,9 @@ def decode_end2end(output: np.ndarray, cfg: DetectConfig) -> tuple[np.ndarray, n
     return rows[:, :4].astype(np.float32), rows[:, 4].astype(np.float32), rows[:, 5].astype(np.int32)
 
 
-def nms(xyxy: np.ndarray, scores: np.ndarray, class_id: np.ndarray, iou: float, *, agnostic: bool = False) -> np.ndarray:
+def nms(
+    xyxy: np.ndarray, scores: np.ndarray, class_id: np.ndarray, iou: float, *, agnostic: bool = False
+) -> np.ndarray:
     """Indices of the boxes NMS keeps, highest score first.
 
     Class-aware unless ``agnostic``: boxes of different classes never

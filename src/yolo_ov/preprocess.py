@@ -38,10 +38,10 @@ def letterbox_geometry(original: tuple[int, int], target: tuple[int, int]) -> Le
     h0, w0 = original
     th, tw = target
     r = min(th / h0, tw / w0)
-    new_w, new_h = int(round(w0 * r)), int(round(h0 * r))
+    new_w, new_h = round(w0 * r), round(h0 * r)
     dw, dh = (tw - new_w) / 2, (th - new_h) / 2
-    left = int(round(dw - 0.1))
-    top = int(round(dh - 0.1))
+    left = round(dw - 0.1)
+    top = round(dh - 0.1)
     return Letterbox(scale=r, pad_left=left, pad_top=top, resized=(new_h, new_w), original=(h0, w0))
 
 

@@ -64,7 +64,7 @@ class Failure:
 
 
 def _check(name: str, array: np.ndarray, shape: tuple[int | None, ...]) -> None:
-    if array.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, array.shape)):
+    if array.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, array.shape, strict=True)):
         expected = "x".join("N" if s is None else str(s) for s in shape)
         raise ValueError(f"{name} must have shape ({expected}), got {array.shape}")
 
@@ -148,7 +148,7 @@ class Detections:
         confs = np.round(self.confidence.astype(np.float64), 5).tolist()
         out["detections"] = [
             {"box": b, "confidence": c, "class_id": int(k), "class_name": n}
-            for b, c, k, n in zip(boxes, confs, self.class_id.tolist(), self.class_names)
+            for b, c, k, n in zip(boxes, confs, self.class_id.tolist(), self.class_names, strict=True)
         ]
         return out
 
@@ -166,7 +166,7 @@ class Detections:
         cats = [category_ids[int(c)] if category_ids else int(c) for c in self.class_id]
         return [
             {"image_id": image_id, "category_id": cat, "bbox": [round(v, 3) for v in box], "score": round(float(s), 5)}
-            for box, cat, s in zip(xywh.tolist(), cats, self.confidence.tolist())
+            for box, cat, s in zip(xywh.tolist(), cats, self.confidence.tolist(), strict=True)
         ]
 
     def draw(self, image: np.ndarray, *, line_width: int | None = None) -> np.ndarray:
@@ -174,7 +174,8 @@ class Detections:
         canvas = image.copy()
         lw = line_width or max(round(sum(canvas.shape[:2]) / 2 * 0.003), 2)
         font_scale = lw / 3
-        for (x1, y1, x2, y2), conf, cls, name in zip(self.xyxy, self.confidence, self.class_id, self.class_names):
+        rows = zip(self.xyxy, self.confidence, self.class_id, self.class_names, strict=True)
+        for (x1, y1, x2, y2), conf, cls, name in rows:
             color = _color(int(cls))
             p1, p2 = (int(x1), int(y1)), (int(x2), int(y2))
             cv2.rectangle(canvas, p1, p2, color, lw, cv2.LINE_AA)

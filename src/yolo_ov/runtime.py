@@ -25,6 +25,7 @@ import openvino as ov
 from .config import RuntimeConfig
 from .errors import ConfigError, DeviceError, InferenceError
 from .model import ModelInfo, inspect_model, read_model, resolve_model_path
+from .reshape import reshape_model
 
 __all__ = ["CompiledInfo", "Engine", "LoadTimings", "available_devices", "get_core", "load", "validate_device"]
 
@@ -152,9 +153,8 @@ def prepare(model: ov.Model, info: ModelInfo, config: RuntimeConfig) -> ov.Model
     h, w = config.imgsz or info.imgsz
     if h % info.stride or w % info.stride:
         raise ConfigError(f"imgsz {(h, w)} must be a multiple of the model stride {info.stride}")
-    target = ov.PartialShape([config.batch, 3, h, w])
-    if model.inputs[0].get_partial_shape() != target:
-        model.reshape({model.inputs[0]: target})
+    if model.inputs[0].get_partial_shape() != ov.PartialShape([config.batch, 3, h, w]):
+        reshape_model(model, info.imgsz, (h, w), config.batch)
     ppp = ov.preprocess.PrePostProcessor(model)
     inp = ppp.input()
     inp.tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_color_format(

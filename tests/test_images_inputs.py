@@ -1,0 +1,143 @@
+"""Unusual images are converted and detected; bad inputs get one clear error naming them."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from yolo_ov import InputError
+from yolo_ov.images import load_image, to_bgr8
+
+
+@pytest.fixture(scope="module")
+def bgr(shared) -> np.ndarray:
+    return cv2.imread(str(shared.coco96_images[0]))
+
+
+@pytest.mark.parametrize(
+    ("convert", "shape_in"),
+    [
+        (lambda im: cv2.cvtColor(im, cv2.COLOR_BGR2GRAY), 2),
+        (lambda im: cv2.cvtColor(im, cv2.COLOR_BGR2GRAY)[:, :, None], 3),
+        (lambda im: cv2.cvtColor(im, cv2.COLOR_BGR2BGRA), 3),
+        (lambda im: im.astype(np.uint16) * 257, 3),
+        (lambda im: im.astype(np.float32) / 255.0, 3),
+        (lambda im: np.asfortranarray(im), 3),
+        (lambda im: im[:, ::-1], 3),
+    ],
+    ids=["gray2d", "gray3d", "bgra", "uint16", "float01", "fortran", "negative-stride"],
+)
+def test_unusual_arrays_become_bgr8(bgr, convert, shape_in):
+    arr = convert(bgr)
+    assert arr.ndim == shape_in
+    out = to_bgr8(arr)
+    assert out.dtype == np.uint8 and out.shape == bgr.shape and out.flags.c_contiguous
+
+
+def test_uint16_scaled_not_clipped(bgr):
+    out = to_bgr8(bgr.astype(np.uint16) * 257)
+    np.testing.assert_array_equal(out, bgr)
+
+
+@pytest.mark.parametrize("kind", ["gray", "bgra", "uint16"])
+def test_unusual_image_files_are_detected(tmp_path, bgr, fp32_detector, kind):
+    reference = fp32_detector(bgr)
+    if kind == "gray":
+        img, name = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), "g.png"
+    elif kind == "bgra":
+        img, name = cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA), "a.png"
+    else:
+        img, name = bgr.astype(np.uint16) * 257, "u16.png"
+    path = tmp_path / name
+    cv2.imwrite(str(path), img)
+    result = fp32_detector(path)
+    assert result.image_shape == bgr.shape[:2]
+    assert len(result) > 0
+    if kind != "gray":  # same pixels as the 8-bit BGR original
+        np.testing.assert_allclose(result.xyxy, reference.xyxy, rtol=1e-5)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (3, 7), (4000, 6000), (8, 5000)])
+def test_extreme_sizes(fp32_detector, bgr, size):
+    img = cv2.resize(bgr, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+    result = fp32_detector(img)
+    assert result.image_shape == size
+    if len(result):
+        assert (result.xyxy[:, [0, 2]] <= size[1]).all() and (result.xyxy[:, [1, 3]] <= size[0]).all()
+        assert (result.xyxy >= 0).all()
+
+
+def test_large_image_finds_the_same_objects(fp32_detector, bgr):
+    small = fp32_detector(bgr)
+    big = fp32_detector(cv2.resize(bgr, (bgr.shape[1] * 4, bgr.shape[0] * 4), interpolation=cv2.INTER_LINEAR))
+    assert abs(len(big) - len(small)) <= 1
+
+
+def test_bytes_input_equals_path_input(fp32_detector, image_path):
+    by_path = fp32_detector(image_path)
+    by_bytes = fp32_detector(image_path.read_bytes())
+    np.testing.assert_array_equal(by_path.xyxy, by_bytes.xyxy)
+    assert by_bytes.source.endswith("bytes>")
+
+
+def _truncated(path, tmp_path):
+    data = path.read_bytes()
+    out = tmp_path / "truncated.jpg"
+    out.write_bytes(data[: len(data) // 2])
+    return out
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p, t: t / "missing.jpg", "no such file"),
+        (lambda p, t: ((t / "empty.jpg").write_bytes(b"") and t / "empty.jpg") or t / "empty.jpg", "empty file"),
+        (lambda p, t: (t / "notes.txt").write_text("hello, not an image") and t / "notes.txt", "not a decodable image"),
+        (lambda p, t: (t / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4 + b"\xff\xd9")
+         and t / "corrupt.jpg", "not a decodable image"),
+        (_truncated, "truncated JPEG"),
+        (lambda p, t: t, "is a folder"),
+    ],
+    ids=["missing", "empty", "text", "corrupt", "truncated", "folder"],
+)
+def test_bad_inputs_raise_one_line_naming_the_input(fp32_detector, image_path, tmp_path, make, message):
+    bad = make(image_path, tmp_path)
+    with pytest.raises(InputError) as info:
+        fp32_detector(bad)
+    text = str(info.value)
+    assert message in text
+    assert str(bad) in text
+    assert "\n" not in text
+    assert info.value.source == str(bad)
+
+
+def test_truncated_png(tmp_path, bgr):
+    _, buf = cv2.imencode(".png", bgr)
+    path = tmp_path / "cut.png"
+    path.write_bytes(buf.tobytes()[:5000])
+    with pytest.raises(InputError, match="truncated PNG"):
+        load_image(path)
+
+
+@pytest.mark.parametrize(
+    "array",
+    [np.zeros((10, 10, 2), np.uint8), np.zeros((2, 10, 10, 3), np.uint8), np.zeros((0, 10, 3), np.uint8),
+     np.zeros((10, 10), bool), np.array([[np.nan]], np.float32)],
+    ids=["2-channel", "4d", "empty", "bool", "nan"],
+)
+def test_bad_arrays(array):
+    with pytest.raises(InputError):
+        to_bgr8(array)
+
+
+def test_unsupported_type():
+    with pytest.raises(InputError, match="unsupported input type"):
+        load_image(12345)  # type: ignore[arg-type]
+
+
+def test_iter_predict_reports_bad_items_and_goes_on(fp32_detector, image_path, tmp_path):
+    missing = tmp_path / "nope.jpg"
+    results = list(fp32_detector.iter_predict([image_path, missing, image_path]))
+    assert [type(r).__name__ for r in results] == ["Detections", "Failure", "Detections"]
+    assert results[1].to_dict() == {"source": str(missing), "error": f"{missing}: no such file"}
