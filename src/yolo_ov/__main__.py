@@ -1,0 +1,5 @@
+"""``python -m yolo_ov`` runs the command line."""
+
+from .cli import main
+
+main()
