@@ -62,7 +62,8 @@ def test_predict_save_dir_writes_annotated_copies(shared, tmp_path):
 
 def test_predict_classes_filter(shared, tmp_path):
     out = tmp_path / "p.jsonl"
-    _invoke("predict", shared.coco96 / "images", "--model", shared.int8_model, "--classes", "0", "--save-json", out, "-q")
+    images = shared.coco96 / "images"
+    _invoke("predict", images, "--model", shared.int8_model, "--classes", "0", "--save-json", out, "-q")
     classes = {d["class_id"] for line in out.read_text().splitlines() for d in json.loads(line).get("detections", [])}
     assert classes == {0}
 
