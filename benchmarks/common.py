@@ -1,0 +1,123 @@
+"""Shared plumbing for the side-by-side benchmark scripts.
+
+Every script states the machine, runs OpenVINO's ``benchmark_app`` (the
+reference) in the same run as yolo-ov, and writes ``results/<name>.json`` and
+``results/<name>.md``. Import from a script with::
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks.common import ...
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model, core count, Python/OpenVINO versions and the date: stated with every figure."""
+    import openvino as ov
+
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "openvino": ov.get_version(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+
+
+def benchmark_app_path() -> str:
+    exe = shutil.which("benchmark_app", path=str(Path(sys.executable).parent)) or shutil.which("benchmark_app")
+    if exe is None:
+        raise SystemExit("benchmark_app not found: it ships with the openvino package (pip install openvino)")
+    return exe
+
+
+_PATTERNS = {
+    "read_ms": r"Read model took\s+([\d.]+)\s*ms",
+    "compile_ms": r"Compile model took\s+([\d.]+)\s*ms",
+    "first_inference_ms": r"First inference took\s+([\d.]+)\s*ms",
+    "iterations": r"Count:\s+(\d+)\s+iterations",
+    "duration_ms": r"Duration:\s+([\d.]+)\s*ms",
+    "latency_median_ms": r"Median:\s+([\d.]+)\s*ms",
+    "latency_average_ms": r"Average:\s+([\d.]+)\s*ms",
+    "latency_min_ms": r"Min:\s+([\d.]+)\s*ms",
+    "latency_max_ms": r"Max:\s+([\d.]+)\s*ms",
+    "fps": r"Throughput:\s+([\d.]+)\s*FPS",
+    "nireq": r"NUMBER_OF_INFER_REQUESTS:\s+(\d+)|infer requests?:?\s+(\d+)",
+    "streams": r"NUM_STREAMS:\s+(\d+)",
+}
+
+
+def parse_benchmark_app(text: str) -> dict[str, float]:
+    """The figures benchmark_app prints, by stable names."""
+    out: dict[str, float] = {}
+    for key, pattern in _PATTERNS.items():
+        m = re.search(pattern, text)
+        if m:
+            value = next(g for g in m.groups() if g is not None)
+            out[key] = float(value)
+    if "fps" not in out:
+        raise RuntimeError(f"could not parse benchmark_app output:\n{text[-2000:]}")
+    return out
+
+
+def run_benchmark_app(model_xml: Path, hint: str, seconds: int, *extra: str) -> dict[str, float]:
+    """Run benchmark_app on the CPU and return its parsed figures."""
+    cmd = [benchmark_app_path(), "-m", str(model_xml), "-d", "CPU", "-hint", hint, "-t", str(seconds), *extra]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark_app failed ({' '.join(cmd)}):\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    return parse_benchmark_app(proc.stdout)
+
+
+def median(values: list[float]) -> float:
+    return float(statistics.median(values))
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = (len(ordered) - 1) * q / 100
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def write_results(name: str, data: dict[str, Any], markdown: str) -> tuple[Path, Path]:
+    """Write ``results/<name>.json`` and ``results/<name>.md``; return both paths."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    json_path = RESULTS / f"{name}.json"
+    md_path = RESULTS / f"{name}.md"
+    json_path.write_text(json.dumps(data, indent=2) + "\n")
+    md_path.write_text(markdown.rstrip() + "\n")
+    return json_path, md_path
+
+
+def machine_line(info: dict[str, Any]) -> str:
+    return (
+        f"Machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}, "
+        f"OpenVINO {info['openvino'].split('-')[0]}; measured {info['date']}."
+    )
