@@ -19,7 +19,7 @@ import numpy as np
 from .config import DetectConfig, Mode, RuntimeConfig
 from .errors import ConfigError, InputError
 from .images import ImageInput, describe_source, load_image
-from .model import ModelInfo
+from .pipeline import Pipeline, PipelineConfig, RunStats, StreamRun
 from .postprocess import postprocess
 from .preprocess import letterbox
 from .results import Detections, Failure, Timings
@@ -143,9 +143,60 @@ class Detector:
             except InputError as exc:
                 yield Failure(exc.source or describe_source(image), str(exc))
 
+    # -- the throughput path (see yolo_ov.pipeline) -----------------------
+    def pipeline(self, config: PipelineConfig | None = None) -> Pipeline:
+        """The throughput pipeline on this compiled model, created once and reused.
+
+        Passing a different ``config`` replaces it (new request queues, same
+        compiled model).
+        """
+        current: Pipeline | None = getattr(self, "_pipeline", None)
+        if current is not None and (config is None or config == current.config):
+            return current
+        if current is not None:
+            current.close()
+        self._pipeline = Pipeline(self, config)
+        return self._pipeline
+
+    def stream(
+        self,
+        source: Any,
+        *,
+        ordered: bool = True,
+        with_images: bool = False,
+        drop: str | None = "auto",
+        config: PipelineConfig | None = None,
+    ) -> StreamRun:
+        """Detect objects in a source with many requests in flight; yields results.
+
+        ``source``: image files, folders, globs, video files, camera indices,
+        RTSP/HTTP URLs, arrays, or any iterable of frames (see
+        :func:`yolo_ov.sources.open_source`). Results come in input order
+        (``ordered=False``: as completed); every input yields one
+        :class:`Detections` or one :class:`Failure`. Use a ``throughput``
+        mode Detector for speed; a latency-mode one works but has one stream.
+
+        Example:
+            >>> det = Detector("yolov8n_openvino_model", mode="throughput")  # doctest: +SKIP
+            >>> for r in det.stream("video.mp4"):  # doctest: +SKIP
+            ...     print(r.stream, r.frame, len(r))
+        """
+        return self.pipeline(config).stream(source, ordered=ordered, with_images=with_images, drop=drop)
+
+    def stream_callback(
+        self, source: Any, callback: Any, *, drop: str | None = "auto", config: PipelineConfig | None = None
+    ) -> RunStats:
+        """OpenVINO's callback style: ``callback(result)`` runs on a worker thread as each
+        result completes (completion order); returns the run's counters when all are done."""
+        return self.pipeline(config).run_callback(source, callback, drop=drop)
+
     # -- lifetime --------------------------------------------------------
     def close(self) -> None:
-        """Release the compiled model."""
+        """Release the compiled model (and the throughput pipeline, if one was started)."""
+        pipeline: Pipeline | None = getattr(self, "_pipeline", None)
+        if pipeline is not None:
+            pipeline.close()
+            self._pipeline = None
         self._engine.close()
 
     def __enter__(self) -> Detector:

@@ -1,24 +1,79 @@
-"""Expand what the user names (files, folders, globs) into a stream of inputs.
+"""Expand what the user names into a stream of :class:`SourceItem` frames.
 
-A folder is searched recursively for common image types; a glob is expanded
-(``**`` recursive); a plain file is taken as is, whatever its suffix, so a
-non-image file gets a clear decode error rather than being skipped. A name
-that matches nothing yields an :class:`~yolo_ov.errors.InputError` item in
-place, so multi-item runs report it and go on.
+Accepted sources:
+
+* image files, folders (searched recursively), globs (``**`` recursive);
+* video files (by suffix), read frame by frame through ``cv2.VideoCapture``;
+* live sources: a camera index (``0`` or ``"0"``) or an ``rtsp://``,
+  ``rtmp://``, ``http(s)://``, ``udp://`` or ``tcp://`` URL;
+* a numpy array (one image), a list of any of the above, or any Python
+  iterable of frames (arrays, bytes or paths).
+
+Several live sources given together run at once: each gets a reader thread
+and its results carry its ``stream`` index and the frame's ``frame`` index.
+Live sources use the ``latest`` frame-drop policy by default: a reader thread
+keeps only the newest frame, so a slow device infers the newest picture and
+never falls behind real time; how many frames were skipped is counted per
+stream. Files are never dropped from.
+
+A name that matches nothing, or a video that cannot be opened, yields an
+:class:`~yolo_ov.errors.InputError` item in place, so multi-item runs report
+it and go on. Pure OpenCV/numpy: nothing here imports OpenVINO.
 """
 
 from __future__ import annotations
 
 import glob
+import threading
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from .errors import InputError
-from .images import IMAGE_SUFFIXES
+import cv2
+import numpy as np
 
-__all__ = ["iter_image_files"]
+from .errors import ConfigError, InputError
+from .images import IMAGE_SUFFIXES, describe_source
+
+__all__ = [
+    "LIVE_SCHEMES",
+    "VIDEO_SUFFIXES",
+    "FrameSource",
+    "LatestFrames",
+    "SourceItem",
+    "iter_image_files",
+    "open_source",
+]
 
 _GLOB_CHARS = frozenset("*?[")
+
+#: File suffixes read as videos through ``cv2.VideoCapture``.
+VIDEO_SUFFIXES = frozenset(
+    {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".asf", ".gif"}
+)
+#: URL schemes treated as live streams.
+LIVE_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
+
+DROP_POLICIES = ("latest",)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceItem:
+    """One input to the pipeline.
+
+    Attributes:
+        data: what to decode (path, bytes, BGR array) or the
+            :class:`InputError` that stands for an input that could not be read.
+        source: the name results and errors use (path, URL, ``<array ...>``).
+        stream: which stream a video/camera frame came from (``None`` for images).
+        frame: the frame's index within its stream (``None`` for images).
+    """
+
+    data: Any
+    source: str
+    stream: int | None = None
+    frame: int | None = None
 
 
 def iter_image_files(specs: Iterable[str | Path]) -> Iterator[Path | InputError]:
@@ -42,3 +97,286 @@ def iter_image_files(specs: Iterable[str | Path]) -> Iterator[Path | InputError]
             yield path
         else:
             yield InputError(f"{text}: no such file or folder", text)
+
+
+def is_live(spec: Any) -> bool:
+    """A camera index or a stream URL (``rtsp://``, ``http://``, ...)."""
+    if isinstance(spec, int) and not isinstance(spec, bool):
+        return True
+    if isinstance(spec, str):
+        return spec.isdigit() or spec.lower().startswith(LIVE_SCHEMES)
+    return False
+
+
+def is_video_file(spec: Any) -> bool:
+    return isinstance(spec, (str, Path)) and Path(str(spec)).suffix.lower() in VIDEO_SUFFIXES and not is_live(spec)
+
+
+class FrameSource:
+    """An iterable of :class:`SourceItem` plus what the pipeline needs to know about it.
+
+    Attributes:
+        live: frames arrive in real time (camera/URL); the pipeline keeps
+            fewer frames in flight so the newest frame is always next.
+        video: frames come from videos or cameras (one aspect ratio per
+            stream: shape specialisation is on by default).
+        skipped: frames dropped by the ``latest`` policy, per stream index.
+    """
+
+    def __init__(self, items: Iterable[SourceItem], *, live: bool = False, video: bool = False,
+                 closers: list[Any] | None = None, skipped: dict[int, int] | None = None) -> None:
+        self._items = items
+        self.live = live
+        self.video = video
+        self._closers = closers or []
+        self.skipped: dict[int, int] = skipped if skipped is not None else {}
+
+    def __iter__(self) -> Iterator[SourceItem]:
+        return iter(self._items)
+
+    @property
+    def total_skipped(self) -> int:
+        return sum(self.skipped.values())
+
+    def close(self) -> None:
+        """Stop reader threads and release captures (idempotent)."""
+        for closer in self._closers:
+            closer.close()
+
+    def __enter__(self) -> FrameSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_source(source: Any, *, drop: str | None = "auto", live: bool | None = None) -> FrameSource:
+    """Turn ``source`` into a :class:`FrameSource`.
+
+    Args:
+        source: a path/folder/glob, video file, camera index, URL, numpy
+            array, a list of these, or any iterable of frames.
+        drop: frame-drop policy for live sources: ``"auto"`` (``latest`` for
+            live sources, none for files), ``"latest"`` or ``None`` (keep
+            every frame).
+        live: force the live treatment on (e.g. for a generator fed by a
+            camera SDK) or off; default: cameras and URLs are live.
+
+    Example:
+        >>> src = open_source([np.zeros((48, 64, 3), np.uint8)] * 2)
+        >>> [item.source for item in src]
+        ['<array 48x64x3 uint8>', '<array 48x64x3 uint8>']
+    """
+    if drop not in ("auto", None, *DROP_POLICIES):
+        raise ConfigError(f"drop={drop!r}: expected 'latest' or None")
+    if isinstance(source, FrameSource):
+        return source
+    specs = _as_specs(source)
+    if specs is None:  # an arbitrary iterable of frames
+        is_live_src = bool(live)
+        policy = _policy(drop, is_live_src)
+        items = (SourceItem(f, describe_source(f), 0 if is_live_src else None, i if is_live_src else None)
+                 for i, f in enumerate(source))
+        if policy == "latest":
+            reader = LatestFrames([_frames_of_iterable(source)], names=["<iterable>"])
+            return FrameSource(reader, live=True, video=True, closers=[reader], skipped=reader.skipped)
+        return FrameSource(items, live=is_live_src)
+    live_specs = [s for s in specs if is_live(s)]
+    if live_specs:
+        if len(live_specs) != len(specs):
+            raise ConfigError("mix of live streams and files/images: run them separately")
+        policy = _policy(drop, True if live is None else live)
+        names = [str(s) for s in specs]
+        if policy == "latest":
+            reader = LatestFrames([_capture_frames(s) for s in specs], names=names)
+            return FrameSource(reader, live=True, video=True, closers=[reader], skipped=reader.skipped)
+        return FrameSource(_interleave([_capture_frames(s) for s in specs], names), live=True, video=True)
+    videos = [s for s in specs if is_video_file(s)]
+    if videos:
+        if len(videos) != len(specs):
+            raise ConfigError("mix of video files and images: run them separately")
+        policy = _policy(drop, bool(live))
+        names = [str(s) for s in specs]
+        if policy == "latest":  # a file forced to behave live (e.g. a recording replayed as a camera)
+            reader = LatestFrames([_capture_frames(s) for s in specs], names=names)
+            return FrameSource(reader, live=True, video=True, closers=[reader], skipped=reader.skipped)
+        return FrameSource(_sequential_videos(specs), live=bool(live), video=True)
+    return FrameSource(_image_items(specs), live=bool(live))
+
+
+def _policy(drop: str | None, live: bool) -> str | None:
+    if drop == "auto":
+        return "latest" if live else None
+    return drop
+
+
+def _as_specs(source: Any) -> list[Any] | None:
+    """A list of path/URL/camera/array specs, or ``None`` for a generic iterable of frames."""
+    if isinstance(source, (str, Path, int, np.ndarray, bytes, bytearray)):
+        return [source]
+    if isinstance(source, (list, tuple)):
+        if all(isinstance(s, (str, Path, int)) and not isinstance(s, bool) for s in source):
+            return list(source)
+        return None
+    if isinstance(source, Iterable):
+        return None
+    raise ConfigError(f"unsupported source type {type(source).__name__}: pass paths, URLs, arrays or an iterable")
+
+
+def _image_items(specs: list[Any]) -> Iterator[SourceItem]:
+    for spec in specs:
+        if isinstance(spec, (np.ndarray, bytes, bytearray)):
+            yield SourceItem(spec, describe_source(spec))
+            continue
+        for item in iter_image_files([spec]):
+            if isinstance(item, InputError):
+                yield SourceItem(item, item.source or str(spec))
+            else:
+                yield SourceItem(item, str(item))
+
+
+def _open_capture(spec: Any) -> cv2.VideoCapture:
+    name = str(spec)
+    target = int(spec) if isinstance(spec, int) or (isinstance(spec, str) and spec.isdigit()) else name
+    if isinstance(target, str) and not is_live(target) and not Path(target).exists():
+        raise InputError(f"{name}: no such video file", name)
+    cap = cv2.VideoCapture(target)
+    if not cap.isOpened():
+        cap.release()
+        what = "camera" if isinstance(target, int) else "video or stream"
+        raise InputError(f"{name}: cannot open {what} with OpenCV (check the path/URL/index and codecs)", name)
+    return cap
+
+
+def _capture_frames(spec: Any) -> Iterator[np.ndarray | InputError]:
+    """Frames of one capture; an :class:`InputError` item when it cannot be opened."""
+    try:
+        cap = _open_capture(spec)
+    except InputError as exc:
+        yield exc
+        return
+    try:
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                return
+            yield frame
+    finally:
+        cap.release()
+
+
+def _frames_of_iterable(frames: Iterable[Any]) -> Iterator[Any]:
+    yield from frames
+
+
+def _sequential_videos(specs: list[Any]) -> Iterator[SourceItem]:
+    for stream, spec in enumerate(specs):
+        name = str(spec)
+        for index, frame in enumerate(_capture_frames(spec)):
+            if isinstance(frame, InputError):
+                yield SourceItem(frame, name, stream, None)
+            else:
+                yield SourceItem(frame, name, stream, index)
+
+
+def _interleave(readers: list[Iterator[Any]], names: list[str]) -> Iterator[SourceItem]:
+    """Round-robin over several streams, keeping every frame (no drop policy)."""
+    active = {i: (r, 0) for i, r in enumerate(readers)}
+    while active:
+        for i in list(active):
+            reader, index = active[i]
+            frame = next(reader, None)
+            if frame is None:
+                del active[i]
+                continue
+            if isinstance(frame, InputError):
+                yield SourceItem(frame, names[i], i, None)
+                del active[i]
+                continue
+            active[i] = (reader, index + 1)
+            yield SourceItem(frame, names[i], i, index)
+
+
+class LatestFrames:
+    """The ``latest`` frame-drop policy over one or more frame iterators.
+
+    One reader thread per stream pulls frames as fast as they come and keeps
+    only the newest; iterating yields, round-robin over streams, the newest
+    frame not yet yielded. A frame replaced before it was taken is counted in
+    :attr:`skipped` (per stream). Iteration ends when every stream has ended.
+    """
+
+    def __init__(self, readers: list[Iterator[Any]], *, names: list[str]) -> None:
+        self._names = names
+        self._cond = threading.Condition()
+        self._latest: list[tuple[int, Any] | None] = [None] * len(readers)
+        self._ended = [False] * len(readers)
+        self._stop = threading.Event()
+        self.skipped: dict[int, int] = dict.fromkeys(range(len(readers)), 0)
+        self._threads = [
+            threading.Thread(target=self._read, args=(i, r), name=f"yolo-ov-reader-{i}", daemon=True)
+            for i, r in enumerate(readers)
+        ]
+        self._started = False
+        self._next = 0
+
+    def _read(self, stream: int, reader: Iterator[Any]) -> None:
+        index = 0
+        try:
+            for frame in reader:
+                if self._stop.is_set():
+                    break
+                with self._cond:
+                    if isinstance(frame, InputError):
+                        self._latest[stream] = (-1, frame)
+                    else:
+                        if self._latest[stream] is not None:
+                            self.skipped[stream] += 1
+                        self._latest[stream] = (index, frame)
+                        index += 1
+                    self._cond.notify_all()
+                if isinstance(frame, InputError):
+                    break
+        except Exception as exc:  # noqa: BLE001 - a broken stream becomes an error record, not a dead thread
+            with self._cond:
+                self._latest[stream] = (-1, InputError(f"{self._names[stream]}: stream failed ({exc})",
+                                                       self._names[stream]))
+        finally:
+            close = getattr(reader, "close", None)
+            if close is not None:
+                close()
+            with self._cond:
+                self._ended[stream] = True
+                self._cond.notify_all()
+
+    def __iter__(self) -> Iterator[SourceItem]:
+        if not self._started:
+            self._started = True
+            for t in self._threads:
+                t.start()
+        n = len(self._threads)
+        while True:
+            with self._cond:
+                while True:
+                    ready = [i for i in range(n) if self._latest[(self._next + i) % n] is not None]
+                    if ready:
+                        stream = (self._next + ready[0]) % n
+                        index, frame = self._latest[stream]  # type: ignore[misc]
+                        self._latest[stream] = None
+                        self._next = (stream + 1) % n
+                        break
+                    if all(self._ended) or self._stop.is_set():
+                        return
+                    self._cond.wait(0.1)
+            if isinstance(frame, InputError):
+                yield SourceItem(frame, self._names[stream], stream, None)
+            else:
+                yield SourceItem(frame, self._names[stream], stream, index)
+
+    def close(self) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        for t in self._threads:
+            if t.is_alive():
+                t.join(timeout=2.0)

@@ -1,0 +1,84 @@
+"""Settings of the throughput pipeline: one frozen, keyword-only object."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+
+__all__ = ["DEFAULT_WORKERS", "PipelineConfig", "Specialize"]
+
+#: Host threads for decode/letterbox/post-processing. Measured on a 2-core
+#: CPU (see benchmarks/results/throughput.md): one worker keeps both
+#: inference streams fed for in-memory frames and JPEG folders alike, and a
+#: second one only competes with inference for the cores.
+DEFAULT_WORKERS = 1
+
+
+class Specialize(str, enum.Enum):
+    """Shape specialisation: compile the model for the letterbox a source needs.
+
+    ``AUTO``: on for videos/cameras (one exact shape per stream) and for image
+    folders (a few bucketed shapes), off in latency mode. ``OFF``: always the
+    model's own input shape. ``ON``: like ``AUTO`` but also in latency mode.
+    """
+
+    AUTO = "auto"
+    ON = "on"
+    OFF = "off"
+
+    @classmethod
+    def parse(cls, value: str | bool | Specialize | None) -> Specialize:
+        if isinstance(value, Specialize):
+            return value
+        if value is None:
+            return cls.AUTO
+        if isinstance(value, bool):
+            return cls.ON if value else cls.OFF
+        try:
+            return cls(str(value).strip().lower())
+        except ValueError:
+            raise ConfigError(f"specialize={value!r}: expected 'auto', 'on', 'off' or a bool") from None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PipelineConfig:
+    """How the throughput pipeline runs.
+
+    Attributes:
+        ordered: yield results in input order (default); ``False`` yields
+            each as soon as it is done.
+        num_requests: inference requests in flight (default: the compiled
+            model's ``OPTIMAL_NUMBER_OF_INFER_REQUESTS``, or the runtime
+            config's ``num_requests``).
+        workers: host threads for decode, letterbox and post-processing.
+        max_pending: most inputs between being read and being yielded
+            (default: a few per request; fewer for live sources so the
+            newest frame is always next). Bounds memory on endless sources.
+        timeout_s: a request not answered within this many seconds raises
+            :class:`~yolo_ov.errors.InferenceError` instead of hanging.
+        specialize: shape specialisation (see :class:`Specialize`).
+        max_shapes: most extra compiled input shapes kept for one pipeline.
+    """
+
+    ordered: bool = True
+    num_requests: int | None = None
+    workers: int = DEFAULT_WORKERS
+    max_pending: int | None = None
+    timeout_s: float = 60.0
+    specialize: Specialize = Specialize.AUTO
+    max_shapes: int = 4
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "specialize", Specialize.parse(self.specialize))
+        for name in ("num_requests", "max_pending"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.workers, int) or isinstance(self.workers, bool) or self.workers < 1:
+            raise ConfigError(f"workers must be a positive integer, got {self.workers!r}")
+        if not isinstance(self.max_shapes, int) or self.max_shapes < 0:
+            raise ConfigError(f"max_shapes must be a non-negative integer, got {self.max_shapes!r}")
+        if not float(self.timeout_s) > 0:
+            raise ConfigError(f"timeout_s must be positive, got {self.timeout_s!r}")
