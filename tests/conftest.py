@@ -61,3 +61,16 @@ def onnx_model(shared: SharedAssets, tmp_path_factory: pytest.TempPathFactory) -
     shutil.copy(shared.pt_model, pt)
     out = YOLO(str(pt)).export(format="onnx", imgsz=640, simplify=False, verbose=False)
     return Path(out)
+
+
+@pytest.fixture(scope="session")
+def video_16x9(shared: SharedAssets, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A short 640x360 (16:9) MJPG video written from coco96 images (not committed)."""
+    import cv2
+
+    path = tmp_path_factory.mktemp("video") / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (640, 360))
+    for image in shared.coco96_images[:12]:
+        writer.write(cv2.resize(cv2.imread(str(image)), (640, 360)))
+    writer.release()
+    return path

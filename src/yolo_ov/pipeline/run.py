@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 
 Result = Detections | Failure
 _POLL_S = 0.1
+#: How long close() waits for a source blocked in a read (a camera) to return.
+_JOIN_S = 5.0
 
 
 @dataclass
@@ -366,9 +368,9 @@ class StreamRun:
         self._closed = True
         self._stop.set()
         self._source.close()
-        self._feeder.join(timeout=self._timeout)
+        self._feeder.join(timeout=_JOIN_S)
         if self._feeder.is_alive():
-            log.warning("the source did not return within %.0f s; its reader thread is left behind", self._timeout)
+            log.warning("the source did not return within %.0f s; its reader thread is left behind", _JOIN_S)
         deadline = time.perf_counter() + self._timeout
         with self._cond:
             while self._inflight and time.perf_counter() < deadline:
