@@ -1,0 +1,153 @@
+"""Sources (videos, iterables, live policy) and sinks (COCO JSON, video), and predict's throughput path."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from yolo_ov import ConfigError, Detections, Failure, InputError
+from yolo_ov.cli import app
+from yolo_ov.sinks import CocoJsonSink, VideoSink
+from yolo_ov.sources import is_live, open_source
+
+runner = CliRunner()
+
+
+def _invoke(*args):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_video_file_frames_are_tagged(video_16x9):
+    src = open_source(str(video_16x9))
+    items = list(src)
+    assert src.video and not src.live
+    assert len(items) == 12
+    assert [(i.stream, i.frame) for i in items] == [(0, k) for k in range(12)]
+    assert items[0].data.shape == (360, 640, 3)
+
+
+def test_missing_or_unreadable_video_is_an_error_item(tmp_path):
+    items = list(open_source(str(tmp_path / "nope.mp4")))
+    assert len(items) == 1 and isinstance(items[0].data, InputError) and "no such video" in str(items[0].data)
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video")
+    items = list(open_source(str(junk)))
+    assert len(items) == 1 and isinstance(items[0].data, InputError)
+
+
+@pytest.mark.parametrize(
+    ("spec", "live"),
+    [(0, True), ("1", True), ("rtsp://cam/stream", True), ("http://host/video.mjpg", True),
+     ("clip.mp4", False), ("images/", False)],
+)
+def test_live_detection(spec, live):
+    assert is_live(spec) is live
+
+
+def test_mixing_live_and_files_is_a_config_error(video_16x9):
+    with pytest.raises(ConfigError, match="mix"):
+        open_source(["rtsp://cam/1", str(video_16x9)])
+    with pytest.raises(ConfigError, match="drop"):
+        open_source([str(video_16x9)], drop="oldest")
+
+
+def test_iterables_and_arrays(shared):
+    img = cv2.imread(str(shared.coco96_images[0]))
+    assert [i.source for i in open_source(img)] == ["<array 480x640x3 uint8>"]
+    gen = (img for _ in range(3))
+    assert len(list(open_source(gen))) == 3
+    assert len(list(open_source([img, img]))) == 2
+    assert [i.source for i in open_source([shared.coco96_images[0]])] == [str(shared.coco96_images[0])]
+
+
+def _det(boxes, conf, cls, source="x/000000000042.jpg", **kw) -> Detections:
+    return Detections(np.array(boxes, np.float32).reshape(-1, 4), np.array(conf, np.float32),
+                      np.array(cls, np.int32), {0: "person", 1: "bicycle"}, (100, 200), source, **kw)
+
+
+def test_coco_sink_writes_results_json(tmp_path):
+    path = tmp_path / "res.json"
+    with CocoJsonSink(path, category_ids=[1, 2]) as sink:
+        sink.write(_det([[10, 20, 50, 80], [0, 0, 5, 5]], [0.9, 0.5], [0, 1]))
+        sink.write(Failure("bad.jpg", "broken"))
+        sink.write(_det([], [], [], source="y/cat.png"))
+        sink.write(_det([[1, 2, 3, 4]], [0.3], [1], source="v.mp4", stream=0, frame=7))
+    data = json.loads(path.read_text())
+    assert data[0] == {"image_id": 42, "category_id": 1, "bbox": [10.0, 20.0, 40.0, 60.0], "score": 0.9}
+    assert data[1]["category_id"] == 2
+    assert data[2]["image_id"] == "v_0_7"
+    assert len(data) == 3
+
+
+def test_video_sink_writes_one_playable_file_per_stream(tmp_path, video_16x9):
+    frame = np.full((360, 640, 3), 90, np.uint8)
+    with VideoSink(tmp_path / "out.avi", fps=10) as sink:
+        for k in range(5):
+            sink.write(_det([[10, 10, 100, 100]], [0.8], [0], stream=0, frame=k), frame)
+        sink.write(_det([[10, 10, 100, 100]], [0.8], [0], stream=1, frame=0), frame)
+    cap = cv2.VideoCapture(str(tmp_path / "out.avi"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
+    ok, first = cap.read()
+    cap.release()
+    assert ok and first.shape == (360, 640, 3)
+    assert (tmp_path / "out_s1.avi").exists()
+    with pytest.raises(ConfigError, match="must end in"):
+        VideoSink(tmp_path / "out.gif")
+
+
+def test_predict_folder_defaults_to_throughput_and_matches_latency(shared, tmp_path):
+    images = shared.coco96_images[:8]
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for p in images:
+        (folder / p.name).write_bytes(p.read_bytes())
+    tp, lat = tmp_path / "tp.jsonl", tmp_path / "lat.jsonl"
+    r1 = _invoke("predict", folder, "-m", shared.fp32_model, "--save-json", tp, "--no-specialize", "-q")
+    assert r1.exit_code == 0, r1.output
+    assert "(throughput, pipeline 640x640:8" in r1.output
+    r2 = _invoke("predict", folder, "-m", shared.fp32_model, "--save-json", lat, "--mode", "latency", "-q")
+    assert r2.exit_code == 0 and "(latency, CPU)" in r2.output
+    a = [json.loads(x) for x in tp.read_text().splitlines()]
+    b = [json.loads(x) for x in lat.read_text().splitlines()]
+    assert [x["source"] for x in a] == [x["source"] for x in b] == [str(folder / p.name) for p in images]
+    for x, y in zip(a, b, strict=True):
+        assert len(x["detections"]) == len(y["detections"])
+        for dx, dy in zip(x["detections"], y["detections"], strict=True):
+            np.testing.assert_allclose(dx["box"], dy["box"], rtol=1e-3, atol=0.02)
+
+
+def test_predict_single_image_defaults_to_latency(shared):
+    result = _invoke("predict", shared.coco96_images[0], "-m", shared.fp32_model)
+    assert result.exit_code == 0 and "(latency, CPU)" in result.output
+
+
+def test_predict_video_writes_frames_coco_and_annotated_video(shared, video_16x9, tmp_path):
+    jsonl, coco, video = tmp_path / "v.jsonl", tmp_path / "v.json", tmp_path / "v.mp4"
+    result = _invoke("predict", video_16x9, "-m", shared.int8_model, "--save-json", jsonl, "--save-coco", coco,
+                     "--save-video", video, "-q")
+    assert result.exit_code == 0, result.output
+    assert "pipeline 384x640:12" in result.output
+    records = [json.loads(x) for x in jsonl.read_text().splitlines()]
+    assert [(r["stream"], r["frame"]) for r in records] == [(0, k) for k in range(12)]
+    entries = json.loads(coco.read_text())
+    assert len(entries) == sum(len(r["detections"]) for r in records) > 0
+    cap = cv2.VideoCapture(str(video))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
+    cap.release()
+
+
+def test_predict_throughput_records_failures_and_exits_1(shared, tmp_path):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\nnope")
+    out = tmp_path / "p.jsonl"
+    result = _invoke("predict", shared.coco96_images[0], bad, shared.coco96_images[1], "-m", shared.fp32_model,
+                     "--mode", "throughput", "--save-json", out)
+    assert result.exit_code == 1
+    records = [json.loads(x) for x in out.read_text().splitlines()]
+    assert ["error" in r for r in records] == [False, True, False]
+    assert records[1]["source"] == str(bad)
+    assert "1 failed" in result.output
