@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import info, predict  # noqa: F401 - importing registers the commands
+from . import compare, export, info, predict, val  # noqa: F401 - importing registers the commands
 from ._app import app
 
 __all__ = ["app", "main"]

@@ -1,0 +1,142 @@
+"""Accuracy and speed of several models side by side, in one run.
+
+Each model is validated on the same dataset with the same settings
+(:func:`yolo_ov.validate.validate`), one after the other, so the mAP and
+images/s columns are directly comparable. The chart (mAP50-95 against
+images/s) needs matplotlib (the ``val`` extra), imported only when drawn.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import RuntimeConfig
+from .dataset import YoloDataset, load_dataset
+from .errors import MissingExtraError
+from .validate import ValResult, validate
+
+__all__ = ["Comparison", "compare_models", "plot_comparison", "table_rows"]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One row: a model's label, precision (from its metadata) and validation result."""
+
+    label: str
+    model: str
+    precision: str
+    result: ValResult
+
+    def to_dict(self) -> dict[str, Any]:
+        r = self.result
+        return {
+            "label": self.label, "model": self.model, "precision": self.precision,
+            "map50_95": round(r.map50_95, 6), "map50": round(r.map50, 6),
+            "images_per_s": None if r.images_per_s is None else round(r.images_per_s, 2),
+            "images": r.images, "instances": r.instances, "settings": r.settings,
+        }
+
+
+def compare_models(
+    models: Sequence[str | os.PathLike[str]],
+    dataset: YoloDataset | str | os.PathLike[str],
+    *,
+    imgsz: int | tuple[int, int] | None = None,
+    conf: float = 0.001,
+    iou: float = 0.7,
+    runtime: RuntimeConfig | None = None,
+    on_model: Callable[[int, str], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Comparison]:
+    """Validate each model on ``dataset`` with identical settings; one :class:`Comparison` per model."""
+    ds = dataset if isinstance(dataset, YoloDataset) else load_dataset(dataset)
+    labels = _labels([Path(m) for m in models])
+    rows = []
+    for i, (model, label) in enumerate(zip(models, labels, strict=True)):
+        if on_model is not None:
+            on_model(i, label)
+        result = validate(model, ds, imgsz=imgsz, conf=conf, iou=iou, runtime=runtime, progress=progress)
+        rows.append(Comparison(label, str(model), _precision(result.model), result))
+    return rows
+
+
+def table_rows(rows: Sequence[Comparison]) -> list[list[str]]:
+    """Header + one row per model; speed relative to the first model."""
+    base = rows[0].result.images_per_s if rows else None
+    out = [["model", "precision", "mAP50-95", "mAP50", "images/s", "speed vs first"]]
+    for row in rows:
+        r = row.result
+        speed = f"{r.images_per_s:.1f}" if r.images_per_s else "-"
+        rel = f"{r.images_per_s / base:.2f}x" if r.images_per_s and base else "-"
+        out.append([row.label, row.precision, f"{r.map50_95:.4f}", f"{r.map50:.4f}", speed, rel])
+    return out
+
+
+def plot_comparison(rows: Sequence[Comparison], path: str | os.PathLike[str], *, title: str = "") -> Path:
+    """Save a PNG of mAP50-95 (y) against images/s (x), one labelled point per model."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise MissingExtraError("matplotlib", "val", "Drawing the comparison chart") from exc
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    try:
+        for row in rows:
+            x = row.result.images_per_s or 0.0
+            ax.scatter([x], [row.result.map50_95], s=60)
+            ax.annotate(f"{row.label} ({row.precision})", (x, row.result.map50_95),
+                        textcoords="offset points", xytext=(6, 6), fontsize=8)
+        ax.set_xlabel("images/s (end to end, one request at a time)")
+        ax.set_ylabel("COCO mAP50-95")
+        ax.set_title(title or "accuracy vs speed")
+        ax.grid(alpha=0.3)
+        ax.margins(x=0.25, y=0.25)
+        out = Path(path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.tight_layout()
+        fig.savefig(out)
+    finally:
+        plt.close(fig)
+    return out
+
+
+def _labels(paths: list[Path]) -> list[str]:
+    """Short distinct names: the folder (or file) name, with the parent added on a clash."""
+    names = [p.name if p.name else str(p) for p in paths]
+    if len(set(names)) < len(names):
+        names = [f"{p.parent.name}/{p.name}" for p in paths]
+    return names
+
+
+def _precision(model_path: str | None) -> str:
+    """``precision`` from the export's metadata.yaml, else inferred from the graph's weights."""
+    if not model_path:
+        return "?"
+    import yaml
+
+    meta_path = Path(model_path).parent / "metadata.yaml"
+    if meta_path.exists():
+        try:
+            meta = yaml.safe_load(meta_path.read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            meta = {}
+        if isinstance(meta, dict) and meta.get("precision"):
+            return str(meta["precision"])
+    return _precision_from_graph(Path(model_path))
+
+
+def _precision_from_graph(xml: Path) -> str:
+    if xml.suffix != ".xml":
+        return "fp32"
+    text = xml.read_text(errors="ignore")
+    if 'type="FakeQuantize"' in text:
+        return "int8"
+    if 'element_type="f16"' in text:
+        return "fp16"
+    return "fp32"

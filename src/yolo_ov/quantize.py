@@ -1,0 +1,352 @@
+"""INT8 post-training quantization of a YOLO detector with NNCF.
+
+What matters for accuracy, and why it is done this way:
+
+* **Calibration data is pre-processed exactly as inference does**: the image
+  is decoded by :func:`~yolo_ov.images.load_image`, letterboxed by
+  :func:`~yolo_ov.preprocess.letterbox`, then turned into the float ``NCHW``
+  RGB tensor scaled by ``float32(1/255)`` that the exported graph expects (the
+  same arithmetic the runtime compiles into the graph). Activation ranges are
+  therefore measured on the very values the model will see.
+* **The detection head's decode stays in float.** The box arithmetic (DFL
+  softmax and its fixed 1x1 convolution, anchor offsets, stride multiply) and
+  the class sigmoid turn small quantization errors into pixel offsets and
+  score shifts. :func:`head_ignored_scope` finds that subgraph *structurally*:
+  every operation between the model output and the last learned convolutions.
+  On Ultralytics' own exports this is exactly the set its exporter ignores
+  (``export_openvino``: the Sigmoid plus ``model.<head>/*`` and its ``dfl``),
+  and unlike a name pattern it also works for ONNX-converted graphs.
+* **Preset**: ``mixed`` (symmetric weights, asymmetric activations), chosen by
+  measurement: SiLU activations are not symmetric around zero, and on coco96
+  the ``performance`` preset loses more mAP for no measurable speed gain (see
+  ``benchmarks/bench_int8.py``).
+* ``max_drop`` switches to ``nncf.quantize_with_accuracy_control``: layers
+  are reverted to float, worst first, until the COCO mAP50-95 (measured with
+  :mod:`yolo_ov.validate`) is within ``max_drop`` of the float model's.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import DetectConfig
+from .dataset import ImageLabels, YoloDataset
+from .errors import CalibrationError, InputError, MissingExtraError
+from .images import load_image
+from .model import HeadType
+from .postprocess import postprocess
+from .preprocess import letterbox
+from .results import Detections
+from .validate import evaluate
+
+__all__ = [
+    "RECOMMENDED_CALIB_SIZE",
+    "CalibrationWarning",
+    "QuantizeReport",
+    "head_ignored_scope",
+    "preprocess_for_graph",
+    "quantize_model",
+]
+
+log = logging.getLogger(__name__)
+
+#: NNCF's default calibration subset size; fewer images give noisier activation ranges.
+RECOMMENDED_CALIB_SIZE = 300
+PRESETS = ("mixed", "performance")
+
+_SCALE = np.float32(1.0 / 255.0)
+_CONV_TYPES = frozenset({"Convolution", "GroupConvolution", "MatMul"})
+
+
+class CalibrationWarning(UserWarning):
+    """Calibration ran, but on fewer images than recommended."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class QuantizeReport:
+    """How a model was quantized (written into the export's metadata)."""
+
+    method: str
+    preset: str
+    calibration_images: int
+    calibration_source: str
+    ignored_ops: int
+    fake_quantize_ops: int
+    max_drop: float | None = None
+    float_map50_95: float | None = None
+    int8_map50_95: float | None = None
+    runtime_float_map50_95: float | None = None
+    runtime_int8_map50_95: float | None = None
+    skipped_images: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "method": self.method,
+            "preset": self.preset,
+            "calibration_images": self.calibration_images,
+            "calibration_source": self.calibration_source,
+            "ignored_head_ops": self.ignored_ops,
+            "fake_quantize_ops": self.fake_quantize_ops,
+        }
+        if self.max_drop is not None:
+            out.update(
+                max_drop=self.max_drop,
+                nncf_f32_float_map50_95=self.float_map50_95,
+                nncf_f32_int8_map50_95=self.int8_map50_95,
+                runtime_float_map50_95=self.runtime_float_map50_95,
+                runtime_int8_map50_95=self.runtime_int8_map50_95,
+            )
+        if self.skipped_images:
+            out["skipped_images"] = len(self.skipped_images)
+        return out
+
+
+def preprocess_for_graph(image: Any, imgsz: tuple[int, int]) -> np.ndarray:
+    """One image as the exported graph's input: ``(1, 3, h, w)`` float32 RGB in ``[0, 1]``.
+
+    The host-side twin of the runtime's in-graph pre-processing (BGR->RGB,
+    NHWC->NCHW, multiply by ``float32(1/255)``), after the same letterbox.
+    """
+    frame, _ = letterbox(load_image(image), imgsz)
+    chw = frame[:, :, ::-1].transpose(2, 0, 1)
+    return (chw.astype(np.float32) * _SCALE)[None]
+
+
+def head_ignored_scope(model: Any) -> list[str]:
+    """Names of the operations that decode the head (kept in float when quantizing).
+
+    Walks back from each model output and collects every operation until it
+    reaches a learned convolution (more than one output channel) or that
+    convolution's bias ``Add``. The DFL's fixed 1x1 convolution has a single
+    output channel, so it lands in the scope; shape-only subgraphs
+    (``ShapeOf``) are not followed into the backbone.
+    """
+    names: list[str] = []
+    seen: set[str] = set()
+    stack = [r.input_value(0).get_node() for r in model.get_results()]
+    while stack:
+        node = stack.pop()
+        key = node.get_friendly_name()  # Python wrappers are recreated per access: ids are not stable
+        if key in seen:
+            continue
+        seen.add(key)
+        kind = node.get_type_name()
+        if kind in ("Constant", "Parameter", "ShapeOf", "ShapeOf_3") or _learned_conv(node) or _bias_add(node):
+            continue
+        names.append(node.get_friendly_name())
+        stack.extend(v.get_node() for v in node.input_values())
+    return names
+
+
+def _learned_conv(node: Any) -> bool:
+    if node.get_type_name() not in _CONV_TYPES:
+        return False
+    shape = node.input_value(1).get_partial_shape()
+    if node.get_type_name() == "MatMul":
+        return True
+    return shape.rank.is_static and shape[0].is_static and shape[0].get_length() > 1
+
+
+def _bias_add(node: Any) -> bool:
+    if node.get_type_name() != "Add":
+        return False
+    inputs = [v.get_node() for v in node.input_values()]
+    return any(_learned_conv(n) for n in inputs) and any(n.get_type_name() == "Constant" for n in inputs)
+
+
+def count_fake_quantize(model: Any) -> int:
+    return sum(1 for op in model.get_ops() if op.get_type_name() == "FakeQuantize")
+
+
+def quantize_model(
+    model: Any,
+    images: Sequence[Path],
+    *,
+    imgsz: tuple[int, int],
+    preset: str = "mixed",
+    source: str = "",
+    max_drop: float | None = None,
+    dataset: YoloDataset | None = None,
+    head: HeadType = HeadType.RAW,
+) -> tuple[Any, QuantizeReport]:
+    """Quantize an ``openvino.Model`` (float ``NCHW`` input) to INT8 with NNCF.
+
+    Args:
+        model: the float model as exported (not the runtime-prepared graph).
+        images: calibration images (all of them are used).
+        imgsz: ``(h, w)`` the images are letterboxed to.
+        preset: ``mixed`` (default) or ``performance``.
+        source: where the images came from, for the report.
+        max_drop: the largest absolute mAP50-95 loss accepted; layers are
+            reverted to float until it holds (needs ``dataset``).
+        dataset: the labelled split the mAP is measured on for ``max_drop``.
+        head: the model's output layout (for decoding during validation).
+
+    Raises:
+        CalibrationError: no usable images, or NNCF failed.
+        MissingExtraError: NNCF is not installed.
+    """
+    nncf = _import_nncf()
+    if preset not in PRESETS:
+        raise CalibrationError(f"preset {preset!r} is not one of: {', '.join(PRESETS)}")
+    if not images:
+        raise CalibrationError(f"no calibration images found in {source or 'the given data'}")
+    if len(images) < RECOMMENDED_CALIB_SIZE:
+        warnings.warn(
+            f"calibrating on {len(images)} images from {source or 'the given data'}; "
+            f"at least {RECOMMENDED_CALIB_SIZE} are recommended for stable INT8 accuracy",
+            CalibrationWarning,
+            stacklevel=3,
+        )
+    skipped: list[str] = []
+    usable = _readable(images, skipped)
+    if not usable:
+        raise CalibrationError(f"none of the {len(images)} calibration images from {source} could be read")
+
+    def transform(path: Path) -> np.ndarray:
+        return preprocess_for_graph(path, imgsz)
+
+    calib = nncf.Dataset(usable, transform)
+    scope = head_ignored_scope(model)
+    ignored = nncf.IgnoredScope(names=scope, validate=False) if scope else None
+    nncf_preset = nncf.QuantizationPreset.MIXED if preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE
+    report: dict[str, Any] = {}
+    nncf_log = logging.getLogger("nncf")
+    level = nncf_log.level
+    nncf_log.setLevel(logging.WARNING)  # NNCF logs every op it skips at INFO; its progress bars still show
+    try:
+        if max_drop is None:
+            quantized = nncf.quantize(
+                model.clone(), calib, preset=nncf_preset, subset_size=len(usable), ignored_scope=ignored,
+            )
+        else:
+            if dataset is None:
+                raise CalibrationError("--max-drop needs a labelled dataset to measure the accuracy drop on")
+            validation = _MapValidation(dataset, imgsz, head)
+            val_data = nncf.Dataset(list(dataset.items), lambda item: item)
+            quantized = nncf.quantize_with_accuracy_control(
+                model.clone(), calib, val_data,
+                validation_fn=validation,
+                max_drop=float(max_drop),
+                drop_type=nncf.DropType.ABSOLUTE,
+                preset=nncf_preset,
+                subset_size=len(usable),
+                ignored_scope=ignored,
+            )
+            report["float"], report["int8"] = validation.first, validation.last
+    except CalibrationError:
+        raise
+    except Exception as exc:  # NNCF raises a variety of errors with long messages
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise CalibrationError(f"NNCF quantization failed: {first}") from exc
+    finally:
+        nncf_log.setLevel(level)
+    fq = count_fake_quantize(quantized)
+    runtime_maps: tuple[float | None, float | None] = (None, None)
+    if max_drop is not None and dataset is not None:
+        runtime_maps = _runtime_check(model, quantized, dataset, imgsz, head, float(max_drop))
+    return quantized, QuantizeReport(
+        method="nncf.quantize_with_accuracy_control" if max_drop is not None else "nncf.quantize",
+        preset=preset,
+        calibration_images=len(usable),
+        calibration_source=source,
+        ignored_ops=len(scope),
+        fake_quantize_ops=fq,
+        max_drop=max_drop,
+        float_map50_95=report.get("float"),
+        int8_map50_95=report.get("int8"),
+        runtime_float_map50_95=runtime_maps[0],
+        runtime_int8_map50_95=runtime_maps[1],
+        skipped_images=skipped,
+    )
+
+
+class _MapValidation:
+    """NNCF's ``validation_fn``: COCO mAP50-95 of a compiled float-input model on some dataset items.
+
+    NNCF calls it with the full validation set and with subsets when ranking
+    layers, so it scores exactly the items it is given.
+    """
+
+    def __init__(self, dataset: YoloDataset, imgsz: tuple[int, int], head: HeadType) -> None:
+        self.dataset = dataset
+        self.imgsz = imgsz
+        self.head = head
+        self.detect = DetectConfig(conf=0.001, iou=0.7, max_det=300, multi_label=True)
+        self.first: float | None = None
+        self.last: float | None = None
+
+    def __call__(self, compiled: Any, items: Iterable[ImageLabels]) -> float:
+        chosen = list(items)
+        request = compiled.create_infer_request()
+        results = []
+        for item in chosen:
+            img = load_image(item.image)
+            frame, geo = letterbox(img, self.imgsz)
+            chw = (frame[:, :, ::-1].transpose(2, 0, 1).astype(np.float32) * _SCALE)[None]
+            out = request.infer({0: chw})[compiled.outputs[0]]
+            xyxy, conf, cls = postprocess(out[0], geo, self.head, self.detect)
+            results.append(Detections(xyxy, conf, cls, self.dataset.names, img.shape[:2], str(item.image)))
+        subset = replace(self.dataset, items=tuple(chosen))
+        value = evaluate(subset, results).map50_95
+        if len(chosen) == len(self.dataset):
+            if self.first is None:
+                self.first = value
+            self.last = value
+        return value
+
+
+def _runtime_check(
+    model: Any, quantized: Any, dataset: YoloDataset, imgsz: tuple[int, int], head: HeadType, max_drop: float
+) -> tuple[float, float]:
+    """Re-measure float and INT8 mAP with the CPU's default precision, as the runtime will run them.
+
+    NNCF's accuracy control always validates with ``INFERENCE_PRECISION_HINT=f32``;
+    on CPUs with bf16 (AVX512-BF16/AMX) the layers it reverts to float then
+    run in bf16 at inference, and the real drop can exceed ``max_drop``. When
+    it does, say so with both figures and the way out.
+    """
+    import openvino as ov
+
+    core = ov.Core()
+    measure = _MapValidation(dataset, imgsz, head)
+    before = measure(core.compile_model(model, "CPU"), dataset.items)
+    after = measure(core.compile_model(quantized, "CPU"), dataset.items)
+    if before - after > max_drop:
+        warnings.warn(
+            f"NNCF kept the mAP50-95 drop within {max_drop} measured in f32, but with this CPU's default "
+            f"precision it is {before - after:.4f} ({before:.4f} -> {after:.4f}); run the model with "
+            "inference_precision='f32' for the controlled accuracy, or lower --max-drop",
+            CalibrationWarning,
+            stacklevel=3,
+        )
+    return before, after
+
+
+def _readable(images: Sequence[Path], skipped: list[str]) -> list[Path]:
+    """Drop images that cannot be decoded (each logged), so NNCF never fails halfway."""
+    usable = []
+    for path in images:
+        try:
+            load_image(path)
+        except InputError as exc:
+            log.warning("calibration: skipped %s", exc)
+            skipped.append(str(path))
+        else:
+            usable.append(path)
+    return usable
+
+
+def _import_nncf() -> Any:
+    try:
+        import nncf
+    except ImportError as exc:
+        raise MissingExtraError("nncf", "quantize", "INT8 quantization") from exc
+    return nncf
