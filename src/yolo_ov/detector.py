@@ -151,7 +151,7 @@ class Detector:
         compiled model).
         """
         current: Pipeline | None = getattr(self, "_pipeline", None)
-        if current is not None and (config is None or config == current.config):
+        if current is not None and not current.closed and (config is None or config == current.config):
             return current
         if current is not None:
             current.close()

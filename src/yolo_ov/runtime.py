@@ -119,7 +119,9 @@ class CompiledInfo:
         return out
 
 
-def load(model: str | Path | None, config: RuntimeConfig) -> tuple[Engine, ModelInfo]:
+def load(
+    model: str | Path | None, config: RuntimeConfig, *, extra_properties: dict[str, Any] | None = None
+) -> tuple[Engine, ModelInfo]:
     """Read, prepare and compile ``model`` for ``config``; the one place that compiles.
 
     Raises:
@@ -135,6 +137,8 @@ def load(model: str | Path | None, config: RuntimeConfig) -> tuple[Engine, Model
     prepared = prepare(ov_model, info, config)
     t1 = time.perf_counter()
     props = config.ov_properties()
+    if extra_properties:  # e.g. the throughput pipeline's extra shapes turn CPU pinning off
+        props.update(extra_properties)
     cache = config.resolved_cache_dir
     if cache is not None:
         cache.mkdir(parents=True, exist_ok=True)

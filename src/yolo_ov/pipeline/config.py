@@ -49,9 +49,9 @@ class PipelineConfig:
     Attributes:
         ordered: yield results in input order (default); ``False`` yields
             each as soon as it is done.
-        num_requests: inference requests in flight (default: the compiled
-            model's ``OPTIMAL_NUMBER_OF_INFER_REQUESTS``, or the runtime
-            config's ``num_requests``).
+        num_requests: inference requests in flight (default: the runtime
+            config's ``num_requests``, else twice the compiled model's
+            ``OPTIMAL_NUMBER_OF_INFER_REQUESTS``: measured best on 2 cores).
         workers: host threads for decode, letterbox and post-processing.
         max_pending: most inputs between being read and being yielded
             (default: a few per request; fewer for live sources so the
@@ -59,7 +59,8 @@ class PipelineConfig:
         timeout_s: a request not answered within this many seconds raises
             :class:`~yolo_ov.errors.InferenceError` instead of hanging.
         specialize: shape specialisation (see :class:`Specialize`).
-        max_shapes: most extra compiled input shapes kept for one pipeline.
+        max_shapes: most extra compiled input shapes kept for one pipeline
+            (folders use at most 5: see ``lanes.BUCKETS``).
     """
 
     ordered: bool = True
@@ -68,7 +69,7 @@ class PipelineConfig:
     max_pending: int | None = None
     timeout_s: float = 60.0
     specialize: Specialize = Specialize.AUTO
-    max_shapes: int = 4
+    max_shapes: int = 6
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "specialize", Specialize.parse(self.specialize))

@@ -8,7 +8,9 @@ call to :meth:`Pipeline.stream` starts a :class:`~yolo_ov.pipeline.run.StreamRun
 
 from __future__ import annotations
 
+import atexit
 import threading
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +27,40 @@ from .run import RunStats, StreamRun
 if TYPE_CHECKING:
     from ..detector import Detector
 
-__all__ = ["Pipeline"]
+__all__ = ["REQUESTS_PER_OPTIMAL", "Pipeline"]
+
+#: Requests in flight per ``OPTIMAL_NUMBER_OF_INFER_REQUESTS``. Measured on a
+#: 2-core CPU (benchmarks/results/throughput.md): twice the optimal number
+#: keeps the streams busy while the host decodes and post-processes
+#: (JPEG folder 59 -> 75 img/s, in-memory frames +2%); more adds nothing.
+REQUESTS_PER_OPTIMAL = 2
+
+
+_OPEN: weakref.WeakSet[Pipeline] = weakref.WeakSet()
+_ATEXIT = False
+
+
+def _track(pipeline: Pipeline) -> None:
+    """Remember an open pipeline; the first one registers the exit hook (nothing on import)."""
+    global _ATEXIT
+    _OPEN.add(pipeline)
+    if not _ATEXIT:
+        _ATEXIT = True
+        atexit.register(_close_open_pipelines)
+
+
+def _close_open_pipelines() -> None:
+    # Without this, a Detector left open at exit can have its request queues
+    # destroyed during interpreter teardown after OpenVINO's own objects,
+    # which aborts the process ("terminate called without an active exception").
+    # Closing the owning Detector too releases its compiled model while the
+    # runtime is still fully alive (measured: closing only the queues still
+    # aborted about one exit in six).
+    for pipeline in list(_OPEN):
+        owner = pipeline._owner()
+        if owner is not None:
+            owner.close()
+        pipeline.close()
 
 
 class Pipeline:
@@ -48,6 +83,7 @@ class Pipeline:
         # What is needed from the detector, not the detector itself: no
         # reference cycle Detector <-> Pipeline, so both are freed in order.
         engine = detector.engine
+        self._owner = weakref.ref(detector)
         self._model_path = detector.model_info.path
         self._runtime = detector.runtime_config
         self.stride = detector.model_info.stride
@@ -56,22 +92,31 @@ class Pipeline:
         self.detect = detector.detect_config
         self.names = detector.names
         self.num_requests = (
-            self.config.num_requests or engine.config.num_requests or max(engine.info.optimal_requests, 1)
+            self.config.num_requests
+            or engine.config.num_requests
+            or REQUESTS_PER_OPTIMAL * max(engine.info.optimal_requests, 1)
         )
         self._slots = threading.Semaphore(self.num_requests)
         self._run: StreamRun | None = None
         self._run_lock = threading.Lock()
         self._broken = False
+        self._closed = False
         self._jobs: dict[int, Any] = {}
         self.base = self._lane(engine)
         self.lanes: dict[tuple[int, int], Lane] = {}
+        _track(self)
 
     # -- lanes and request slots -------------------------------------------
     def _lane(self, engine: Engine) -> Lane:
         return Lane(engine, self.num_requests, self._jobs, self._on_done, self._on_error)
 
     def _make_lane(self, shape: tuple[int, int]) -> Lane:
-        engine, _ = load(self._model_path, self._runtime.with_(imgsz=shape))
+        # Each compiled model pins its CPU streams to the same cores: two shapes
+        # in flight at once would then share one core while the other idles
+        # (measured: specialised folder 69 img/s pinned vs 81 unpinned on 2
+        # cores). Extra shapes are therefore compiled unpinned.
+        extra = {"ENABLE_CPU_PINNING": False} if self._runtime.device.split(":")[0].split(".")[0] == "CPU" else None
+        engine, _ = load(self._model_path, self._runtime.with_(imgsz=shape), extra_properties=extra)
         return self._lane(engine)
 
     @staticmethod
@@ -122,6 +167,8 @@ class Pipeline:
         Returns a :class:`StreamRun`: iterate it for results (or, with
         ``callback``, call its ``wait()``).
         """
+        if self._closed:
+            raise ConfigError("this pipeline is closed; call Detector.stream() (or make a new Pipeline)")
         if self._broken:
             raise InferenceError("this pipeline had a hung request; create a new Detector to continue")
         with self._run_lock:
@@ -159,13 +206,27 @@ class Pipeline:
         if self._run is run:
             self._run = None
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
-        """Close the running stream (if any) and wait for the queues to be idle."""
+        """Close the running stream (if any), wait for the queues to be idle and release them.
+
+        Idempotent; also run at interpreter exit for pipelines still open, so
+        OpenVINO's request queues are never torn down after the runtime.
+        """
+        if self._closed:
+            return
+        self._closed = True
         if self._run is not None:
             self._run.close()
         for lane in (self.base, *self.lanes.values()):
             if not self._broken:
                 lane.wait_all()
+        self.lanes.clear()
+        self.base = None  # type: ignore[assignment]
+        _OPEN.discard(self)
 
     def __enter__(self) -> Pipeline:
         return self

@@ -132,8 +132,11 @@ class ShapePlanner:
         stride: the model stride (shapes are multiples of it).
         mode: ``"off"`` (always ``base``), ``"exact"`` (the minimal rectangle
             of each image: videos) or ``"bucket"`` (image folders).
-        max_shapes: most extra shapes compiled; past it an image goes to the
-            smallest compiled shape that holds its letterbox, else ``base``.
+        max_shapes: most shapes compiled besides ``base``; past it an image
+            goes to the smallest compiled shape that holds its letterbox, else
+            the model's own shape. When specialising, even the model's own
+            shape gets a lane of its own (compiled like the others, unpinned),
+            so ``base`` only serves ``mode="off"``.
     """
 
     def __init__(self, base: Lane, make_lane: Callable[[tuple[int, int]], Lane], *, stride: int,
@@ -158,7 +161,7 @@ class ShapePlanner:
 
     def lane_for(self, original_hw: tuple[int, int]) -> Lane:
         shape = self.target_shape(original_hw)
-        if shape == self.base.hw:
+        if self.mode == "off":
             return self.base
         with self._lock:
             lane = self.lanes.get(shape)
@@ -169,4 +172,9 @@ class ShapePlanner:
                 self.lanes[shape] = lane
                 return lane
             holding = [ln for s, ln in self.lanes.items() if s[0] >= shape[0] and s[1] >= shape[1]]
-            return min(holding, key=lambda ln: ln.hw[0] * ln.hw[1]) if holding else self.base
+            if holding:
+                return min(holding, key=lambda ln: ln.hw[0] * ln.hw[1])
+            square = self.lanes.get(self.base.hw)
+            if square is None:  # the model's own shape, compiled like the others (unpinned)
+                square = self.lanes[self.base.hw] = self._make(self.base.hw)
+            return square
