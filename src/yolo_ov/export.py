@@ -41,6 +41,7 @@ import yaml
 from .config import normalize_imgsz
 from .errors import ConfigError, ExportError, MissingExtraError, ModelLoadError
 from .model import HeadType, ModelInfo, inspect_model, read_model, resolve_model_path
+from .reshape import reshape_model
 
 __all__ = ["PRECISIONS", "ExportConfig", "ExportWarning", "default_output", "export_model"]
 
@@ -156,7 +157,7 @@ def export_model(weights: Path, config: ExportConfig) -> Path:
 
     with _atomic_folder(output) as tmp:
         ov_model, info, provenance = _load_source(weights, kind, config, tmp / "_source")
-        ov_model, info = _reshape(ov_model, info, config, weights)
+        ov_model, info = _reshape(ov_model, info, config, weights, kind)
         quant_report = None
         if config.precision == "int8":
             from .quantize import count_fake_quantize, quantize_model
@@ -258,7 +259,7 @@ def _export_pt(weights: Path, config: ExportConfig, workdir: Path) -> tuple[Path
     LOGGER.setLevel(logging.ERROR)  # its banners and hints are not ours to print
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # torch.jit.trace deprecation, inside Ultralytics
+            warnings.simplefilter("ignore")  # torch tracer/deprecation chatter from inside Ultralytics' exporter
             try:
                 model = YOLO(str(local))
             except Exception as exc:  # torch.load / Ultralytics raise many types for a bad checkpoint
@@ -286,22 +287,33 @@ def _export_pt(weights: Path, config: ExportConfig, workdir: Path) -> tuple[Path
     return xml, meta or {}
 
 
-def _reshape(ov_model: Any, info: ModelInfo, config: ExportConfig, weights: Path) -> tuple[Any, ModelInfo]:
+def _reshape(
+    ov_model: Any, info: ModelInfo, config: ExportConfig, weights: Path, kind: str
+) -> tuple[Any, ModelInfo]:
     """Fix (or free) the input shape; a static graph that cannot take the new shape is an error, not a surprise."""
     import openvino as ov
 
     h, w = config.imgsz or info.imgsz
     if h % info.stride or w % info.stride:
         raise ConfigError(f"imgsz {(h, w)} must be a multiple of the model stride {info.stride}")
-    target = ov.PartialShape([-1, 3, -1, -1]) if config.dynamic else ov.PartialShape([config.batch, 3, h, w])
-    if ov_model.inputs[0].get_partial_shape() != target:
-        try:
-            ov_model.reshape({ov_model.inputs[0]: target})
-        except Exception as exc:  # a traced graph with constant anchors/reshapes cannot change size
-            raise ExportError(
-                f"{weights}: this graph cannot be reshaped to {target} ({_first_line(exc)}); "
-                "export from the .pt at that size/batch instead"
-            ) from exc
+    static_source = ov_model.inputs[0].get_partial_shape().is_static
+    if config.dynamic and static_source and kind != "pt":
+        raise ExportError(
+            f"{weights}: this model was exported for a fixed input size (its head bakes in that size's anchors); "
+            "export --dynamic from the .pt instead"
+        )
+    try:
+        if config.dynamic:
+            target = ov.PartialShape([-1, 3, -1, -1])
+            if ov_model.inputs[0].get_partial_shape() != target:
+                ov_model.reshape({ov_model.inputs[0]: target})
+        else:  # regenerates the anchor constants a static export bakes in for its own size
+            reshape_model(ov_model, info.imgsz, (h, w), config.batch)
+    except (ConfigError, RuntimeError) as exc:
+        raise ExportError(
+            f"{weights}: this graph cannot be reshaped to {'dynamic' if config.dynamic else (config.batch, 3, h, w)} "
+            f"({_first_line(exc)}); export from the .pt at that size/batch instead"
+        ) from exc
     new_info = inspect_model(ov_model, info.path)
     return ov_model, dataclasses.replace(new_info, imgsz=(h, w))
 

@@ -82,6 +82,7 @@ class QuantizeReport:
     max_drop: float | None = None
     float_map50_95: float | None = None
     int8_map50_95: float | None = None
+    initial_int8_map50_95: float | None = None
     runtime_float_map50_95: float | None = None
     runtime_int8_map50_95: float | None = None
     skipped_images: list[str] = field(default_factory=list)
@@ -99,6 +100,7 @@ class QuantizeReport:
             out.update(
                 max_drop=self.max_drop,
                 nncf_f32_float_map50_95=self.float_map50_95,
+                nncf_f32_initial_int8_map50_95=self.initial_int8_map50_95,
                 nncf_f32_int8_map50_95=self.int8_map50_95,
                 runtime_float_map50_95=self.runtime_float_map50_95,
                 runtime_int8_map50_95=self.runtime_int8_map50_95,
@@ -240,7 +242,10 @@ def quantize_model(
                 subset_size=len(usable),
                 ignored_scope=ignored,
             )
-            report["float"], report["int8"] = validation.first, validation.last
+            runs = validation.full_runs
+            report["float"] = runs[0] if runs else None
+            report["initial"] = runs[1] if len(runs) > 1 else None
+            report["int8"] = runs[-1] if len(runs) > 1 else None
     except CalibrationError:
         raise
     except Exception as exc:  # NNCF raises a variety of errors with long messages
@@ -262,6 +267,7 @@ def quantize_model(
         max_drop=max_drop,
         float_map50_95=report.get("float"),
         int8_map50_95=report.get("int8"),
+        initial_int8_map50_95=report.get("initial"),
         runtime_float_map50_95=runtime_maps[0],
         runtime_int8_map50_95=runtime_maps[1],
         skipped_images=skipped,
@@ -280,8 +286,7 @@ class _MapValidation:
         self.imgsz = imgsz
         self.head = head
         self.detect = DetectConfig(conf=0.001, iou=0.7, max_det=300, multi_label=True)
-        self.first: float | None = None
-        self.last: float | None = None
+        self.full_runs: list[float] = []  # mAP of every full-set validation: float model, first INT8, ..., final
 
     def __call__(self, compiled: Any, items: Iterable[ImageLabels]) -> float:
         chosen = list(items)
@@ -297,9 +302,7 @@ class _MapValidation:
         subset = replace(self.dataset, items=tuple(chosen))
         value = evaluate(subset, results).map50_95
         if len(chosen) == len(self.dataset):
-            if self.first is None:
-                self.first = value
-            self.last = value
+            self.full_runs.append(value)
         return value
 
 
