@@ -87,3 +87,46 @@ def test_map_matches_ultralytics_reference(which, shared, coco96, fp32_detector,
     json.dumps(record)
     # the Detector's own (prediction) settings are untouched by validation
     assert det.detect_config.conf == 0.25 and not det.detect_config.multi_label
+
+
+def test_cli_val_json_and_exit_codes(shared, tmp_path):
+    from typer.testing import CliRunner
+
+    from yolo_ov.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "val.json"
+    result = runner.invoke(app, ["val", str(shared.coco96), "--model", str(shared.fp32_model), "--json", str(out),
+                                 "--quiet"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(out.read_text())
+    ref = shared.reference_model(shared.fp32_model)["map50_95"]
+    assert abs(record["map50_95"] - ref) <= 0.005
+    assert record["images"] == 96 and record["instances"] == 717 and record["images_per_s"] > 0
+    assert "person" in result.output and "mAP50-95" in result.output
+    # a dataset without labels: one line, usage exit code
+    (tmp_path / "nolabels" / "images").mkdir(parents=True)
+    (tmp_path / "nolabels" / "images" / "a.jpg").write_bytes(shared.coco96_images[0].read_bytes())
+    (tmp_path / "nolabels" / "data.yaml").write_text("val: images\nnames: [a]\n")
+    bad = runner.invoke(app, ["val", str(tmp_path / "nolabels"), "--model", str(shared.fp32_model)])
+    assert bad.exit_code == 2
+    assert "no label files" in bad.output and bad.output.strip().count("\n") == 0
+
+
+def test_compare_table_chart_and_json(shared, tmp_path):
+    from typer.testing import CliRunner
+
+    from yolo_ov.cli import app
+
+    png, js = tmp_path / "chart.png", tmp_path / "cmp.json"
+    result = CliRunner().invoke(app, ["compare", str(shared.fp32_model), str(shared.int8_model), "--data",
+                                      str(shared.coco96), "--plot", str(png), "--json", str(js), "--quiet"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(js.read_text())
+    assert [r["label"] for r in rows] == ["yolov8n_openvino_model", "yolov8n_int8_openvino_model"]
+    assert [r["precision"] for r in rows] == ["fp32", "int8"]  # the shared INT8 has no 'precision' key: read from graph
+    for row, model in zip(rows, (shared.fp32_model, shared.int8_model), strict=True):
+        assert abs(row["map50_95"] - shared.reference_model(model)["map50_95"]) <= 0.005
+        assert row["images_per_s"] > 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert "int8" in result.output and "mAP50-95" in result.output  # the table (rich wraps long names)
