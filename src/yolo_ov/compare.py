@@ -87,12 +87,15 @@ def plot_comparison(rows: Sequence[Comparison], path: str | os.PathLike[str], *,
         raise MissingExtraError("matplotlib", "val", "Drawing the comparison chart") from exc
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
     try:
-        for row in rows:
-            x = row.result.images_per_s or 0.0
+        xs = [row.result.images_per_s or 0.0 for row in rows]
+        middle = (min(xs) + max(xs)) / 2 if xs else 0.0
+        for row, x in zip(rows, xs, strict=True):
             ax.scatter([x], [row.result.map50_95], s=60)
-            ax.annotate(f"{row.label} ({row.precision})", (x, row.result.map50_95),
-                        textcoords="offset points", xytext=(6, 6), fontsize=8)
-        ax.set_xlabel("images/s (end to end, one request at a time)")
+            right = x > middle  # label towards the inside so it stays on the canvas
+            ax.annotate(f"{row.label} ({row.precision})", (x, row.result.map50_95), textcoords="offset points",
+                        xytext=(-6 if right else 6, 6), ha="right" if right else "left", fontsize=8)
+        mode = rows[0].result.settings.get("mode", "") if rows else ""
+        ax.set_xlabel(f"images/s, end to end ({mode} mode: decode, letterbox, inference, NMS)")
         ax.set_ylabel("COCO mAP50-95")
         ax.set_title(title or "accuracy vs speed")
         ax.grid(alpha=0.3)

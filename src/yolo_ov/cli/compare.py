@@ -31,7 +31,7 @@ def compare(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
 ) -> None:
     """Validate several models on one dataset in one run: a table and a PNG chart (mAP vs images/s)."""
-    runtime = build_runtime(mode=mode, device=device, imgsz=imgsz, no_cache=no_cache)
+    runtime = build_runtime(mode=mode, device=device, imgsz=imgsz, no_cache=no_cache, default_mode="throughput")
     ds = load_dataset(data)
     with validation_progress(quiet) as progress:
         task = progress.add_task("", total=len(ds))

@@ -32,7 +32,7 @@ def val(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
 ) -> None:
     """COCO mAP50-95 / mAP50 (faster-coco-eval), per-class AP and images/s of a model on a dataset."""
-    runtime = build_runtime(mode=mode, device=device, imgsz=imgsz, no_cache=no_cache)
+    runtime = build_runtime(mode=mode, device=device, imgsz=imgsz, no_cache=no_cache, default_mode="throughput")
     ds = load_dataset(dataset)
     with validation_progress(quiet) as progress:
         task = progress.add_task("val", total=len(ds))
