@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -11,16 +11,16 @@ from ..config import RuntimeConfig, load_runtime_config, normalize_imgsz
 from ..errors import ConfigError
 
 ModelOpt = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option("--model", "-m", help="OpenVINO export folder, .xml or .onnx (default: $YOLO_OV_MODEL, then cache)"),
 ]
-DeviceOpt = Annotated[Optional[str], typer.Option("--device", "-d", help="CPU, GPU, NPU, AUTO, AUTO:GPU,CPU, ...")]
+DeviceOpt = Annotated[str | None, typer.Option("--device", "-d", help="CPU, GPU, NPU, AUTO, AUTO:GPU,CPU, ...")]
 ModeOpt = Annotated[
-    Optional[str], typer.Option("--mode", help="latency | throughput | cumulative_throughput")
+    str | None, typer.Option("--mode", help="latency | throughput | cumulative_throughput")
 ]
-ImgszOpt = Annotated[Optional[str], typer.Option("--imgsz", help="network input size: 640 or 384,640 (h,w)")]
+ImgszOpt = Annotated[str | None, typer.Option("--imgsz", help="network input size: 640 or 384,640 (h,w)")]
 ConfigOpt = Annotated[
-    Optional[Path], typer.Option("--config", help="runtime settings JSON (e.g. from 'yolo-ov tune')")
+    Path | None, typer.Option("--config", help="runtime settings JSON (e.g. from 'yolo-ov tune')")
 ]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="turn OpenVINO's model cache off")]
 NoMmapOpt = Annotated[bool, typer.Option("--no-mmap", help="read weights instead of mapping them (network drives)")]
