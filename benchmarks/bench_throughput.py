@@ -143,6 +143,7 @@ def main() -> None:
         bench, ours = [], []
         with Detector(model_dir, mode="throughput") as det:
             compiled = det.compiled_info
+            requests = det.pipeline(OFF).num_requests
             n_frames = None
             for _ in range(args.rounds):
                 b = run_benchmark_app(model_dir / "yolov8n.xml", "throughput", args.seconds)
@@ -154,7 +155,7 @@ def main() -> None:
             "benchmark_app_fps": median([b["fps"] for b in bench]),
             "benchmark_app_requests": bench[0].get("nireq"),
             "ours_fps": median(ours),
-            "ours_requests": PipelineConfig().num_requests or compiled.optimal_requests,
+            "ours_requests": requests,
             "streams": compiled.num_streams,
             "precision": compiled.inference_precision,
             "frames_per_run": n_frames,
@@ -258,12 +259,13 @@ def render(data: dict[str, Any], args: argparse.Namespace) -> str:
         "**In-memory frames** (640x640 letterboxed arrays in, detections out, NMS included) vs "
         f"`benchmark_app -hint throughput -t {args.seconds}` (model only, random input):",
         "",
-        "| model | precision | streams | benchmark_app FPS | yolo-ov pipeline FPS | ratio |",
+        "| model | precision | streams | benchmark_app FPS (requests) | yolo-ov pipeline FPS (requests) | ratio |",
         "|---|---|---|---|---|---|",
     ]
     for name, m in mem.items():
         lines.append(f"| {name} | {m['precision']} | {m['streams']} | {m['benchmark_app_fps']:.1f} "
-                     f"| {m['ours_fps']:.1f} | {m['ratio']:.2f}x |")
+                     f"({m['benchmark_app_requests'] or '?'}) | {m['ours_fps']:.1f} ({m['ours_requests']}) "
+                     f"| {m['ratio']:.2f}x |")
     lines += [
         "",
         "**coco96 JPEG folder** (96 images, model load included) vs Ultralytics "
