@@ -72,7 +72,7 @@ class ModelInfo:
     input_shape: str
     output_shape: str
     batch: int | None
-    metadata: dict[str, Any] = field(default_factory=dict, repr=False)
+    metadata: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def num_classes(self) -> int:

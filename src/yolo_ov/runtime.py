@@ -25,6 +25,7 @@ import openvino as ov
 from .config import RuntimeConfig
 from .errors import ConfigError, DeviceError, InferenceError
 from .model import ModelInfo, inspect_model, read_model, resolve_model_path
+from .prepared import PreparedStore
 from .reshape import reshape_model
 
 __all__ = ["CompiledInfo", "Engine", "LoadTimings", "available_devices", "get_core", "load", "validate_device"]
@@ -132,16 +133,18 @@ def load(
     validate_device(config.device)
     core.set_property({"ENABLE_MMAP": bool(config.enable_mmap)})
     t0 = time.perf_counter()
-    ov_model = read_model(core, path)
-    info = inspect_model(ov_model, path)
-    prepared = prepare(ov_model, info, config)
+    cache = config.resolved_cache_dir
+    prepared: ov.Model | str
+    if cache is None:
+        ov_model = read_model(core, path)
+        info = inspect_model(ov_model, path)
+        prepared = prepare(ov_model, info, config)
+    else:
+        prepared, info = _prepared_in_cache(core, path, config, cache)
     t1 = time.perf_counter()
     props = config.ov_properties()
     if extra_properties:  # e.g. the throughput pipeline's extra shapes turn CPU pinning off
         props.update(extra_properties)
-    cache = config.resolved_cache_dir
-    if cache is not None:
-        cache.mkdir(parents=True, exist_ok=True)
     try:
         compiled = core.compile_model(prepared, config.device, props)
     except Exception as exc:  # OpenVINO raises RuntimeError with a C++ trace
@@ -150,6 +153,21 @@ def load(
     t2 = time.perf_counter()
     engine = Engine(compiled, config, LoadTimings(read_ms=(t1 - t0) * 1e3, compile_ms=(t2 - t1) * 1e3))
     return engine, info
+
+
+def _prepared_in_cache(core: ov.Core, path: Path, config: RuntimeConfig, cache: Path) -> tuple[str, ModelInfo]:
+    """The prepared IR for ``config`` from the store (made and saved on a miss)."""
+    cache.mkdir(parents=True, exist_ok=True)
+    store = PreparedStore(cache)
+    key = store.key(path, config.batch, config.imgsz)
+    hit = store.lookup(key)
+    if hit is not None:
+        xml, info = hit
+        return str(xml), info
+    ov_model = read_model(core, path)
+    info = inspect_model(ov_model, path)
+    xml = store.save(key, prepare(ov_model, info, config), info)
+    return str(xml), info
 
 
 def prepare(model: ov.Model, info: ModelInfo, config: RuntimeConfig) -> ov.Model:
