@@ -72,9 +72,11 @@ def test_cli_tune_writes_config_usable_by_predict(shared, tmp_path):
     out = tmp_path / "t.json"
     runner = CliRunner()
     r = runner.invoke(app, ["tune", "--model", str(shared.int8_model), "--budget", "2", "--no-precision",
-                            "--output", str(out), "-q"])
+                            "--output", str(out), "--report", str(tmp_path / "rep"), "-q"])
     assert r.exit_code == 0, r.output
     assert "best:" in r.output and out.exists()
+    assert (tmp_path / "rep" / "tune.md").read_text().startswith("# yolo-ov tune")
+    assert (tmp_path / "rep" / "tune_sweep.png").stat().st_size > 0
     jsonl = tmp_path / "p.jsonl"
     r = runner.invoke(app, ["predict", str(shared.coco96_images[0]), "--model", str(shared.int8_model),
                             "--config", str(out), "--save-json", str(jsonl), "-q"])

@@ -8,7 +8,7 @@ sweep lives in :mod:`yolo_ov.tune`.
 from __future__ import annotations
 
 from .measure import Measurement, measure_end_to_end, measure_model_only, synthetic_frames
-from .report import markdown_summary, write_report
+from .report import markdown_summary, write_report, write_tune_report
 from .runner import SCHEMA_VERSION, BenchReport, ModeResult, load_inputs, machine_facts, run_bench
 from .startup import StartTimes, measure_startup
 from .stats import LatencyStats
@@ -29,4 +29,5 @@ __all__ = [
     "run_bench",
     "synthetic_frames",
     "write_report",
+    "write_tune_report",
 ]

@@ -129,6 +129,9 @@ def _async_loop(compiled: ov.CompiledModel, batch: np.ndarray, nreq: int, mode: 
     end = start + duration_s
     now = start
     while now < end:
+        # Wait for a free request first, then stamp: a request's latency runs
+        # from its start to its completion, not from when it was queued for.
+        queue.get_idle_request_id()
         queue.start_async({0: batch}, userdata=time.perf_counter(), share_inputs=True)
         now = time.perf_counter()
         if progress:

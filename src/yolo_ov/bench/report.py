@@ -9,7 +9,7 @@ from typing import Any
 from ..errors import MissingExtraError
 from .runner import BenchReport
 
-__all__ = ["markdown_summary", "write_report"]
+__all__ = ["markdown_summary", "write_report", "write_tune_report"]
 
 
 def markdown_summary(report: BenchReport) -> str:
@@ -108,4 +108,39 @@ def write_report(report: BenchReport, folder: str | Path) -> list[Path]:
         files.append(out / "throughput_vs_requests.png")
         fig.savefig(files[-1], dpi=100)
         plt.close(fig)
+    return files
+
+
+def write_tune_report(result: Any, folder: str | Path) -> list[Path]:
+    """Write ``tune.md`` and ``tune_sweep.png`` (throughput vs latency of every candidate)."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = ["| configuration | FPS | median ms | p90 ms |", "|---|---|---|---|"]
+    measured = [c for c in result.candidates if c.measurement is not None]
+    for c in measured:
+        m = c.measurement
+        rows.append(f"| {c.label} | {m.fps:.1f} | {m.latency.median_ms:.2f} | {m.latency.p90_ms:.2f} |")
+    best = result.best
+    text = [f"# yolo-ov tune (target {result.target})", "", *rows, "",
+            f"Best: {best.label} ({best.measurement.fps:.1f} FPS, p90 {best.measurement.latency.p90_ms:.2f} ms)."]
+    if result.baseline.measurement is not None:
+        text.append(f"The hint's own choice: {result.baseline.measurement.fps:.1f} FPS.")
+    files = [out / "tune.md"]
+    files[0].write_text("\n".join(text) + "\n")
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.scatter([c.measurement.latency.median_ms for c in measured], [c.measurement.fps for c in measured],
+               label="candidates")
+    ax.scatter([best.measurement.latency.median_ms], [best.measurement.fps], color="red", label="best")
+    if result.max_latency_ms:
+        ax.axvline(result.max_latency_ms, color="grey", linestyle="--", label="latency bound (p90)")
+    ax.set_xlabel("median latency per request (ms)")
+    ax.set_ylabel("model-only FPS")
+    ax.set_title("Tuning sweep: throughput vs latency")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    files.append(out / "tune_sweep.png")
+    fig.savefig(files[-1], dpi=100)
+    plt.close(fig)
     return files

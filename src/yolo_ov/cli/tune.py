@@ -30,6 +30,7 @@ def tune(
         "tuned.json"
     ),
     no_cache: NoCacheOpt = False,
+    report: Annotated[Path | None, typer.Option("--report", help="write tune.md and tune_sweep.png here")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
 ) -> None:
     """Sweep configurations, print them, and save the best as a config for --config."""
@@ -64,6 +65,11 @@ def tune(
     out.print(summary, markup=False, soft_wrap=True)
     saved = result.save(output)
     err.print(f"saved: {saved} (use it with --config {saved})")
+    if report:
+        from ..bench import write_tune_report
+
+        files = write_tune_report(result, report)
+        err.print(f"report: {', '.join(str(f) for f in files)}")
 
 
 def _batches(text: str) -> tuple[int, ...]:
