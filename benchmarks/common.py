@@ -11,7 +11,6 @@ reference) in the same run as yolo-ov, and writes ``results/<name>.json`` and
 from __future__ import annotations
 
 import json
-import os
 import platform
 import re
 import shutil
@@ -27,25 +26,11 @@ RESULTS = REPO / "benchmarks" / "results"
 
 
 def machine_info() -> dict[str, Any]:
-    """CPU model, core count, Python/OpenVINO versions and the date: stated with every figure."""
-    import openvino as ov
+    """CPU model, core count, threads, Python/OpenVINO versions and the date: stated with every figure."""
+    from yolo_ov.bench import machine_facts
 
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "machine": platform.machine(),
-        "python": platform.python_version(),
-        "openvino": ov.get_version(),
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-    }
+    date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    return {**machine_facts(), "machine": platform.machine(), "date": date}
 
 
 def benchmark_app_path() -> str:
