@@ -6,7 +6,9 @@ For each shared model (FP32 and INT8 IR) and each hint (latency, throughput):
   figures ``yolo-ov bench`` prints) beside ``benchmark_app -hint H -t S`` on the
   same IR, interleaved rounds, medians, ratios;
 * end to end: the same Detector on the coco96 JPEGs (decode + letterbox +
-  inference + NMS), for the README's "Latency or throughput?" table;
+  inference + NMS) at the model's 640x640 shape (what ``yolo-ov bench`` measures
+  by default) and, for throughput, also with shape specialisation as ``predict``
+  runs a folder; for the README's "Latency or throughput?" table;
 * start-up: yolo-ov cold vs cached (fresh processes, mmap on/off) beside
   ``benchmark_app -cdir`` run twice on an empty cache folder;
 * tuning: ``tune(target="throughput")`` vs the THROUGHPUT hint's own choice,
@@ -14,7 +16,8 @@ For each shared model (FP32 and INT8 IR) and each hint (latency, throughput):
 
 Also writes the plots the README shows (``results/plots/``).
 
-Run:  python benchmarks/bench_vs_benchmark_app.py [--seconds 10] [--rounds 3] [--tune-budget 60]
+Run:  flock /tmp/yolo-ov-bench.lock python benchmarks/bench_vs_benchmark_app.py [--seconds 10] [--rounds 3]
+      [--tune-budget 60]   (about 25 minutes with --rounds 5 --seconds 8)
 """
 
 from __future__ import annotations
@@ -78,12 +81,14 @@ def main() -> None:
         xml = model_dir / "yolov8n.xml"
         entry: dict = {}
         for mode in MODES:
-            ours, e2e, ref = [], [], []
+            ours, e2e, spec, ref = [], [], [], []
             for _ in range(args.rounds):
                 ref.append(run_benchmark_app(xml, mode.value, args.seconds))
                 with Detector(model_dir, mode=mode) as det:
                     ours.append(measure_model_only(det, args.seconds))
                     e2e.append(measure_end_to_end(det, images, args.seconds))
+                    if mode is not Mode.LATENCY:  # latency mode keeps the model's shape on images
+                        spec.append(measure_end_to_end(det, images, args.seconds, specialize=True))
                     precision = det.compiled_info.inference_precision
                     streams = det.compiled_info.num_streams
             fig = {
@@ -94,6 +99,10 @@ def main() -> None:
                 "e2e_fps": median([m.fps for m in e2e]),
                 "e2e_median_ms": median([m.latency.median_ms for m in e2e]),
                 "e2e_p90_ms": median([m.latency.p90_ms for m in e2e]),
+                "e2e_requests": e2e[0].requests,
+                "specialised_fps": median([m.fps for m in spec]) if spec else None,
+                "specialised_median_ms": median([m.latency.median_ms for m in spec]) if spec else None,
+                "specialised_shapes": spec[0].extra["shapes"] if spec else None,
                 "precision": precision,
                 "streams": streams,
                 "requests": ours[0].requests,
@@ -106,10 +115,13 @@ def main() -> None:
                 f"{fig['fps_ratio']:.3f} | {fig['benchmark_app_median_ms']:.2f} | {fig['ours_median_ms']:.2f} | "
                 f"{fig['median_ratio']:.3f} |"
             )
+            spec_text = (f"{fig['specialised_fps']:.1f} / {fig['specialised_median_ms']:.2f}" if spec
+                         else "same as 640x640")
             table_rows.append(
-                f"| {name} ({precision}) | {mode.value} | {streams} / {fig['requests']} | {fig['ours_fps']:.1f} | "
-                f"{fig['ours_median_ms']:.2f} | {fig['e2e_fps']:.1f} | {fig['e2e_median_ms']:.2f} | "
-                f"{fig['e2e_p90_ms']:.2f} |"
+                f"| {name} ({precision}) | {mode.value} | {streams} / {fig['requests']} / {fig['e2e_requests']} | "
+                f"{fig['ours_fps']:.1f} | {fig['ours_median_ms']:.2f} | {fig['e2e_fps']:.1f} | "
+                f"{fig['e2e_median_ms']:.2f} | {fig['e2e_p90_ms']:.2f} | {fig['ours_fps'] / fig['e2e_fps']:.2f}x | "
+                f"{spec_text} |"
             )
             print(agree_rows[-1], table_rows[-1], sep="\n", flush=True)
         starts = measure_startup(xml, RuntimeConfig(), repeats=args.start_repeats)
@@ -175,13 +187,16 @@ def main() -> None:
         "",
         "### Latency or throughput: this machine",
         "",
-        "Model only = pre-made letterboxed frames straight into the compiled model (what benchmark_app measures); "
-        "end to end = coco96 JPEG decoded on every use, letterbox, inference, NMS, boxes in original pixels. "
-        "Latency is per request (model only) or per image (end to end).",
+        "Model only = pre-made 640x640 letterboxed frames straight into the compiled model (what benchmark_app "
+        "measures); end to end = coco96 JPEG decoded on every use, letterbox, inference, NMS, boxes in original "
+        "pixels, at 640x640 (`yolo-ov bench`'s default) and, for throughput, with shape specialisation as "
+        "`yolo-ov predict` runs a folder (mostly 480x640 letterboxes). Latency is per request (model only) or "
+        "per image: decode + letterbox + its request + NMS (end to end; time queued between stages not counted).",
         "",
-        "| model (precision) | mode | streams / requests | model-only FPS | model-only median ms "
-        "| end-to-end FPS | end-to-end median ms | end-to-end p90 ms |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model (precision) | mode | streams / requests (model only / e2e) | model-only FPS | model-only median ms "
+        "| end-to-end FPS | end-to-end median ms | end-to-end p90 ms | host overhead (model FPS / e2e FPS) "
+        "| specialised e2e FPS / median ms |",
+        "|---|---|---|---|---|---|---|---|---|---|",
         *table_rows,
         "",
         machine_line(info),

@@ -8,8 +8,9 @@ import cv2
 import pytest
 from typer.testing import CliRunner
 
-from yolo_ov import Mode, RuntimeConfig
-from yolo_ov.bench import SCHEMA_VERSION, LatencyStats, load_inputs, run_bench, write_report
+from yolo_ov import Detector, Mode, RuntimeConfig
+from yolo_ov.bench import SCHEMA_VERSION, LatencyStats, load_inputs, measure_end_to_end, run_bench, write_report
+from yolo_ov.bench.runner import MIN_STABLE_ITERATIONS
 from yolo_ov.cli import app
 
 MEASUREMENT_KEYS = {"kind", "mode", "requests", "iterations", "duration_s", "fps", "latency", "noisy",
@@ -28,7 +29,7 @@ def test_json_schema(report):
     assert data["schema_version"] == SCHEMA_VERSION
     assert set(data) == {"schema_version", "model", "device", "source", "duration_s", "machine", "modes", "startup",
                          "requests_sweep", "notes"}
-    assert {"cpu", "cores", "process_threads", "python_threads", "openvino"} <= set(data["machine"])
+    assert {"cpu", "cores", "process_threads", "python_threads", "openvino", "load_average"} <= set(data["machine"])
     assert [m["mode"] for m in data["modes"]] == ["latency", "throughput"]
     for mode in data["modes"]:
         assert set(mode) == {"mode", "compiled", "load", "model_only", "end_to_end", "host_overhead_ratio"}
@@ -52,6 +53,17 @@ def test_json_schema(report):
     assert any("warm-up" in n for n in data["notes"])
 
 
+def test_notes_name_every_short_or_noisy_measurement(report):
+    """Each measurement with too few samples for a stable p99, or a wide spread, is called out by name."""
+    for r in report.modes:
+        for m in (r.model_only, r.end_to_end):
+            label = f"{r.mode} {m.kind}:"
+            few = any(n.startswith(label) and "iterations" in n for n in report.notes)
+            noisy = any(n.startswith(label) and "noisy" in n for n in report.notes)
+            assert few == (m.iterations < MIN_STABLE_ITERATIONS), (label, m.iterations, report.notes)
+            assert noisy == m.latency.noisy, (label, report.notes)
+
+
 def test_report_files(report, tmp_path):
     files = write_report(report, tmp_path / "rep")
     names = {f.name for f in files}
@@ -65,6 +77,21 @@ def test_report_files(report, tmp_path):
     assert "| latency | model only |" in md and "| throughput | end to end |" in md
     assert "cold cache, mmap on" in md and "Cached start is" in md
     assert json.loads((tmp_path / "rep" / "bench.json").read_text())["schema_version"] == SCHEMA_VERSION
+
+
+def test_end_to_end_keeps_the_model_shape_unless_asked(report, shared):
+    """By default the host-overhead ratio compares like with like: one 640x640 shape, as model only."""
+    (thr,) = [r for r in report.modes if r.mode == "throughput"]
+    assert thr.end_to_end.extra["specialize"] == "off"
+    assert thr.end_to_end.extra["shapes"] == {"640x640": sum(thr.end_to_end.extra["shapes"].values())}
+    assert sum(thr.end_to_end.extra["shapes"].values()) >= thr.end_to_end.iterations
+
+    with Detector(shared.int8_model, mode="throughput") as det:
+        m = measure_end_to_end(det, shared.coco96_images, 0.5, specialize=True)
+    assert m.extra["specialize"] == "auto"
+    assert set(m.extra["shapes"]) - {"640x640"}  # coco96 is mostly 640x480: smaller letterboxes were used
+    assert m.warmup_iterations == len(shared.coco96_images)  # every shape compiled before timing
+    assert m.extra["failures"] == 0
 
 
 def test_noisy_flag():

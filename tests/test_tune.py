@@ -83,6 +83,19 @@ def test_cli_tune_writes_config_usable_by_predict(shared, tmp_path):
     assert r.exit_code == 0, r.output
     assert json.loads(jsonl.read_text().splitlines()[0])["detections"]
 
+    # bench takes the same file: what it compiles and how many requests it keeps in flight follow it
+    cfg = load_runtime_config(out)
+    bench_json = tmp_path / "b.json"
+    r = runner.invoke(app, ["bench", "--model", str(shared.int8_model), "--config", str(out), "--mode", "throughput",
+                            "--duration", "0.3", "--no-startup", "--no-sweep", "--json", str(bench_json), "-q"])
+    assert r.exit_code == 0, r.output
+    (mode,) = json.loads(bench_json.read_text())["modes"]
+    assert mode["compiled"]["input_shape"][0] == cfg.batch
+    if cfg.num_streams:
+        assert mode["compiled"]["num_streams"] == cfg.num_streams
+    if cfg.num_requests:
+        assert mode["model_only"]["requests"] == cfg.num_requests
+
 
 def test_cli_tune_bad_target(shared):
     r = CliRunner().invoke(app, ["tune", "--model", str(shared.int8_model), "--target", "speed"])

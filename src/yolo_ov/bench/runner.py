@@ -18,7 +18,7 @@ from ..detector import Detector
 from ..errors import ConfigError, InputError
 from ..images import IMAGE_SUFFIXES
 from ..sources import iter_image_files
-from .measure import Measurement, measure_end_to_end, measure_model_only, synthetic_frames
+from .measure import WARMUP_ITERATIONS, Measurement, measure_end_to_end, measure_model_only, synthetic_frames
 from .startup import StartTimes, measure_startup
 
 __all__ = ["SCHEMA_VERSION", "BenchReport", "ModeResult", "machine_facts", "run_bench"]
@@ -45,11 +45,16 @@ def machine_facts() -> dict[str, Any]:
         os_threads = len(os.listdir("/proc/self/task"))
     except OSError:
         os_threads = None
+    try:
+        load = [round(v, 2) for v in os.getloadavg()]
+    except OSError:  # not available on this platform
+        load = None
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
         "python_threads": threading.active_count(),
         "process_threads": os_threads,
+        "load_average": load,
         "openvino": ov.get_version(),
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -151,38 +156,74 @@ def run_bench(
     startup: bool = True,
     startup_repeats: int = 3,
     sweep_requests: bool = True,
+    specialize: bool = False,
     progress: Callable[[str, float], None] | None = None,
 ) -> BenchReport:
-    """Measure each mode (model only and end to end), cold/cached start and a requests sweep."""
+    """Measure each mode (model only and end to end), cold/cached start and a requests sweep.
+
+    ``specialize``: run the end-to-end throughput pipeline with shape
+    specialisation, as ``predict`` does (default: the model's own shape, so
+    the host-overhead ratio compares like with like).
+    """
     if duration_s <= 0:
         raise ConfigError(f"duration must be positive, got {duration_s}")
     inputs, described = load_inputs(source)
+    load_before = machine_facts()["load_average"]  # before we add our own load
     results: list[ModeResult] = []
     sweep: list[Measurement] = []
-    notes = [f"{5} warm-up iterations per measurement are run first and excluded"]
+    notes = [f"{WARMUP_ITERATIONS} warm-up iterations per measurement are run first and excluded"]
     model_path: str | None = None
+
+    def tick(label: str) -> Callable[[float], None] | None:
+        return (lambda f: progress(label, f)) if progress else None
+
     for mode in modes:
         cfg = runtime.with_(mode=mode)
         with Detector(model, runtime=cfg) as det:
             model_path = str(det.model_info.path)
             lt = det.load_timings
-            def tick(label: str) -> Callable[[float], None] | None:
-                return (lambda f: progress(label, f)) if progress else None
-
             model_only = measure_model_only(det, duration_s, requests=cfg.num_requests,
                                             progress=tick(f"{mode.value}, model only"))
-            e2e = measure_end_to_end(det, inputs, duration_s, progress=tick(f"{mode.value}, end to end"))
+            e2e = measure_end_to_end(det, inputs, duration_s, specialize=specialize,
+                                     progress=tick(f"{mode.value}, end to end"))
             results.append(ModeResult(mode.value, det.compiled_info.to_dict(),
                                       {"read_ms": lt.read_ms, "compile_ms": lt.compile_ms,
                                        "first_inference_ms": lt.first_inference_ms}, model_only, e2e))
             if sweep_requests and mode is not Mode.LATENCY and not sweep:
                 top = max(2 * det.compiled_info.optimal_requests, 4)
+                sweep_tick = tick("requests sweep")
                 for n in range(1, top + 1):
                     sweep.append(measure_model_only(det, max(duration_s / 4, 1.0), requests=n))
+                    if sweep_tick:
+                        sweep_tick(n / top)
+    notes += _honesty_notes(results, load_before)
+    if specialize and any(r.mode != Mode.LATENCY.value for r in results):
+        notes.append("end-to-end throughput used shape specialisation (smaller letterboxes than the model-only "
+                     "input), so its host-overhead ratio also contains that saving; its warm-up was one pass over "
+                     "the inputs, so every shape was compiled before timing")
+    start = (measure_startup(Path(model_path), runtime, repeats=startup_repeats, progress=tick("start-up"))
+             if startup and model_path else [])
+    machine = {**machine_facts(), "load_average": load_before}
+    return BenchReport(model_path or str(model), runtime.device, described, duration_s, machine, results,
+                       start, sweep, notes)
+
+
+#: Fewer samples than this and p99 is little more than the maximum.
+MIN_STABLE_ITERATIONS = 100
+
+
+def _honesty_notes(results: list[ModeResult], load_before: list[float] | None) -> list[str]:
+    """Warnings a reader needs to weigh the figures: noise, few samples, a busy machine."""
+    notes: list[str] = []
+    cores = os.cpu_count() or 1
+    if load_before and load_before[0] > 0.5 * cores:
+        notes.append(f"the machine was already busy when the run started (1-min load average {load_before[0]:g} "
+                     f"on {cores} cores): other processes compete for the cores")
     for r in results:
         for m in (r.model_only, r.end_to_end):
             if m.latency.noisy:
                 notes.append(f"{r.mode} {m.kind}: max latency is over 3x the median; the machine looks noisy")
-    start = measure_startup(Path(model_path), runtime, repeats=startup_repeats) if startup and model_path else []
-    return BenchReport(model_path or str(model), runtime.device, described, duration_s, machine_facts(), results,
-                       start, sweep, notes)
+            if m.iterations < MIN_STABLE_ITERATIONS:
+                notes.append(f"{r.mode} {m.kind}: only {m.iterations} iterations; p90/p99 are not stable below "
+                             f"{MIN_STABLE_ITERATIONS}: use a longer --duration")
+    return notes

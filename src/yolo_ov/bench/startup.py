@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
@@ -64,10 +65,12 @@ def _child(model: Path, runtime: dict[str, Any]) -> dict[str, float]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def measure_startup(model: Path, runtime: RuntimeConfig, *, repeats: int = 3) -> list[StartTimes]:
+def measure_startup(model: Path, runtime: RuntimeConfig, *, repeats: int = 3,
+                    progress: Callable[[float], None] | None = None) -> list[StartTimes]:
     """Cold and cached start, with mmap on and off, each the median of ``repeats`` fresh processes."""
     base = runtime.to_dict()
     out: list[StartTimes] = []
+    done = 0
     for mmap in (True, False):
         cold: list[dict[str, float]] = []
         warm: list[dict[str, float]] = []
@@ -76,6 +79,9 @@ def measure_startup(model: Path, runtime: RuntimeConfig, *, repeats: int = 3) ->
                 settings = {**base, "cache_dir": cache, "enable_mmap": mmap}
                 cold.append(_child(model, settings))
                 warm.append(_child(model, settings))
+            done += 1
+            if progress:
+                progress(done / (2 * repeats))
         label = "on" if mmap else "off"
         out.append(_summarise(f"cold cache, mmap {label}", "cold", mmap, cold))
         out.append(_summarise(f"cached, mmap {label}", "cached", mmap, warm))

@@ -32,6 +32,9 @@ def bench(
     no_mmap: NoMmapOpt = False,
     startup: Annotated[bool, typer.Option(help="measure cold vs cached start in fresh processes")] = True,
     sweep: Annotated[bool, typer.Option(help="model-only FPS vs requests in flight")] = True,
+    specialize: Annotated[
+        bool, typer.Option(help="end-to-end throughput with shape specialisation, as predict runs it")
+    ] = False,
     as_json: Annotated[Path | None, typer.Option("--json", help="write every figure to this JSON file")] = None,
     report: Annotated[
         Path | None, typer.Option("--report", help="write bench.md, bench.json and PNG plots here")
@@ -54,7 +57,7 @@ def bench(
             progress.update(tasks[label], completed=fraction)  # type: ignore[arg-type]
 
         result = run_bench(model, runtime, modes=modes, source=source, duration_s=duration, startup=startup,
-                           sweep_requests=sweep, progress=tick)
+                           sweep_requests=sweep, specialize=specialize, progress=tick)
     out.print(markdown_summary(result), markup=False, soft_wrap=True)
     if as_json:
         as_json.parent.mkdir(parents=True, exist_ok=True)
