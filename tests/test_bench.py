@@ -29,7 +29,9 @@ def test_json_schema(report):
     assert data["schema_version"] == SCHEMA_VERSION
     assert set(data) == {"schema_version", "model", "device", "source", "duration_s", "machine", "modes", "startup",
                          "requests_sweep", "notes"}
-    assert {"cpu", "cores", "process_threads", "python_threads", "openvino", "load_average"} <= set(data["machine"])
+    assert {"cpu", "cores", "process_threads", "python_threads", "openvino", "load_average",
+            "other_cpu_busy"} <= set(data["machine"])
+    assert 0.0 <= data["machine"]["other_cpu_busy"] <= 1.0
     assert [m["mode"] for m in data["modes"]] == ["latency", "throughput"]
     for mode in data["modes"]:
         assert set(mode) == {"mode", "compiled", "load", "model_only", "end_to_end", "host_overhead_ratio"}

@@ -19,8 +19,8 @@ def markdown_summary(report: BenchReport) -> str:
         f"# yolo-ov bench: {Path(report.model).name}",
         "",
         f"Device {report.device}; {m['cpu']}, {m['cores']} cores; OpenVINO {m['openvino'].split('-')[0]}; "
-        f"process threads {m['process_threads']}; load average before the run "
-        f"{(m.get('load_average') or ['n/a'])[0]}; end-to-end inputs: {report.source}; "
+        f"process threads {m['process_threads']}; CPU used by other processes before the run "
+        f"{_percent(m.get('other_cpu_busy'))}; end-to-end inputs: {report.source}; "
         f"{report.duration_s:g} s per measurement.",
         "",
         "| mode | what | FPS | median ms | avg ms | min ms | max ms | p90 ms | p99 ms | iterations | requests |",
@@ -62,6 +62,10 @@ def markdown_summary(report: BenchReport) -> str:
     if report.notes:
         lines += ["", *[f"- {n}" for n in report.notes]]
     return "\n".join(lines) + "\n"
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
 
 
 def _pyplot() -> Any:

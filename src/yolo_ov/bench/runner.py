@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,7 +169,8 @@ def run_bench(
     if duration_s <= 0:
         raise ConfigError(f"duration must be positive, got {duration_s}")
     inputs, described = load_inputs(source)
-    load_before = machine_facts()["load_average"]  # before we add our own load
+    load_before = machine_facts()["load_average"]
+    busy_before = other_cpu_busy()  # measured while this process sleeps, before it adds its own load
     results: list[ModeResult] = []
     sweep: list[Measurement] = []
     notes = [f"{WARMUP_ITERATIONS} warm-up iterations per measurement are run first and excluded"]
@@ -196,14 +198,14 @@ def run_bench(
                     sweep.append(measure_model_only(det, max(duration_s / 4, 1.0), requests=n))
                     if sweep_tick:
                         sweep_tick(n / top)
-    notes += _honesty_notes(results, load_before)
+    notes += _honesty_notes(results, busy_before)
     if specialize and any(r.mode != Mode.LATENCY.value for r in results):
         notes.append("end-to-end throughput used shape specialisation (smaller letterboxes than the model-only "
                      "input), so its host-overhead ratio also contains that saving; its warm-up was one pass over "
                      "the inputs, so every shape was compiled before timing")
     start = (measure_startup(Path(model_path), runtime, repeats=startup_repeats, progress=tick("start-up"))
              if startup and model_path else [])
-    machine = {**machine_facts(), "load_average": load_before}
+    machine = {**machine_facts(), "load_average": load_before, "other_cpu_busy": busy_before}
     return BenchReport(model_path or str(model), runtime.device, described, duration_s, machine, results,
                        start, sweep, notes)
 
@@ -212,13 +214,37 @@ def run_bench(
 MIN_STABLE_ITERATIONS = 100
 
 
-def _honesty_notes(results: list[ModeResult], load_before: list[float] | None) -> list[str]:
+#: Share of all CPU time other processes used just before the run above which a note warns.
+BUSY_FRACTION = 0.25
+
+
+def other_cpu_busy(window_s: float = 0.5) -> float | None:
+    """Fraction of the machine's CPU time (0-1) used by other processes over ``window_s``.
+
+    Read from ``/proc/stat`` while this process sleeps, so, unlike the load
+    average, it does not count work this process did a moment ago. ``None``
+    where ``/proc/stat`` does not exist.
+    """
+    def sample() -> tuple[int, int]:
+        values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        return sum(values), values[3] + (values[4] if len(values) > 4 else 0)  # total, idle + iowait
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(window_s)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    total = total1 - total0
+    return round(1.0 - (idle1 - idle0) / total, 3) if total > 0 else None
+
+
+def _honesty_notes(results: list[ModeResult], busy_before: float | None) -> list[str]:
     """Warnings a reader needs to weigh the figures: noise, few samples, a busy machine."""
     notes: list[str] = []
-    cores = os.cpu_count() or 1
-    if load_before and load_before[0] > 0.5 * cores:
-        notes.append(f"the machine was already busy when the run started (1-min load average {load_before[0]:g} "
-                     f"on {cores} cores): other processes compete for the cores")
+    if busy_before is not None and busy_before > BUSY_FRACTION:
+        notes.append(f"other processes were using {busy_before:.0%} of the CPUs just before the run: "
+                     "they compete with it for the cores")
     for r in results:
         for m in (r.model_only, r.end_to_end):
             if m.latency.noisy:
