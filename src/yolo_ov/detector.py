@@ -105,8 +105,13 @@ class Detector:
         return self._engine.input_hw
 
     # -- the latency path ------------------------------------------------
-    def __call__(self, image: ImageInput, *, source: str | None = None) -> Detections:
+    def __call__(
+        self, image: ImageInput, *, source: str | None = None, detect: DetectConfig | None = None
+    ) -> Detections:
         """Detect objects in one image (path, encoded bytes or BGR array).
+
+        ``detect`` overrides the Detector's detection settings for this call
+        (validation uses it for its own conf/iou/multi-label settings).
 
         Raises:
             InputError: the image cannot be read; the message names it.
@@ -123,7 +128,7 @@ class Detector:
         t1 = time.perf_counter()
         output = self._engine.infer(frame[None])
         t2 = time.perf_counter()
-        xyxy, conf, cls = postprocess(output[0], geo, self.model_info.head, self.detect_config)
+        xyxy, conf, cls = postprocess(output[0], geo, self.model_info.head, detect or self.detect_config)
         t3 = time.perf_counter()
         timing = Timings((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3)
         return Detections(xyxy, conf, cls, self.names, img.shape[:2], name, timing=timing)

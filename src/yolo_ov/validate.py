@@ -34,9 +34,6 @@ import numpy as np
 from .config import DetectConfig, RuntimeConfig
 from .dataset import YoloDataset, load_dataset
 from .errors import ConfigError, InputError, MissingExtraError
-from .images import load_image
-from .postprocess import postprocess
-from .preprocess import letterbox
 from .results import Detections, Failure
 
 __all__ = ["ClassAP", "ValResult", "evaluate", "validate"]
@@ -266,23 +263,15 @@ def _run(
     det: Any, detect: DetectConfig, ds: YoloDataset, progress: Callable[[int, int], None] | None
 ) -> list[Detections | Failure]:
     """The latency path with validation's detection settings (the Detector's own are left alone)."""
-    engine, info = det.engine, det.model_info
-    if engine.batch != 1:
-        raise ConfigError(f"validation runs one image per request; the model was compiled with batch={engine.batch}")
     results: list[Detections | Failure] = []
     total = len(ds)
     for k, item in enumerate(ds.items, start=1):
         source = str(item.image)
         try:
-            img = load_image(item.image, source)
+            results.append(det(item.image, source=source, detect=detect))
         except InputError as exc:
             log.warning("%s", exc)
             results.append(Failure(source, str(exc)))
-        else:
-            frame, geo = letterbox(img, engine.input_hw)
-            output = engine.infer(frame[None])
-            xyxy, conf, cls = postprocess(output[0], geo, info.head, detect)
-            results.append(Detections(xyxy, conf, cls, info.names, img.shape[:2], source))
         if progress is not None:
             progress(k, total)
     return results
