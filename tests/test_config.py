@@ -94,6 +94,8 @@ PUBLIC_API = {
     "DeviceError", "ExportError", "Failure", "HeadType", "InferenceError", "InputError", "LoadTimings",
     "MissingExtraError", "Mode", "ModelInfo", "ModelLoadError", "Precision", "RuntimeConfig", "Timings",
     "YoloOvError", "__version__", "available_devices", "load_runtime_config",
+    # the engine issue: submit(), the engine contract and its fake, all outputs described
+    "Engine", "FakeEngine", "OverloadedError", "PipelineConfig", "Specialize", "TensorSpec",
 }
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from tests.tiny_models import classifier_model, end2end_model, raw_head_model, save
 from yolo_ov import ConfigError, Detector, DeviceError, HeadType, ModelLoadError
+from yolo_ov.default_model import default_model_path
 from yolo_ov.model import resolve_model_path
 from yolo_ov.runtime import validate_device
 
@@ -96,7 +97,7 @@ def test_raw_head_without_names_falls_back_to_coco(tmp_path):
     [
         (lambda t, s: t / "nothing_here", "model not found"),
         (lambda t, s: t, "no .xml model file"),
-        (lambda t, s: save(classifier_model(), t), "not a YOLO detector"),
+        (lambda t, s: save(classifier_model(), t), "cannot run this kind of model"),
         (lambda t, s: (t / "m.xml").write_text("<net>broken") and t / "m.xml", "weights file m.bin is missing"),
         (lambda t, s: ((t / "m.xml").write_text("<net>broken"), (t / "m.bin").write_bytes(b"x")) and t / "m.xml",
          "OpenVINO cannot read this model"),
@@ -152,23 +153,28 @@ def test_conflicting_config_is_an_error(shared):
 
 def test_default_model_from_env(shared, monkeypatch):
     monkeypatch.setenv("YOLO_OV_MODEL", str(shared.fp32_model))
-    assert resolve_model_path(None) == shared.fp32_model / "yolov8n.xml"
+    assert default_model_path() == shared.fp32_model / "yolov8n.xml"
 
 
 def test_default_model_from_user_cache(shared, monkeypatch, tmp_path):
     monkeypatch.setenv("YOLO_OV_CACHE_DIR", str(tmp_path))
     cached = tmp_path / "models" / "yolov8n_openvino_model"
     shutil.copytree(shared.fp32_model, cached)
-    assert resolve_model_path(None) == cached / "yolov8n.xml"
+    assert default_model_path() == cached / "yolov8n.xml"
+
+
+def test_no_model_given_is_a_clear_error_without_a_default():
+    with pytest.raises(ModelLoadError, match="no model given"):
+        resolve_model_path(None)
 
 
 def test_default_model_offline_gives_one_clear_line(monkeypatch, tmp_path):
-    import yolo_ov.model as model_mod
+    import yolo_ov.default_model as default_mod
 
     monkeypatch.setenv("YOLO_OV_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(model_mod, "DEFAULT_WEIGHTS_URL", "http://127.0.0.1:9/yolov8n.pt")  # nothing listens
+    monkeypatch.setattr(default_mod, "DEFAULT_WEIGHTS_URL", "http://127.0.0.1:9/yolov8n.pt")  # nothing listens
     with pytest.raises(ModelLoadError) as info:
-        resolve_model_path(None)
+        default_model_path()
     text = str(info.value)
     assert "--model" in text and "YOLO_OV_MODEL" in text and "\n" not in text
     assert not (tmp_path / "models" / "yolov8n.pt").exists()

@@ -52,7 +52,12 @@ def test_throughput_equals_latency_at_the_models_shape(tput, fp32_detector, shar
 def test_specialised_shape_equals_latency_at_that_shape(tput, shared):
     """A 640x480 image goes to the 480x640 lane; a latency Detector compiled at 480x640 agrees."""
     images = [p for p in shared.coco96_images if cv2.imread(str(p)).shape[:2] == (480, 640)][:6]
-    run = tput.stream(images, config=PipelineConfig(specialize="on"))
+    spec = PipelineConfig(specialize="on")
+    first = tput.stream(images, config=spec)
+    list(first)
+    assert sum(first.stats.shapes.values()) == len(images)  # served at once, by whatever was compiled
+    assert (480, 640) in tput.pipeline(spec).wait_compiled()
+    run = tput.stream(images, config=spec)
     results = list(run)
     assert run.stats.shapes == {"480x640": len(images)}
     with Detector(shared.fp32_model, mode="latency", imgsz=(480, 640)) as lat:
@@ -131,7 +136,7 @@ def test_ctrl_c_in_the_loop_drains_and_joins(tput, frames):
             if k == 5:
                 raise KeyboardInterrupt
     assert _pipeline_threads() == []
-    assert not tput.pipeline()._jobs, "requests still in flight after close"
+    assert not tput.engine._callbacks, "requests still in flight after close"
     assert len(list(tput.stream(frames[:2]))) == 2
 
 
@@ -206,6 +211,8 @@ def test_batching_splits_results_back_per_image(shared, fp32_detector):
 
 
 def test_video_is_specialised_to_its_aspect_ratio(tput, video_16x9):
+    list(tput.stream(str(video_16x9)))  # starts compiling 384x640 in the background
+    assert (384, 640) in tput.pipeline().wait_compiled()
     run = tput.stream(str(video_16x9))
     results = list(run)
     assert run.stats.shapes == {"384x640": len(results)}
@@ -249,7 +256,10 @@ def test_specialisation_keeps_map_on_coco96(shared):
     detect = DetectConfig(conf=0.001, multi_label=True)
     with Detector(shared.fp32_model, mode="throughput", detect=detect) as det:
         square = evaluate(ds, det.stream(ds.images, config=OFF))
-        run = det.stream(ds.images, config=PipelineConfig(specialize="on"))
+        spec = PipelineConfig(specialize="on")
+        list(det.stream(ds.images, config=spec))
+        det.pipeline(spec).wait_compiled()
+        run = det.stream(ds.images, config=spec)
         special = evaluate(ds, run)
     assert len(run.stats.shapes) >= 3
     assert special.images == square.images == 96

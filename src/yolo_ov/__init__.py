@@ -12,8 +12,10 @@ Example:
 
 from __future__ import annotations
 
+from ._version import __version__
 from .config import DetectConfig, Mode, Precision, RuntimeConfig, load_runtime_config
 from .detector import Detector
+from .engine import Engine, FakeEngine
 from .errors import (
     CalibrationError,
     ConfigError,
@@ -24,13 +26,13 @@ from .errors import (
     InputError,
     MissingExtraError,
     ModelLoadError,
+    OverloadedError,
     YoloOvError,
 )
-from .model import HeadType, ModelInfo
+from .model import HeadType, ModelInfo, TensorSpec
+from .pipeline import PipelineConfig, Specialize
 from .results import Detections, Failure, Timings
 from .runtime import CompiledInfo, LoadTimings, available_devices
-
-__version__ = "0.1.0"
 
 __all__ = [
     "CalibrationError",
@@ -41,8 +43,10 @@ __all__ = [
     "Detections",
     "Detector",
     "DeviceError",
+    "Engine",
     "ExportError",
     "Failure",
+    "FakeEngine",
     "HeadType",
     "InferenceError",
     "InputError",
@@ -51,8 +55,12 @@ __all__ = [
     "Mode",
     "ModelInfo",
     "ModelLoadError",
+    "OverloadedError",
+    "PipelineConfig",
     "Precision",
     "RuntimeConfig",
+    "Specialize",
+    "TensorSpec",
     "Timings",
     "YoloOvError",
     "__version__",

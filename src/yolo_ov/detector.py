@@ -1,29 +1,41 @@
-"""``Detector``: the front door, and the latency path.
+"""``Detector``: the front door. One compiled model, every way to call it.
 
-A ``Detector`` loads and compiles a model once and answers one image at a
-time with one synchronous request: the right shape for a camera in an app or
-an interactive request. Its ``mode`` is the OpenVINO performance hint the
-model is compiled with; the throughput pipeline (:meth:`Detector.stream`)
-reuses the same compiled model with many requests in flight.
+A ``Detector`` loads and compiles a model once, picks the head for its task,
+and answers:
+
+* ``det(image)``: the latency path, one synchronous request (safe from any
+  number of threads: they take turns on the one request, outputs copied
+  before the next);
+* ``det.submit(image)`` / ``await det.submit_async(image)``: many
+  independent callers (a web server) on the throughput engine;
+* ``det.stream(source)``: folders, videos, cameras with many requests in flight.
+
+Its ``mode`` is the OpenVINO performance hint the model is compiled with. The
+throughput :class:`~yolo_ov.pipeline.Pipeline` is built from the engine, the
+head and the settings, and is owned (made lazily, closed) by the Detector.
 """
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .config import DetectConfig, Mode, RuntimeConfig
+from .default_model import resolve_or_default
+from .engine import Engine
 from .errors import ConfigError, InputError
+from .heads import Head, select_head
 from .images import ImageInput, describe_source, load_image
 from .pipeline import Pipeline, PipelineConfig, RunStats, StreamRun
-from .postprocess import postprocess
-from .preprocess import letterbox
 from .results import Detections, Failure, Timings
-from .runtime import CompiledInfo, Engine, LoadTimings, load
+from .runtime import CompiledInfo, LoadTimings, OpenVINOEngine, load
 
 __all__ = ["Detector"]
 
@@ -42,6 +54,9 @@ class Detector:
             :class:`DetectConfig` as ``detect``.
         imgsz: network input size; default the model's own.
         warmup: run one inference at load so the first real call is not slow.
+        pipeline: settings of the throughput engine used by :meth:`stream`
+            and :meth:`submit` (:class:`~yolo_ov.pipeline.PipelineConfig`:
+            requests in flight, ``max_queue``, ``max_wait_ms``, timeouts...).
 
     Example:
         >>> det = Detector("yolov8n_openvino_model", mode="latency")  # doctest: +SKIP
@@ -65,12 +80,23 @@ class Detector:
         agnostic: bool | None = None,
         imgsz: int | tuple[int, int] | None = None,
         warmup: bool = True,
+        pipeline: PipelineConfig | None = None,
     ) -> None:
         self.runtime_config = _runtime_config(runtime, mode=mode, device=device, imgsz=imgsz)
         self.detect_config = _detect_config(
             detect, conf=conf, iou=iou, max_det=max_det, classes=classes, agnostic=agnostic
         )
-        self._engine, self.model_info = load(model, self.runtime_config)
+        self.pipeline_config = pipeline
+        self._pipeline: Pipeline | None = None
+        self._pipeline_lock = threading.Lock()
+        self._closed = False
+        self._model_path = resolve_or_default(model)
+        self._engine, self.model_info = load(self._model_path, self.runtime_config)
+        try:
+            self.head: Head = select_head(self.model_info)
+        except BaseException:
+            self._engine.close()
+            raise
         if warmup:
             t0 = time.perf_counter()
             self._engine.infer(np.full((self._engine.batch, *self._engine.input_hw, 3), 114, np.uint8))
@@ -95,8 +121,8 @@ class Detector:
         return self._engine.load_timings
 
     @property
-    def engine(self) -> Engine:
-        """The compiled model and its synchronous request (for the pipeline and bench)."""
+    def engine(self) -> OpenVINOEngine:
+        """The compiled model (the :class:`~yolo_ov.engine.Engine` contract; for bench and tests)."""
         return self._engine
 
     @property
@@ -124,14 +150,15 @@ class Detector:
         name = source or describe_source(image)
         t0 = time.perf_counter()
         img = load_image(image, name)
-        frame, geo = letterbox(img, self._engine.input_hw)
+        frame, geo = self.head.prepare(img, self._engine.input_hw)
         t1 = time.perf_counter()
-        output = self._engine.infer(frame[None])
+        outputs = self._engine.infer(frame[None])
         t2 = time.perf_counter()
-        xyxy, conf, cls = postprocess(output[0], geo, self.model_info.head, detect or self.detect_config)
+        result = self.head.decode([o[0] for o in outputs], geo, detect or self.detect_config)
         t3 = time.perf_counter()
-        timing = Timings((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3)
-        return Detections(xyxy, conf, cls, self.names, img.shape[:2], name, timing=timing)
+        result.source = name
+        result.timing = Timings((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3)
+        return result
 
     def predict(self, images: Iterable[ImageInput]) -> list[Detections]:
         """Detect objects in several images, one synchronous request each, in order.
@@ -148,20 +175,78 @@ class Detector:
             except InputError as exc:
                 yield Failure(exc.source or describe_source(image), str(exc))
 
+    # -- many callers: submit() ----------------------------------------------
+    def submit(self, image: ImageInput, *, detect: DetectConfig | None = None,
+               source: str | None = None) -> Future:
+        """Queue one image on the throughput engine; returns a :class:`~concurrent.futures.Future`.
+
+        Safe from any number of threads at once; shares the request slots
+        with :meth:`stream`; per-call detection settings with ``detect``. The
+        image is letterboxed to the model's own input shape, so the result is
+        the one the latency path gives. With a compiled batch > 1, images of
+        different callers are grouped into one request (``max_wait_ms``).
+
+        Raises:
+            OverloadedError: ``max_queue`` images are already waiting (nothing
+                was queued; retry later).
+
+        The future's result is the image's :class:`Detections` (or the task's
+        result); an unreadable image sets :class:`~yolo_ov.errors.InputError`
+        on the future.
+
+        Example:
+            >>> det = Detector("yolov8n_openvino_model", mode="throughput")  # doctest: +SKIP
+            >>> futures = [det.submit(p) for p in ["a.jpg", "b.jpg"]]  # doctest: +SKIP
+            >>> [len(f.result()) for f in futures]  # doctest: +SKIP
+        """
+        return self.pipeline().submit(image, detect=detect, source=source)
+
+    async def submit_async(self, image: ImageInput, *, detect: DetectConfig | None = None,
+                           source: str | None = None) -> Any:
+        """:meth:`submit` for asyncio callers: ``await det.submit_async(image)`` gives the result."""
+        return await asyncio.wrap_future(self.submit(image, detect=detect, source=source))
+
     # -- the throughput path (see yolo_ov.pipeline) -----------------------
     def pipeline(self, config: PipelineConfig | None = None) -> Pipeline:
         """The throughput pipeline on this compiled model, created once and reused.
 
-        Passing a different ``config`` replaces it (new request queues, same
-        compiled model).
+        ``config=None`` means the Detector's own ``pipeline=`` settings (or the
+        defaults). A different ``config`` replaces the current pipeline (new
+        request queues, same compiled model): do that between runs, not while
+        streams or submits are in flight on it; for settings every run shares,
+        pass ``Detector(..., pipeline=PipelineConfig(...))``.
         """
-        current: Pipeline | None = getattr(self, "_pipeline", None)
-        if current is not None and not current.closed and (config is None or config == current.config):
-            return current
-        if current is not None:
-            current.close()
-        self._pipeline = Pipeline(self, config)
-        return self._pipeline
+        wanted = config or self.pipeline_config or PipelineConfig()
+        with self._pipeline_lock:
+            if self._closed:
+                raise ConfigError("this Detector is closed; create a new one to run more inputs")
+            current = self._pipeline
+            if current is not None and not current.closed and wanted == current.config:
+                return current
+            if current is not None:
+                current.close()
+            self._pipeline = self._make_pipeline(wanted)
+            return self._pipeline
+
+    def _make_pipeline(self, config: PipelineConfig) -> Pipeline:
+        if config.num_requests is None and self.runtime_config.num_requests:
+            config = _replace(config, num_requests=self.runtime_config.num_requests)
+        pipeline = Pipeline(self._engine, self.head, detect=self.detect_config, config=config,
+                            make_engine=self._compile_shape, stride=self.model_info.stride,
+                            device=self.runtime_config.device)
+        pipeline.on_exit = self._engine.close
+        return pipeline
+
+    def _compile_shape(self, shape: tuple[int, int]) -> Engine:
+        """The model compiled for another input shape (shape specialisation)."""
+        # Each compiled model pins its CPU streams to the same cores: two shapes
+        # in flight at once would then share one core while the other idles
+        # (measured: specialised folder 69 img/s pinned vs 81 unpinned on 2
+        # cores). Extra shapes are therefore compiled unpinned.
+        cpu = self.runtime_config.device.split(":")[0].split(".")[0] == "CPU"
+        extra = {"ENABLE_CPU_PINNING": False} if cpu else None
+        engine, _ = load(self._model_path, self.runtime_config.with_(imgsz=shape), extra_properties=extra)
+        return engine
 
     def stream(
         self,
@@ -171,6 +256,7 @@ class Detector:
         with_images: bool = False,
         drop: str | None = "auto",
         config: PipelineConfig | None = None,
+        detect: DetectConfig | None = None,
     ) -> StreamRun:
         """Detect objects in a source with many requests in flight; yields results.
 
@@ -180,28 +266,40 @@ class Detector:
         (``ordered=False``: as completed); every input yields one
         :class:`Detections` or one :class:`Failure`. Use a ``throughput``
         mode Detector for speed; a latency-mode one works but has one stream.
+        Several streams may run at once on one Detector (and beside
+        :meth:`submit`): they share its request slots. ``detect`` overrides
+        the detection settings for this run.
 
         Example:
             >>> det = Detector("yolov8n_openvino_model", mode="throughput")  # doctest: +SKIP
             >>> for r in det.stream("video.mp4"):  # doctest: +SKIP
             ...     print(r.stream, r.frame, len(r))
         """
-        return self.pipeline(config).stream(source, ordered=ordered, with_images=with_images, drop=drop)
+        return self.pipeline(config).stream(source, ordered=ordered, with_images=with_images, drop=drop,
+                                            detect=detect)
 
     def stream_callback(
-        self, source: Any, callback: Any, *, drop: str | None = "auto", config: PipelineConfig | None = None
+        self, source: Any, callback: Any, *, drop: str | None = "auto", config: PipelineConfig | None = None,
+        detect: DetectConfig | None = None,
     ) -> RunStats:
         """OpenVINO's callback style: ``callback(result)`` runs on a worker thread as each
         result completes (completion order); returns the run's counters when all are done."""
-        return self.pipeline(config).run_callback(source, callback, drop=drop)
+        return self.pipeline(config).run_callback(source, callback, drop=drop, detect=detect)
 
     # -- lifetime --------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
-        """Release the compiled model (and the throughput pipeline, if one was started)."""
-        pipeline: Pipeline | None = getattr(self, "_pipeline", None)
+        """Release the compiled model (and the throughput pipeline, if one was started). Idempotent."""
+        with self._pipeline_lock:
+            if self._closed:
+                return
+            self._closed = True
+            pipeline, self._pipeline = self._pipeline, None
         if pipeline is not None:
             pipeline.close()
-            self._pipeline = None
         self._engine.close()
 
     def __enter__(self) -> Detector:
@@ -213,6 +311,12 @@ class Detector:
     def __repr__(self) -> str:
         c = self.compiled_info
         return f"Detector({str(self.model_info.path)!r}, mode={c.mode!r}, device={c.device!r}, input={self.input_hw})"
+
+
+def _replace(config: PipelineConfig, **changes: Any) -> PipelineConfig:
+    from dataclasses import replace
+
+    return replace(config, **changes)
 
 
 def _runtime_config(

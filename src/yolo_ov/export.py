@@ -40,6 +40,7 @@ import yaml
 
 from .config import normalize_imgsz
 from .errors import ConfigError, ExportError, MissingExtraError, ModelLoadError
+from .heads import select_head
 from .model import HeadType, ModelInfo, inspect_model, read_model, resolve_model_path
 from .reshape import reshape_model
 
@@ -166,7 +167,7 @@ def export_model(weights: Path, config: ExportConfig) -> Path:
                 raise ExportError(f"{weights}: this model is already quantized (INT8); export INT8 from a float model")
             ov_model, quant_report = quantize_model(
                 ov_model, calib_images, imgsz=info.imgsz, preset=config.preset, source=str(config.data),
-                max_drop=config.max_drop, dataset=dataset, head=info.head,
+                max_drop=config.max_drop, dataset=dataset, head=select_head(info),
             )
         meta = _metadata(info, config, provenance, quant_report, weights)
         _write(ov_model, meta, tmp / f"{_stem(weights)}.xml", fp16=config.precision == "fp16")
@@ -341,7 +342,7 @@ def _metadata(
 ) -> dict[str, Any]:
     import openvino as ov
 
-    from . import __version__
+    from ._version import __version__
 
     src = info.metadata or {}
     quantize = {"int8": 8, "fp16": 16}.get(config.precision)

@@ -21,17 +21,14 @@ from typing import Any
 import yaml
 
 from .coco import COCO80_NAMES
-from .config import default_cache_dir
-from .errors import ModelLoadError
+from .errors import ModelLoadError, openvino_message
 
-__all__ = ["HeadType", "ModelInfo", "inspect_model", "read_model", "resolve_model_path"]
+__all__ = ["TASKS", "HeadType", "ModelInfo", "TensorSpec", "inspect_model", "read_model", "resolve_model_path"]
+
+#: The Ultralytics tasks a model can declare.
+TASKS = ("detect", "segment", "pose", "obb", "classify")
 
 log = logging.getLogger(__name__)
-
-#: Environment variable naming the model used when none is given.
-MODEL_ENV = "YOLO_OV_MODEL"
-DEFAULT_WEIGHTS = "yolov8n.pt"
-DEFAULT_WEIGHTS_URL = "https://github.com/ultralytics/assets/releases/download/v8.3.0/yolov8n.pt"
 
 
 class HeadType(str, enum.Enum):
@@ -39,6 +36,17 @@ class HeadType(str, enum.Enum):
 
     RAW = "raw"  # (B, 4 + nc, N): needs NMS
     END2END = "end2end"  # (B, N, 6): x1 y1 x2 y2 score class
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One model input or output: its name and shape as read (``?`` for a dynamic dimension)."""
+
+    name: str
+    shape: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "shape": self.shape}
 
 
 @dataclass(frozen=True)
@@ -52,10 +60,12 @@ class ModelInfo:
             ``rt_info`` (IR or ONNX metadata) or ``default COCO names``.
         imgsz: ``(height, width)`` the model was exported for.
         stride: the largest feature-map stride (letterbox alignment).
-        task: Ultralytics task (``detect``).
-        head: output layout.
-        input_name / output_name: tensor names in the graph.
-        input_shape / output_shape: the shapes as read (``?`` for dynamic).
+        task: Ultralytics task (``detect``, ``segment``, ``pose``, ``obb``,
+            ``classify``), from ``metadata.yaml``, else the IR's ``rt_info``,
+            else guessed from the output shapes.
+        head: output layout of the main output: ``raw`` (needs NMS) or
+            ``end2end`` (already de-duplicated).
+        inputs / outputs: every input and output, in the model's order.
         batch: static batch size, or ``None`` when dynamic.
         metadata: the raw metadata read (for ``info`` and export provenance).
     """
@@ -67,16 +77,37 @@ class ModelInfo:
     stride: int
     task: str
     head: HeadType
-    input_name: str
-    output_name: str
-    input_shape: str
-    output_shape: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
     batch: int | None
     metadata: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def num_classes(self) -> int:
         return len(self.names)
+
+    @property
+    def end2end(self) -> bool:
+        """The model de-duplicates its own detections (YOLOv10/YOLO26 style): no NMS."""
+        return self.head is HeadType.END2END
+
+    @property
+    def input_name(self) -> str:
+        return self.inputs[0].name
+
+    @property
+    def input_shape(self) -> str:
+        return self.inputs[0].shape
+
+    @property
+    def output_name(self) -> str:
+        """The first (main) output's name."""
+        return self.outputs[0].name
+
+    @property
+    def output_shape(self) -> str:
+        """The first (main) output's shape."""
+        return self.outputs[0].shape
 
     @property
     def dynamic(self) -> bool:
@@ -87,12 +118,15 @@ class ModelInfo:
             "path": str(self.path),
             "task": self.task,
             "head": self.head.value,
+            "end2end": self.end2end,
             "num_classes": self.num_classes,
             "names_source": self.names_source,
             "imgsz": list(self.imgsz),
             "stride": self.stride,
-            "input": {"name": self.input_name, "shape": self.input_shape},
-            "output": {"name": self.output_name, "shape": self.output_shape},
+            "input": self.inputs[0].to_dict(),
+            "output": self.outputs[0].to_dict(),
+            "inputs": [t.to_dict() for t in self.inputs],
+            "outputs": [t.to_dict() for t in self.outputs],
             "batch": self.batch,
         }
 
@@ -100,15 +134,15 @@ class ModelInfo:
 def resolve_model_path(model: str | os.PathLike[str] | None) -> Path:
     """The model file to read for ``model`` (a folder, ``.xml`` or ``.onnx``).
 
-    With ``model=None``: ``$YOLO_OV_MODEL``, then the per-user model cache,
-    then downloading the official ``yolov8n.pt`` and exporting it (needs the
-    ``export`` extra).
+    ``None`` is resolved by :func:`yolo_ov.default_model.default_model_path`
+    (environment, user cache, download), which callers that want a default
+    (``Detector``, the CLI) call first; here it means nothing was given.
 
     Raises:
         ModelLoadError: nothing usable was found; the message says what to pass.
     """
     if model is None:
-        return _default_model()
+        raise ModelLoadError("no model given; pass an OpenVINO export folder, a .xml file or a .onnx file")
     path = Path(model).expanduser()
     if not path.exists():
         raise ModelLoadError(f"{path}: model not found; pass an OpenVINO export folder, a .xml file or a .onnx file")
@@ -152,85 +186,45 @@ def _xml_checked(xml: Path) -> Path:
     return xml
 
 
-def _default_model() -> Path:
-    env = os.environ.get(MODEL_ENV)
-    if env:
-        return resolve_model_path(env)
-    models = default_cache_dir() / "models"
-    cached = models / "yolov8n_openvino_model"
-    if (cached / "yolov8n.xml").exists():
-        return _xml_checked(cached / "yolov8n.xml")
-    weights = models / DEFAULT_WEIGHTS
+def read_model(core: Any, path: Path, *, enable_mmap: bool = True) -> Any:
+    """Read ``path`` with OpenVINO, translating its errors into :class:`ModelLoadError`.
+
+    ``enable_mmap`` goes to this read only (never to the process-wide ``Core``).
+    """
     try:
-        _download(DEFAULT_WEIGHTS_URL, weights)
-    except OSError as exc:
-        raise ModelLoadError(
-            f"no model given and none cached; downloading {DEFAULT_WEIGHTS} failed ({exc}). "
-            f"Pass --model PATH (an OpenVINO export folder, .xml or .onnx) or set {MODEL_ENV}"
-        ) from exc
-    from .export import ExportConfig, export_model  # lazy: needs the export extra
-
-    out = export_model(weights, ExportConfig(output=cached))
-    return _xml_in_folder(out)
-
-
-def _download(url: str, dest: Path, timeout: float = 15.0) -> None:
-    """Download ``url`` to ``dest`` atomically (a partial file never remains)."""
-    import urllib.request
-
-    if dest.exists():
-        return
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_suffix(dest.suffix + ".part")
-    log.info("downloading %s to %s", url, dest)
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp, tmp.open("wb") as fh:  # noqa: S310 (fixed https URL)
-            while chunk := resp.read(1 << 20):
-                fh.write(chunk)
-        tmp.replace(dest)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def read_model(core: Any, path: Path) -> Any:
-    """Read ``path`` with OpenVINO, translating its errors into :class:`ModelLoadError`."""
-    try:
-        return core.read_model(str(path))
+        return core.read_model(str(path), config={"ENABLE_MMAP": bool(enable_mmap)})
     except Exception as exc:  # OpenVINO raises RuntimeError subclasses with long C++ traces
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelLoadError(f"{path}: OpenVINO cannot read this model ({first[:200]})") from exc
+        raise ModelLoadError(f"{path}: OpenVINO cannot read this model ({openvino_message(exc)})") from exc
 
 
 def inspect_model(model: Any, path: Path) -> ModelInfo:
-    """Read metadata and detect the head of an ``openvino.Model``.
+    """Read metadata, the task and the output layout of an ``openvino.Model``.
+
+    This describes the model; whether yolo-ov can run its task is decided by
+    :func:`yolo_ov.heads.select_head`, so adding a task touches only ``heads``.
 
     Raises:
-        ModelLoadError: the graph is not a YOLO detector; the message names the
+        ModelLoadError: the graph is not a YOLO model; the message names the
             input and output shapes found.
     """
     meta, names_source = _read_metadata(model, path)
-    task = str(meta.get("task", "detect"))
     shapes = _shapes_text(model)
-    if task != "detect":
-        raise ModelLoadError(f"{path}: a '{task}' model; yolo-ov runs detection models only ({shapes})")
     if len(model.inputs) != 1:
         raise ModelLoadError(f"{path}: expected one image input, found {len(model.inputs)} ({shapes})")
-    if len(model.outputs) != 1:
-        raise ModelLoadError(f"{path}: not a YOLO detector: expected one output, found {len(model.outputs)} ({shapes})")
+    if not model.outputs:
+        raise ModelLoadError(f"{path}: the model has no outputs ({shapes})")
     inp = model.inputs[0].get_partial_shape()
     if inp.rank.is_dynamic or inp.rank.get_length() != 4 or not inp[1].is_static or inp[1].get_length() != 3:
-        raise ModelLoadError(f"{path}: not a YOLO detector: expected an N,3,H,W image input ({shapes})")
-    names = _parse_names(meta.get("names"))
-    head = _detect_head(model.outputs[0].get_partial_shape(), meta, path, shapes)
+        raise ModelLoadError(f"{path}: not a YOLO model: expected an N,3,H,W image input ({shapes})")
     out = model.outputs[0].get_partial_shape()
-    if head is HeadType.RAW:
-        nc = out[1].get_length() - 4
-        if names and len(names) != nc:
-            raise ModelLoadError(
-                f"{path}: metadata lists {len(names)} class names but the output has {nc} classes ({shapes})"
-            )
-    else:
-        nc = len(names) if names else 80
+    task = _task(meta, model, path, shapes)
+    names = _parse_names(meta.get("names"))
+    head = _detect_head(out, meta, path, shapes)
+    nc = _num_classes(task, head, out, names)
+    if task == "detect" and head is HeadType.RAW and names and len(names) != nc:
+        raise ModelLoadError(
+            f"{path}: metadata lists {len(names)} class names but the output has {nc} classes ({shapes})"
+        )
     if not names:
         names_source = "default COCO names"
         names = {i: COCO80_NAMES[i] if i < len(COCO80_NAMES) else f"class{i}" for i in range(nc)}
@@ -245,23 +239,54 @@ def inspect_model(model: Any, path: Path) -> ModelInfo:
         stride=int(meta.get("stride", 32)),
         task=task,
         head=head,
-        input_name=model.inputs[0].get_any_name() if model.inputs[0].get_names() else "images",
-        output_name=model.outputs[0].get_any_name() if model.outputs[0].get_names() else "output0",
-        input_shape=_shape_text(inp),
-        output_shape=_shape_text(out),
+        inputs=(TensorSpec(_name(model.inputs[0], "images"), _shape_text(inp)),),
+        outputs=tuple(
+            TensorSpec(_name(o, f"output{i}"), _shape_text(o.get_partial_shape())) for i, o in enumerate(model.outputs)
+        ),
         batch=batch,
         metadata=meta,
     )
 
 
+def _name(port: Any, default: str) -> str:
+    return port.get_any_name() if port.get_names() else default
+
+
+def _task(meta: dict[str, Any], model: Any, path: Path, shapes: str) -> str:
+    """The task from the metadata, else guessed from the outputs' shapes."""
+    declared = meta.get("task")
+    if declared is not None:
+        task = str(declared).strip().lower()
+        if task not in TASKS:
+            raise ModelLoadError(f"{path}: unknown task {task!r} in the model's metadata ({shapes})")
+        return task
+    ranks = [o.get_partial_shape().rank for o in model.outputs]
+    lengths = [r.get_length() if r.is_static else None for r in ranks]
+    if lengths[0] == 2:
+        return "classify"
+    if len(lengths) == 2 and lengths[1] == 4:
+        return "segment"
+    return "detect"
+
+
+def _num_classes(task: str, head: HeadType, out: Any, names: dict[int, str]) -> int:
+    if task == "detect" and head is HeadType.RAW and out[1].is_static:
+        return out[1].get_length() - 4
+    if task == "classify" and out.rank.get_length() == 2 and out[1].is_static:
+        return out[1].get_length()
+    return len(names) if names else 80
+
+
 def _detect_head(out: Any, meta: dict[str, Any], path: Path, shapes: str) -> HeadType:
-    if out.rank.is_dynamic or out.rank.get_length() != 3:
-        raise ModelLoadError(f"{path}: not a YOLO detector: expected a 3-D output ({shapes})")
+    if out.rank.is_dynamic or out.rank.get_length() not in (2, 3):
+        raise ModelLoadError(f"{path}: not a YOLO model: expected a 2-D or 3-D first output ({shapes})")
+    if out.rank.get_length() == 2:
+        return HeadType.RAW  # classification scores
     d1 = out[1].get_length() if out[1].is_static else None
     d2 = out[2].get_length() if out[2].is_static else None
     end2end = meta.get("end2end")
     if end2end is True or (end2end is None and d2 == 6):
-        if d2 == 6:
+        if d2 is not None and d2 >= 6:
             return HeadType.END2END
     elif d1 is not None and d1 >= 5:
         return HeadType.RAW

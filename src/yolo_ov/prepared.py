@@ -26,12 +26,12 @@ from typing import Any
 
 import openvino as ov
 
-from .model import HeadType, ModelInfo
+from .model import HeadType, ModelInfo, TensorSpec
 
 __all__ = ["PREPARE_VERSION", "PreparedStore"]
 
 #: Version of the graph ``runtime.prepare`` builds; part of every key.
-PREPARE_VERSION = 1
+PREPARE_VERSION = 2
 
 
 class PreparedStore:
@@ -86,9 +86,8 @@ def _info_to_dict(info: ModelInfo) -> dict[str, Any]:
     return {
         "path": str(info.path), "names": {str(k): v for k, v in info.names.items()},
         "names_source": info.names_source, "imgsz": list(info.imgsz), "stride": info.stride, "task": info.task,
-        "head": info.head.value, "input_name": info.input_name, "output_name": info.output_name,
-        "input_shape": info.input_shape, "output_shape": info.output_shape, "batch": info.batch,
-        "metadata": info.metadata,
+        "head": info.head.value, "inputs": [t.to_dict() for t in info.inputs],
+        "outputs": [t.to_dict() for t in info.outputs], "batch": info.batch, "metadata": info.metadata,
     }
 
 
@@ -96,6 +95,6 @@ def _info_from_dict(d: dict[str, Any]) -> ModelInfo:
     return ModelInfo(
         path=Path(d["path"]), names={int(k): v for k, v in d["names"].items()}, names_source=d["names_source"],
         imgsz=(int(d["imgsz"][0]), int(d["imgsz"][1])), stride=int(d["stride"]), task=d["task"],
-        head=HeadType(d["head"]), input_name=d["input_name"], output_name=d["output_name"],
-        input_shape=d["input_shape"], output_shape=d["output_shape"], batch=d["batch"], metadata=d["metadata"],
+        head=HeadType(d["head"]), inputs=tuple(TensorSpec(**t) for t in d["inputs"]),
+        outputs=tuple(TensorSpec(**t) for t in d["outputs"]), batch=d["batch"], metadata=d["metadata"],
     )

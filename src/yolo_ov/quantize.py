@@ -32,7 +32,7 @@ import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -40,11 +40,11 @@ from .config import DetectConfig
 from .dataset import ImageLabels, YoloDataset
 from .errors import CalibrationError, InputError, MissingExtraError
 from .images import load_image
-from .model import HeadType
-from .postprocess import postprocess
 from .preprocess import letterbox
-from .results import Detections
 from .validate import evaluate
+
+if TYPE_CHECKING:
+    from .heads import Head
 
 __all__ = [
     "RECOMMENDED_CALIB_SIZE",
@@ -176,7 +176,7 @@ def quantize_model(
     source: str = "",
     max_drop: float | None = None,
     dataset: YoloDataset | None = None,
-    head: HeadType = HeadType.RAW,
+    head: Head | None = None,
 ) -> tuple[Any, QuantizeReport]:
     """Quantize an ``openvino.Model`` (float ``NCHW`` input) to INT8 with NNCF.
 
@@ -189,7 +189,8 @@ def quantize_model(
         max_drop: the largest absolute mAP50-95 loss accepted; layers are
             reverted to float until it holds (needs ``dataset``).
         dataset: the labelled split the mAP is measured on for ``max_drop``.
-        head: the model's output layout (for decoding during validation).
+        head: the model's :class:`~yolo_ov.heads.Head` (decodes outputs during
+            validation: the same head every runner uses); needed with ``max_drop``.
 
     Raises:
         CalibrationError: no usable images, or NNCF failed.
@@ -231,6 +232,8 @@ def quantize_model(
         else:
             if dataset is None:
                 raise CalibrationError("--max-drop needs a labelled dataset to measure the accuracy drop on")
+            if head is None:
+                raise CalibrationError("max_drop needs the model's head to measure mAP (pass head=select_head(info))")
             validation = _MapValidation(dataset, imgsz, head)
             val_data = nncf.Dataset(list(dataset.items), lambda item: item)
             quantized = nncf.quantize_with_accuracy_control(
@@ -255,7 +258,7 @@ def quantize_model(
         nncf_log.setLevel(level)
     fq = count_fake_quantize(quantized)
     runtime_maps: tuple[float | None, float | None] = (None, None)
-    if max_drop is not None and dataset is not None:
+    if max_drop is not None and dataset is not None and head is not None:
         runtime_maps = _runtime_check(model, quantized, dataset, imgsz, head, float(max_drop))
     return quantized, QuantizeReport(
         method="nncf.quantize_with_accuracy_control" if max_drop is not None else "nncf.quantize",
@@ -281,7 +284,7 @@ class _MapValidation:
     layers, so it scores exactly the items it is given.
     """
 
-    def __init__(self, dataset: YoloDataset, imgsz: tuple[int, int], head: HeadType) -> None:
+    def __init__(self, dataset: YoloDataset, imgsz: tuple[int, int], head: Head) -> None:
         self.dataset = dataset
         self.imgsz = imgsz
         self.head = head
@@ -294,11 +297,12 @@ class _MapValidation:
         results = []
         for item in chosen:
             img = load_image(item.image)
-            frame, geo = letterbox(img, self.imgsz)
+            frame, geo = self.head.prepare(img, self.imgsz)
             chw = (frame[:, :, ::-1].transpose(2, 0, 1).astype(np.float32) * _SCALE)[None]
-            out = request.infer({0: chw})[compiled.outputs[0]]
-            xyxy, conf, cls = postprocess(out[0], geo, self.head, self.detect)
-            results.append(Detections(xyxy, conf, cls, self.dataset.names, img.shape[:2], str(item.image)))
+            outs = request.infer({0: chw})
+            result = self.head.decode([outs[o][0] for o in compiled.outputs], geo, self.detect)
+            result.source = str(item.image)
+            results.append(result)
         subset = replace(self.dataset, items=tuple(chosen))
         value = evaluate(subset, results).map50_95
         if len(chosen) == len(self.dataset):
@@ -307,7 +311,7 @@ class _MapValidation:
 
 
 def _runtime_check(
-    model: Any, quantized: Any, dataset: YoloDataset, imgsz: tuple[int, int], head: HeadType, max_drop: float
+    model: Any, quantized: Any, dataset: YoloDataset, imgsz: tuple[int, int], head: Head, max_drop: float
 ) -> tuple[float, float]:
     """Re-measure float and INT8 mAP with the CPU's default precision, as the runtime will run them.
 
@@ -316,9 +320,9 @@ def _runtime_check(
     run in bf16 at inference, and the real drop can exceed ``max_drop``. When
     it does, say so with both figures and the way out.
     """
-    import openvino as ov
+    from .runtime import get_core  # one Core per process
 
-    core = ov.Core()
+    core = get_core()
     measure = _MapValidation(dataset, imgsz, head)
     before = measure(core.compile_model(model, "CPU"), dataset.items)
     after = measure(core.compile_model(quantized, "CPU"), dataset.items)
@@ -348,8 +352,25 @@ def _readable(images: Sequence[Path], skipped: list[str]) -> list[Path]:
 
 
 def _import_nncf() -> Any:
+    """NNCF, imported without torch.
+
+    NNCF registers its torch tensor functions whenever torch is installed
+    (``nncf.tensor.functions._initialize_backends``, an ImportError is
+    skipped), so ``import nncf`` costs a torch import (about 2 s and
+    torch's "No CUDA runtime is found" warning) although quantizing an
+    OpenVINO model never uses it. Hide torch for the duration of that
+    import, unless something already loaded it (then NNCF may use it).
+    """
+    import sys
+
+    hide = "torch" not in sys.modules and "nncf" not in sys.modules
+    if hide:
+        sys.modules["torch"] = None  # type: ignore[assignment]  # makes `import torch` raise ImportError
     try:
         import nncf
     except ImportError as exc:
         raise MissingExtraError("nncf", "quantize", "INT8 quantization") from exc
+    finally:
+        if hide and sys.modules.get("torch", 0) is None:
+            del sys.modules["torch"]
     return nncf

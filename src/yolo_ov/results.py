@@ -7,14 +7,14 @@ and drawing live here so every sink and every runner speaks the same type.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import cv2
 import numpy as np
 
-__all__ = ["Detections", "Failure", "Timings"]
+__all__ = ["DATA_FORMATTERS", "Detections", "Failure", "Timings"]
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,11 @@ class Detections:
         stream: for live/multi-stream runs, which stream the frame came from.
         frame: for video/stream runs, the frame index within its stream.
         timing: per-stage milliseconds, when measured.
+        data: optional per-detection arrays by name, each with ``N`` rows
+            (``"track_id"``, and per task ``"masks"``, ``"keypoints"``,
+            ``"xywhr"``...). Indexing, :meth:`filter` and :meth:`to_dict`
+            carry them; the JSONL writer formats each with its registered
+            formatter (:data:`DATA_FORMATTERS`), so a new field is one entry there.
 
     Example:
         >>> d = Detections.empty(names={0: "person"}, image_shape=(480, 640))
@@ -99,6 +104,7 @@ class Detections:
     stream: int | None = None
     frame: int | None = None
     timing: Timings | None = field(default=None, repr=False, compare=False)
+    data: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.xyxy = np.asarray(self.xyxy, dtype=np.float32)
@@ -111,6 +117,9 @@ class Detections:
         _check("confidence", self.confidence, (n,))
         _check("class_id", self.class_id, (n,))
         self.image_shape = (int(self.image_shape[0]), int(self.image_shape[1]))
+        for key, value in self.data.items():
+            if len(value) != n:
+                raise ValueError(f"data[{key!r}] must have {n} rows (one per detection), got {len(value)}")
 
     @classmethod
     def empty(cls, **kwargs: Any) -> Detections:
@@ -129,9 +138,21 @@ class Detections:
         """The detections where boolean ``mask`` is true (other fields kept)."""
         mask = np.asarray(mask, dtype=bool)
         _check("mask", mask, (len(self),))
+        return self[mask]
+
+    def __getitem__(self, index: int | slice | np.ndarray | list[int]) -> Detections:
+        """A :class:`Detections` of the selected rows (an int selects one row, still a ``Detections``).
+
+        ``index``: an int, a slice, a boolean mask of length ``N`` or an array
+        of row indices; per-detection ``data`` is selected with the rows.
+        """
+        if isinstance(index, (int, np.integer)):
+            index = [int(index)]
+        idx = np.asarray(index) if isinstance(index, list) else index
         return Detections(
-            self.xyxy[mask], self.confidence[mask], self.class_id[mask], self.names,
+            self.xyxy[idx], self.confidence[idx], self.class_id[idx], self.names,
             self.image_shape, self.source, self.stream, self.frame, self.timing,
+            {k: _take(v, idx) for k, v in self.data.items()},
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -146,10 +167,17 @@ class Detections:
             out["frame"] = self.frame
         boxes = np.round(self.xyxy.astype(np.float64), 2).tolist()
         confs = np.round(self.confidence.astype(np.float64), 5).tolist()
-        out["detections"] = [
+        detections = [
             {"box": b, "confidence": c, "class_id": int(k), "class_name": n}
             for b, c, k, n in zip(boxes, confs, self.class_id.tolist(), self.class_names, strict=True)
         ]
+        for key, values in self.data.items():
+            fmt = DATA_FORMATTERS.get(key)
+            if fmt is None:
+                continue  # a field without a formatter stays in Python (e.g. an internal array)
+            for det, value in zip(detections, fmt(values, self), strict=True):
+                det.update(value)
+        out["detections"] = detections
         return out
 
     def to_json(self) -> str:
@@ -188,6 +216,30 @@ class Detections:
             cv2.putText(canvas, label, text_org, cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255),
                         max(lw - 1, 1), cv2.LINE_AA)
         return canvas
+
+
+def _take(values: Any, idx: Any) -> Any:
+    if isinstance(values, np.ndarray):
+        return values[idx]
+    rows = list(values)
+    if isinstance(idx, slice):
+        return rows[idx]
+    sel = np.asarray(idx)
+    if sel.dtype == bool:
+        return [r for r, keep in zip(rows, sel, strict=True) if keep]
+    return [rows[int(i)] for i in sel]
+
+
+def _track_ids(values: Any, _: Detections) -> list[dict[str, Any]]:
+    return [{"track_id": int(v)} for v in values]
+
+
+#: How each per-detection ``data`` field is written in the JSONL record:
+#: ``formatter(values, detections) -> one dict per detection``, merged into
+#: that detection's object. A task that adds a field registers it here.
+DATA_FORMATTERS: dict[str, Callable[[Any, Detections], list[dict[str, Any]]]] = {
+    "track_id": _track_ids,
+}
 
 
 _PALETTE = np.array(

@@ -11,6 +11,7 @@ from the same compiled model.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import threading
@@ -23,12 +24,21 @@ import numpy as np
 import openvino as ov
 
 from .config import RuntimeConfig
-from .errors import ConfigError, DeviceError, InferenceError
+from .errors import ConfigError, DeviceError, InferenceError, openvino_message
 from .model import ModelInfo, inspect_model, read_model, resolve_model_path
 from .prepared import PreparedStore
 from .reshape import reshape_model
 
-__all__ = ["CompiledInfo", "Engine", "LoadTimings", "available_devices", "get_core", "load", "validate_device"]
+__all__ = [
+    "CompiledInfo",
+    "Engine",
+    "LoadTimings",
+    "OpenVINOEngine",
+    "available_devices",
+    "get_core",
+    "load",
+    "validate_device",
+]
 
 log = logging.getLogger(__name__)
 
@@ -121,9 +131,13 @@ class CompiledInfo:
 
 
 def load(
-    model: str | Path | None, config: RuntimeConfig, *, extra_properties: dict[str, Any] | None = None
-) -> tuple[Engine, ModelInfo]:
+    model: str | Path, config: RuntimeConfig, *, extra_properties: dict[str, Any] | None = None
+) -> tuple[OpenVINOEngine, ModelInfo]:
     """Read, prepare and compile ``model`` for ``config``; the one place that compiles.
+
+    Every OpenVINO property goes to this model's ``read_model``/``compile_model``
+    call, never to the process-wide ``Core``, so two models loaded at once with
+    different settings (``enable_mmap``, hints) cannot race.
 
     Raises:
         ModelLoadError, DeviceError, ConfigError: with one-line messages.
@@ -131,27 +145,28 @@ def load(
     path = resolve_model_path(model)
     core = get_core()
     validate_device(config.device)
-    core.set_property({"ENABLE_MMAP": bool(config.enable_mmap)})
     t0 = time.perf_counter()
     cache = config.resolved_cache_dir
     prepared: ov.Model | str
     if cache is None:
-        ov_model = read_model(core, path)
+        ov_model = read_model(core, path, enable_mmap=config.enable_mmap)
         info = inspect_model(ov_model, path)
         prepared = prepare(ov_model, info, config)
     else:
         prepared, info = _prepared_in_cache(core, path, config, cache)
     t1 = time.perf_counter()
     props = config.ov_properties()
+    props["ENABLE_MMAP"] = bool(config.enable_mmap)
     if extra_properties:  # e.g. the throughput pipeline's extra shapes turn CPU pinning off
         props.update(extra_properties)
     try:
         compiled = core.compile_model(prepared, config.device, props)
     except Exception as exc:  # OpenVINO raises RuntimeError with a C++ trace
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        raise DeviceError(f"{path}: cannot compile for {config.device} with {props} ({first})") from exc
+        raise DeviceError(
+            f"{path}: cannot compile for {config.device} with {props} ({openvino_message(exc)})"
+        ) from exc
     t2 = time.perf_counter()
-    engine = Engine(compiled, config, LoadTimings(read_ms=(t1 - t0) * 1e3, compile_ms=(t2 - t1) * 1e3))
+    engine = OpenVINOEngine(compiled, config, LoadTimings(read_ms=(t1 - t0) * 1e3, compile_ms=(t2 - t1) * 1e3))
     return engine, info
 
 
@@ -164,7 +179,7 @@ def _prepared_in_cache(core: ov.Core, path: Path, config: RuntimeConfig, cache: 
     if hit is not None:
         xml, info = hit
         return str(xml), info
-    ov_model = read_model(core, path)
+    ov_model = read_model(core, path, enable_mmap=config.enable_mmap)
     info = inspect_model(ov_model, path)
     xml = store.save(key, prepare(ov_model, info, config), info)
     return str(xml), info
@@ -196,11 +211,16 @@ def _scale_1_255(node: ov.Output) -> ov.Output:
     return ov.opset13.multiply(node, ov.opset13.constant(np.float32(1.0 / 255.0))).output(0)
 
 
-class Engine:
-    """One compiled model and its synchronous request (the latency path).
+class OpenVINOEngine:
+    """One compiled model: a synchronous request for the latency path and an
+    ``AsyncInferQueue`` for everything asynchronous (see :class:`yolo_ov.engine.Engine`).
 
-    Thread-safety: :meth:`infer` serialises callers on a lock; use the
-    throughput pipeline for concurrency.
+    Thread-safety: :meth:`infer` may be called from any number of threads; it
+    serialises them on the one synchronous request (one request per device is
+    what the LATENCY hint is for) and copies every output out of the request
+    *before* releasing it, so a result never depends on what another thread
+    does next. :meth:`start` may also be called from any thread; the caller
+    bounds the requests in flight to what it :meth:`reserve` d.
     """
 
     def __init__(self, compiled: ov.CompiledModel, config: RuntimeConfig, load_timings: LoadTimings) -> None:
@@ -209,7 +229,14 @@ class Engine:
         self.load_timings = load_timings
         self._request = compiled.create_infer_request()
         self._lock = threading.Lock()
+        self._queue: ov.AsyncInferQueue | None = None
+        self._queue_lock = threading.Lock()
+        self._callbacks: dict[int, Any] = {}
+        self._closed = False
         self.input_shape: tuple[int, ...] = tuple(compiled.inputs[0].get_shape())
+        self.output_names: tuple[str, ...] = tuple(
+            out.get_any_name() if out.get_names() else f"output{i}" for i, out in enumerate(compiled.outputs)
+        )
         self.info = self._describe()
 
     @property
@@ -221,23 +248,82 @@ class Engine:
         """``(height, width)`` of the network input (NHWC)."""
         return self.input_shape[1], self.input_shape[2]
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
-        """Run one synchronous request on a ``uint8`` ``NHWC`` batch.
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
-        The returned array is a view of the request's output buffer, valid
-        until the next call: post-process (or copy) before calling again.
-        """
+    def _check_open(self) -> None:
+        if self._closed:
+            raise InferenceError("this model was closed; create a new Detector to run it again")
+
+    def infer(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Run one synchronous request on a ``uint8`` ``NHWC`` batch; copies of every output."""
         with self._lock:
+            self._check_open()
             try:
                 self._request.infer({0: batch}, share_inputs=True, share_outputs=True)
+                return [np.array(self._request.get_output_tensor(i).data, copy=True)
+                        for i in range(len(self.output_names))]
             except Exception as exc:  # OpenVINO RuntimeError
-                raise InferenceError(f"inference failed: {str(exc).strip().splitlines()[0][:300]}") from exc
-            return self._request.get_output_tensor(0).data
+                raise InferenceError(f"inference failed: {openvino_message(exc)}") from exc
+
+    def reserve(self, jobs: int) -> None:
+        """Create (or grow) the ``AsyncInferQueue`` to ``jobs`` requests."""
+        with self._queue_lock:
+            self._check_open()
+            if self._queue is not None and len(self._queue) >= jobs:
+                return
+            if self._queue is not None:
+                self._queue.wait_all()
+            queue = ov.AsyncInferQueue(self.compiled, jobs)
+            queue.set_callback(_make_callback(self._callbacks, len(self.output_names)))
+            self._queue = queue
+
+    def start(self, batch: np.ndarray, callback: Any) -> None:
+        """Start one asynchronous request; ``callback(outputs | exc, done_time)`` runs on OpenVINO's thread."""
+        queue = self._queue
+        if queue is None:
+            self._check_open()
+            raise InferenceError("reserve() the asynchronous requests before start()")
+        key = next(_KEYS)
+        self._callbacks[key] = callback
+        try:
+            queue.start_async({0: batch}, userdata=key, share_inputs=True)
+        except Exception as exc:  # OpenVINO RuntimeError
+            self._callbacks.pop(key, None)
+            raise InferenceError(f"could not start inference: {openvino_message(exc)}") from exc
+
+    def wait_all(self) -> None:
+        queue = self._queue
+        if queue is not None:
+            queue.wait_all()
+
+    def cancel(self) -> None:
+        """Ask OpenVINO to cancel every asynchronous request still running (after a hang)."""
+        queue = self._queue
+        if queue is None:
+            return
+        for i in range(len(queue)):
+            try:
+                queue[i].cancel()
+            except Exception:  # noqa: BLE001, S112 - best effort while shutting down
+                continue
 
     def close(self) -> None:
-        """Release the request and the compiled model."""
-        self._request = None  # type: ignore[assignment]
-        self.compiled = None  # type: ignore[assignment]
+        """Release the requests and the compiled model (idempotent)."""
+        with self._lock, self._queue_lock:
+            if self._closed:
+                return
+            self._closed = True
+            if self._queue is not None:
+                try:
+                    self._queue.wait_all()
+                except Exception:  # noqa: BLE001 - requests cancelled after a hang report it here; closing anyway
+                    log.debug("cancelled requests while closing", exc_info=True)
+            self._queue = None
+            self._callbacks.clear()
+            self._request = None  # type: ignore[assignment]
+            self.compiled = None  # type: ignore[assignment]
 
     def _describe(self) -> CompiledInfo:
         def prop(name: str) -> Any:
@@ -262,6 +348,37 @@ class Engine:
             cache_dir=str(cache) if cache else None,
             enable_mmap=self.config.enable_mmap,
         )
+
+
+#: Back-compat name: the OpenVINO engine was called ``Engine`` before the contract
+#: in :mod:`yolo_ov.engine` took that name.
+Engine = OpenVINOEngine
+
+_KEYS = itertools.count()
+
+
+def _make_callback(callbacks: dict[int, Any], n_outputs: int) -> Any:
+    """The queue's callback: copy every output out of the request, timestamp, hand over.
+
+    The queue holds only an integer key as userdata, so no reference cycle runs
+    through OpenVINO's objects; the request is reused as soon as this returns.
+    """
+
+    def callback(request: ov.InferRequest, key: int) -> None:
+        done = time.perf_counter()
+        fn = callbacks.pop(key, None)
+        if fn is None:  # abandoned after a hang
+            return
+        try:
+            outputs: Any = [np.array(request.get_output_tensor(i).data, copy=True) for i in range(n_outputs)]
+        except BaseException as exc:  # noqa: BLE001 - must never propagate into OpenVINO's thread
+            outputs = InferenceError(f"could not read the inference output ({exc})")
+        try:
+            fn(outputs, done)
+        except BaseException:
+            log.exception("an inference callback raised")
+
+    return callback
 
 
 def _type_name(value: Any) -> str | None:

@@ -19,9 +19,12 @@ DEFAULT_WORKERS = 1
 class Specialize(str, enum.Enum):
     """Shape specialisation: compile the model for the letterbox a source needs.
 
-    ``AUTO``: on for videos/cameras (one exact shape per stream) and for image
-    folders (a few bucketed shapes), off in latency mode. ``OFF``: always the
-    model's own input shape. ``ON``: like ``AUTO`` but also in latency mode.
+    ``AUTO`` (default): on for videos and cameras (one exact shape per stream,
+    where every frame shares one size and the gain is largest), off for
+    images, so an image gives the same answer in every mode (the model's own
+    square input, as Ultralytics uses). ``ON``: also for image folders (a few
+    bucketed shapes: faster, but boxes and confidences then differ slightly
+    from the square input's). ``OFF``: always the model's own input shape.
     """
 
     AUTO = "auto"
@@ -61,6 +64,11 @@ class PipelineConfig:
         specialize: shape specialisation (see :class:`Specialize`).
         max_shapes: most extra compiled input shapes kept for one pipeline
             (folders use at most 5: see ``lanes.BUCKETS``).
+        max_queue: ``submit()``: most images accepted but not yet started on
+            a request; one more raises :class:`~yolo_ov.errors.OverloadedError`
+            at once instead of queueing without bound.
+        max_wait_ms: ``submit()`` with a compiled batch > 1: how long a
+            partly filled batch waits for more images before it is sent.
     """
 
     ordered: bool = True
@@ -70,6 +78,8 @@ class PipelineConfig:
     timeout_s: float = 60.0
     specialize: Specialize = Specialize.AUTO
     max_shapes: int = 6
+    max_queue: int = 64
+    max_wait_ms: float = 2.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "specialize", Specialize.parse(self.specialize))
@@ -81,5 +91,9 @@ class PipelineConfig:
             raise ConfigError(f"workers must be a positive integer, got {self.workers!r}")
         if not isinstance(self.max_shapes, int) or self.max_shapes < 0:
             raise ConfigError(f"max_shapes must be a non-negative integer, got {self.max_shapes!r}")
+        if not isinstance(self.max_queue, int) or isinstance(self.max_queue, bool) or self.max_queue < 1:
+            raise ConfigError(f"max_queue must be a positive integer, got {self.max_queue!r}")
+        if not float(self.max_wait_ms) >= 0:
+            raise ConfigError(f"max_wait_ms must be >= 0, got {self.max_wait_ms!r}")
         if not float(self.timeout_s) > 0:
             raise ConfigError(f"timeout_s must be positive, got {self.timeout_s!r}")

@@ -1,9 +1,11 @@
-"""``Pipeline``: the throughput engine built on one compiled ``Detector``.
+"""``Pipeline``: the throughput engine, built from an engine, a head and settings.
 
-It owns one ``AsyncInferQueue`` per compiled input shape, created once and
-reused by every run, and a process-wide bound on requests in flight. Each
-call to :meth:`Pipeline.stream` starts a :class:`~yolo_ov.pipeline.run.StreamRun`
-(one at a time per pipeline).
+It owns the request slots (a bound on requests in flight shared by every
+caller), the compiled input shapes (:class:`~yolo_ov.pipeline.lanes.LaneSet`),
+any number of concurrent :class:`~yolo_ov.pipeline.run.StreamRun` s and the
+``submit()`` front (:class:`~yolo_ov.pipeline.submit.Submitter`). It knows
+nothing about tasks: the head prepares each image and decodes each result.
+:class:`~yolo_ov.Detector` builds one and owns it.
 """
 
 from __future__ import annotations
@@ -12,20 +14,21 @@ import atexit
 import threading
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from concurrent.futures import Future
+from typing import Any
 
 import numpy as np
 
-from ..config import Mode
+from ..config import DetectConfig
+from ..engine import Engine
 from ..errors import ConfigError, InferenceError
-from ..runtime import Engine, load
+from ..heads import Head
+from ..images import ImageInput
 from ..sources import FrameSource, open_source
 from .config import PipelineConfig, Specialize
-from .lanes import Lane, ShapePlanner
+from .lanes import LaneSet, ShapePlanner
 from .run import RunStats, StreamRun
-
-if TYPE_CHECKING:
-    from ..detector import Detector
+from .submit import Submitter
 
 __all__ = ["REQUESTS_PER_OPTIMAL", "Pipeline"]
 
@@ -50,83 +53,65 @@ def _track(pipeline: Pipeline) -> None:
 
 
 def _close_open_pipelines() -> None:
-    # Without this, a Detector left open at exit can have its request queues
-    # destroyed during interpreter teardown after OpenVINO's own objects,
-    # which aborts the process ("terminate called without an active exception").
-    # Closing the owning Detector too releases its compiled model while the
-    # runtime is still fully alive (measured: closing only the queues still
-    # aborted about one exit in six).
+    # Without this, a pipeline left open at exit can have its request queues
+    # destroyed during interpreter teardown after OpenVINO's own objects, which
+    # aborts the process ("terminate called without an active exception").
+    # The owner hook also releases the base engine while the runtime is alive.
     for pipeline in list(_OPEN):
-        owner = pipeline._owner()
-        if owner is not None:
-            owner.close()
         pipeline.close()
+        if pipeline.on_exit is not None:
+            pipeline.on_exit()
+
+
+def optimal_requests(engine: Engine) -> int:
+    """OpenVINO's ``OPTIMAL_NUMBER_OF_INFER_REQUESTS`` for ``engine`` (1 when it does not say)."""
+    info = getattr(engine, "info", None)
+    return max(int(getattr(info, "optimal_requests", 1) or 1), 1)
 
 
 class Pipeline:
-    """Many requests in flight on one compiled model, results in order.
+    """Many requests in flight on one compiled model, for streams and for ``submit()``.
 
     Args:
-        detector: a loaded :class:`~yolo_ov.Detector` (its compiled model is
-            the base lane; its detection settings and class names are used).
+        engine: the base engine (the model's own input shape); the caller owns it.
+        head: decodes each image's outputs (and prepares each image).
+        detect: default detection settings (a run or a submit may override them).
         config: :class:`PipelineConfig`.
+        make_engine: compiles the model for another ``(h, w)`` input shape
+            (shape specialisation); ``None`` disables specialisation.
+        stride: the model stride (specialised shapes are multiples of it).
+        device: for messages.
 
     Example:
         >>> det = Detector("yolov8n_openvino_model", mode="throughput")  # doctest: +SKIP
-        >>> with Pipeline(det) as pipe:  # doctest: +SKIP
-        ...     for result in pipe.stream("images/"):
-        ...         print(result.source, len(result))
+        >>> for result in det.pipeline().stream("images/"):  # doctest: +SKIP
+        ...     print(result.source, len(result))
     """
 
-    def __init__(self, detector: Detector, config: PipelineConfig | None = None) -> None:
+    def __init__(self, engine: Engine, head: Head, *, detect: DetectConfig | None = None,
+                 config: PipelineConfig | None = None,
+                 make_engine: Callable[[tuple[int, int]], Engine] | None = None,
+                 stride: int = 32, device: str = "CPU") -> None:
         self.config = config or PipelineConfig()
-        # What is needed from the detector, not the detector itself: no
-        # reference cycle Detector <-> Pipeline, so both are freed in order.
-        engine = detector.engine
-        self._owner = weakref.ref(detector)
-        self._model_path = detector.model_info.path
-        self._runtime = detector.runtime_config
-        self.stride = detector.model_info.stride
-        self.device = engine.config.device
-        self.head = detector.model_info.head
-        self.detect = detector.detect_config
-        self.names = detector.names
-        self.num_requests = (
-            self.config.num_requests
-            or engine.config.num_requests
-            or REQUESTS_PER_OPTIMAL * max(engine.info.optimal_requests, 1)
-        )
+        self.head = head
+        self.detect = detect or DetectConfig()
+        self.names = head.names
+        self.stride = stride
+        self.device = device
+        self.num_requests = self.config.num_requests or REQUESTS_PER_OPTIMAL * optimal_requests(engine)
         self._slots = threading.Semaphore(self.num_requests)
-        self._run: StreamRun | None = None
-        self._run_lock = threading.Lock()
+        self.lanes = LaneSet(engine, make_engine if head.specializable else None,
+                             jobs=self.num_requests, max_shapes=self.config.max_shapes)
+        self._runs: set[StreamRun] = set()
+        self._lock = threading.Lock()
+        self._submitter: Submitter | None = None
         self._broken = False
         self._closed = False
-        self._jobs: dict[int, Any] = {}
-        self.base = self._lane(engine)
-        self.lanes: dict[tuple[int, int], Lane] = {}
+        #: Called at interpreter exit after closing (the owner releases its engine there).
+        self.on_exit: Callable[[], None] | None = None
         _track(self)
 
-    # -- lanes and request slots -------------------------------------------
-    def _lane(self, engine: Engine) -> Lane:
-        return Lane(engine, self.num_requests, self._jobs, self._on_done, self._on_error)
-
-    def _make_lane(self, shape: tuple[int, int]) -> Lane:
-        # Each compiled model pins its CPU streams to the same cores: two shapes
-        # in flight at once would then share one core while the other idles
-        # (measured: specialised folder 69 img/s pinned vs 81 unpinned on 2
-        # cores). Extra shapes are therefore compiled unpinned.
-        extra = {"ENABLE_CPU_PINNING": False} if self._runtime.device.split(":")[0].split(".")[0] == "CPU" else None
-        engine, _ = load(self._model_path, self._runtime.with_(imgsz=shape), extra_properties=extra)
-        return self._lane(engine)
-
-    @staticmethod
-    def _on_done(job: Any, output: np.ndarray, done: float) -> None:
-        job.run.on_inferred(job, output, done)
-
-    @staticmethod
-    def _on_error(job: Any, exc: BaseException) -> None:
-        job.run.on_error(job, exc)
-
+    # -- request slots, shared by every run and by submit() -----------------
     def acquire_request(self, timeout: float) -> bool:
         return self._slots.acquire(timeout=timeout)
 
@@ -134,98 +119,136 @@ class Pipeline:
         self._slots.release()
 
     def mark_broken(self) -> None:
-        """After a hung request the device state is unknown: refuse further runs."""
+        """After a hung request the device state is unknown: refuse further work."""
         self._broken = True
 
     def cancel_busy(self) -> None:
-        for lane in (self.base, *self.lanes.values()):
-            lane.cancel_busy()
+        for lane in self.lanes.all():
+            lane.cancel()
+
+    @property
+    def base(self) -> Engine:
+        return self.lanes.base
 
     @property
     def compiled_shapes(self) -> list[tuple[int, int]]:
-        """Input shapes compiled so far, the model's own first."""
-        return [self.base.hw, *self.lanes]
+        """Input shapes compiled so far, the model's own first (never twice)."""
+        return self.lanes.shapes
 
-    # -- runs -----------------------------------------------------------------
-    def specialisation_mode(self, source: FrameSource) -> str:
-        """``off``, ``exact`` (videos/cameras) or ``bucket`` (image folders) for this source."""
-        spec = self.config.specialize
-        if spec is Specialize.OFF:
-            return "off"
-        if spec is Specialize.AUTO and self._runtime.imgsz is not None:
-            return "off"  # the user asked for an input size: keep it
-        if source.video:
-            return "exact"
-        if spec is Specialize.AUTO and self._runtime.mode is Mode.LATENCY:
-            return "off"  # latency mode on images keeps the model's own shape unless asked
-        return "bucket"
+    def wait_compiled(self, timeout: float | None = None) -> list[tuple[int, int]]:
+        """Block until the shapes being compiled in the background are ready; the compiled shapes.
 
-    def stream(self, source: Any, *, ordered: bool | None = None, with_images: bool = False,
-               drop: str | None = "auto", callback: Callable[[Any], None] | None = None) -> StreamRun:
-        """Start a run over ``source`` (anything :func:`~yolo_ov.sources.open_source` takes).
-
-        Returns a :class:`StreamRun`: iterate it for results (or, with
-        ``callback``, call its ``wait()``).
+        Runs never wait for a compiler (images go to a compiled shape
+        meanwhile); call this between runs when the next run must use the
+        specialised shapes from its first image (benchmarks, tests).
         """
+        self.lanes.wait_compiled(timeout)
+        return self.compiled_shapes
+
+    def check_usable(self) -> None:
         if self._closed:
-            raise ConfigError("this pipeline is closed; call Detector.stream() (or make a new Pipeline)")
+            raise ConfigError("this pipeline is closed; make a new Detector to run more inputs")
         if self._broken:
             raise InferenceError("this pipeline had a hung request; create a new Detector to continue")
-        with self._run_lock:
-            if self._run is not None and not self._run._closed:
-                raise ConfigError("this pipeline is already running a stream; finish or close it first")
-            src = open_source(source, drop=drop)
-            planner = ShapePlanner(self.base, self._make_lane, stride=self.stride,
-                                   mode=self.specialisation_mode(src), max_shapes=self.config.max_shapes,
-                                   lanes=self.lanes)
-            batch = self.base.batch
-            per_request = self.num_requests * batch
-            if self.config.max_pending is not None:
-                max_pending = self.config.max_pending
-            elif src.live:
-                max_pending = per_request + batch
-            else:
-                max_pending = max(4 * per_request, 16)
-            max_pending = max(max_pending, batch)
-            lookahead = 1 if src.live else max(self.config.workers * 2, batch)
-            run_ordered = self.config.ordered if ordered is None else ordered
-            self._run = StreamRun(self, src, planner, ordered=run_ordered, max_pending=max_pending,
-                                  lookahead=lookahead, with_images=with_images, callback=callback)
-            return self._run
 
-    def run_callback(self, source: Any, callback: Callable[[Any], None], *, drop: str | None = "auto") -> RunStats:
+    # -- streams --------------------------------------------------------------
+    def specialisation_mode(self, source: FrameSource) -> str:
+        """``off``, ``exact`` (videos/cameras) or ``bucket`` (image folders, opt-in) for this source."""
+        spec = self.config.specialize
+        if spec is Specialize.OFF or not self.head.specializable:
+            return "off"
+        if source.video:
+            return "exact"
+        return "bucket" if spec is Specialize.ON else "off"
+
+    def stream(self, source: Any, *, ordered: bool | None = None, with_images: bool = False,
+               drop: str | None = "auto", callback: Callable[[Any], None] | None = None,
+               detect: DetectConfig | None = None) -> StreamRun:
+        """Start a run over ``source`` (anything :func:`~yolo_ov.sources.open_source` takes).
+
+        Several runs may be active at once on one pipeline: they share the
+        request slots and the compiled shapes. Returns a :class:`StreamRun`:
+        iterate it for results (or, with ``callback``, call its ``wait()``).
+        """
+        self.check_usable()
+        src = open_source(source, drop=drop)
+        planner = ShapePlanner(self.lanes, stride=self.stride, mode=self.specialisation_mode(src))
+        batch = self.base.batch
+        per_request = self.num_requests * batch
+        if self.config.max_pending is not None:
+            max_pending = self.config.max_pending
+        elif src.live:
+            max_pending = per_request + batch
+        else:
+            max_pending = max(4 * per_request, 16)
+        max_pending = max(max_pending, batch)
+        lookahead = 1 if src.live else max(self.config.workers * 2, batch)
+        run_ordered = self.config.ordered if ordered is None else ordered
+        run = StreamRun(self, src, planner, ordered=run_ordered, max_pending=max_pending, lookahead=lookahead,
+                        with_images=with_images, callback=callback, detect=detect or self.detect)
+        with self._lock:
+            self._runs.add(run)
+        return run
+
+    def run_callback(self, source: Any, callback: Callable[[Any], None], *, drop: str | None = "auto",
+                     detect: DetectConfig | None = None) -> RunStats:
         """OpenVINO's callback style: ``callback(result)`` is called from a worker thread
         as each result completes (completion order); returns when all are done.
 
         An exception raised by ``callback`` stops the run and is re-raised here.
         """
-        return self.stream(source, ordered=False, drop=drop, callback=callback).wait()
+        return self.stream(source, ordered=False, drop=drop, callback=callback, detect=detect).wait()
 
     def detach(self, run: StreamRun) -> None:
-        """Called by a run when it closes (drops the pipeline's reference to it)."""
-        if self._run is run:
-            self._run = None
+        """Called by a run when it closes."""
+        with self._lock:
+            self._runs.discard(run)
 
+    # -- submit() ----------------------------------------------------------------
+    def submit(self, image: ImageInput, *, detect: DetectConfig | None = None,
+               source: str | None = None) -> Future:
+        """One image in, a :class:`~concurrent.futures.Future` of its result out (see :class:`Submitter`)."""
+        self.check_usable()
+        with self._lock:
+            if self._submitter is None:
+                self._submitter = Submitter(self)
+            submitter = self._submitter
+        return submitter.submit(image, detect=detect or self.detect, source=source)
+
+    @property
+    def submitter(self) -> Submitter | None:
+        """The ``submit()`` front, once the first image was submitted (for its counters)."""
+        return self._submitter
+
+    def run_batch(self, lane: Engine, batch: np.ndarray, on_done: Callable[[Any, float], None]) -> None:
+        """Start one request on ``lane`` (a request slot must be held); used by runs and the submitter."""
+        lane.start(batch, on_done)
+
+    # -- lifetime --------------------------------------------------------------
     @property
     def closed(self) -> bool:
         return self._closed
 
     def close(self) -> None:
-        """Close the running stream (if any), wait for the queues to be idle and release them.
+        """Close every run and the submitter, wait for requests in flight, release the extra shapes.
 
         Idempotent; also run at interpreter exit for pipelines still open, so
         OpenVINO's request queues are never torn down after the runtime.
         """
-        if self._closed:
-            return
-        self._closed = True
-        if self._run is not None:
-            self._run.close()
-        for lane in (self.base, *self.lanes.values()):
-            if not self._broken:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            runs = list(self._runs)
+            submitter = self._submitter
+        for run in runs:
+            run.close()
+        if submitter is not None:
+            submitter.close()
+        if not self._broken:
+            for lane in self.lanes.all():
                 lane.wait_all()
-        self.lanes.clear()
-        self.base = None  # type: ignore[assignment]
+        self.lanes.close()
         _OPEN.discard(self)
 
     def __enter__(self) -> Pipeline:

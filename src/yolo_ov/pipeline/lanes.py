@@ -1,109 +1,38 @@
 """Compiled input shapes ("lanes") and the choice of lane for each image.
 
-A lane is one compiled model (one input shape) with its one
-``AsyncInferQueue``, created once and reused by every run. The callback
-copies the output out of the request's buffer (the request is reused as soon
-as the callback returns), timestamps completion, and hands the copy to the
-run that submitted the job.
+A lane is one :class:`~yolo_ov.engine.Engine`: one compiled input shape with
+its asynchronous requests, created once and shared by every run and by
+``submit()``. The model's own shape is the base lane and is never compiled a
+second time.
 
 Shape specialisation: YOLO is fully convolutional, so a 16:9 frame
-letterboxed into 384x640 instead of 640x640 gives the same detections for
-60% of the compute. :class:`ShapePlanner` picks each image's lane: the exact
-minimal rectangle for video streams, a few coarse buckets for image folders
-(so a folder compiles a handful of shapes, not one per aspect ratio), and
-never more than ``max_shapes`` extra compiled shapes.
+letterboxed into 384x640 instead of 640x640 gives nearly the same detections
+for 60% of the compute. :class:`ShapePlanner` picks each image's lane: the
+exact minimal rectangle for video streams, a few coarse buckets for image
+folders (opt-in), and never more than ``max_shapes`` extra compiled shapes.
+A shape not compiled yet is compiled **in the background**: until it is
+ready, images go to the smallest compiled lane that holds them (at worst the
+model's own shape), so the feeder never waits for a compiler.
 """
 
 from __future__ import annotations
 
-import itertools
+import logging
 import math
 import threading
-import time
 from collections.abc import Callable
-from typing import Any
 
-import numpy as np
-import openvino as ov
-
-from ..errors import InferenceError
+from ..engine import Engine
 from ..preprocess import min_rect_shape
-from ..runtime import Engine
 
-__all__ = ["Lane", "ShapePlanner"]
+__all__ = ["BUCKETS", "LaneSet", "ShapePlanner", "bucket_shape"]
+
+log = logging.getLogger(__name__)
 
 #: Folder buckets: the short side of a specialised shape is rounded up to one
 #: of these fractions of the model's side (at 640: 384 for 16:9, 480 for 4:3,
 #: 640 otherwise), so at most five shapes are compiled for any folder.
 BUCKETS = (9 / 16, 3 / 4, 1.0)
-
-
-class Lane:
-    """One compiled input shape and its ``AsyncInferQueue``.
-
-    ``on_done(job, output_copy, done_time)`` and ``on_error(job, exc)`` are
-    called from OpenVINO's callback thread; they must not block. The queue
-    only ever holds an integer key as userdata (jobs live in ``registry``
-    while in flight), so no reference cycle runs through OpenVINO's objects
-    and everything is freed by reference counting, in order.
-    """
-
-    def __init__(self, engine: Engine, jobs: int, registry: dict[int, Any],
-                 on_done: Callable[[Any, np.ndarray, float], None],
-                 on_error: Callable[[Any, BaseException], None]) -> None:
-        self.engine = engine
-        self.hw: tuple[int, int] = engine.input_hw
-        self.batch: int = engine.batch
-        self.jobs = jobs
-        self._registry = registry
-        self.queue = ov.AsyncInferQueue(engine.compiled, jobs)
-        self.queue.set_callback(_make_callback(registry, on_done, on_error))
-
-    def submit(self, batch: np.ndarray, job: Any) -> None:
-        """Start one request; ``batch`` must stay alive until the callback (zero copy)."""
-        key = next(_KEYS)
-        self._registry[key] = job
-        try:
-            self.queue.start_async({0: batch}, userdata=key, share_inputs=True)
-        except Exception as exc:  # OpenVINO RuntimeError
-            self._registry.pop(key, None)
-            raise InferenceError(f"could not start inference: {str(exc).strip().splitlines()[0][:300]}") from exc
-
-    def cancel_busy(self) -> None:
-        """Ask OpenVINO to cancel every request still running (used on close after a hang)."""
-        for i in range(len(self.queue)):
-            try:
-                self.queue[i].cancel()
-            except Exception:  # noqa: BLE001, S112 - best effort while shutting down
-                continue
-
-    def wait_all(self) -> None:
-        self.queue.wait_all()
-
-
-_KEYS = itertools.count()
-
-
-def _make_callback(registry: dict[int, Any], on_done: Callable[[Any, np.ndarray, float], None],
-                   on_error: Callable[[Any, BaseException], None]) -> Callable[[ov.InferRequest, int], None]:
-    """The queue's callback: copy the output out of the request, timestamp, hand over."""
-
-    def callback(request: ov.InferRequest, key: int) -> None:
-        done = time.perf_counter()
-        job = registry.pop(key, None)
-        if job is None:  # the run was abandoned after a hang
-            return
-        try:
-            output = np.array(request.get_output_tensor(0).data, copy=True)
-        except BaseException as exc:  # noqa: BLE001 - must never propagate into OpenVINO's thread
-            on_error(job, InferenceError(f"could not read the inference output ({exc})"))
-            return
-        try:
-            on_done(job, output, done)
-        except BaseException as exc:  # noqa: BLE001 - reported to the waiting side instead
-            on_error(job, exc)
-
-    return callback
 
 
 def bucket_shape(shape: tuple[int, int], imgsz: tuple[int, int], stride: int) -> tuple[int, int]:
@@ -123,35 +52,121 @@ def bucket_shape(shape: tuple[int, int], imgsz: tuple[int, int], stride: int) ->
     return (h, W)
 
 
-class ShapePlanner:
-    """Chooses the lane for each image and compiles new shapes on demand (thread-safe).
+class LaneSet:
+    """The compiled shapes of one pipeline: the base engine plus extra shapes, compiled in the background.
 
     Args:
-        base: the lane of the model's own input shape (always available).
-        make_lane: compiles a lane for an ``(h, w)`` shape.
-        stride: the model stride (shapes are multiples of it).
-        mode: ``"off"`` (always ``base``), ``"exact"`` (the minimal rectangle
-            of each image: videos) or ``"bucket"`` (image folders).
-        max_shapes: most shapes compiled besides ``base``; past it an image
-            goes to the smallest compiled shape that holds its letterbox, else
-            the model's own shape. When specialising, even the model's own
-            shape gets a lane of its own (compiled like the others, unpinned),
-            so ``base`` only serves ``mode="off"``.
+        base: the engine of the model's own input shape (owned by the caller).
+        make_engine: compiles an engine for an ``(h, w)`` shape (blocking).
+        jobs: asynchronous requests every lane reserves (the pipeline's request slots).
+        max_shapes: most extra shapes compiled.
     """
 
-    def __init__(self, base: Lane, make_lane: Callable[[tuple[int, int]], Lane], *, stride: int,
-                 mode: str, max_shapes: int, lanes: dict[tuple[int, int], Lane] | None = None) -> None:
+    def __init__(self, base: Engine, make_engine: Callable[[tuple[int, int]], Engine] | None, *, jobs: int,
+                 max_shapes: int) -> None:
         self.base = base
-        self._make = make_lane
+        self._make = make_engine
+        self.jobs = jobs
+        self.max_shapes = max_shapes if make_engine is not None else 0
+        self.extra: dict[tuple[int, int], Engine] = {}
+        self._compiling: dict[tuple[int, int], threading.Thread] = {}
+        self._failed: set[tuple[int, int]] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+        base.reserve(jobs)
+
+    def all(self) -> list[Engine]:
+        with self._lock:
+            return [self.base, *self.extra.values()]
+
+    @property
+    def shapes(self) -> list[tuple[int, int]]:
+        """Input shapes compiled so far, the model's own first."""
+        with self._lock:
+            return [self.base.input_hw, *self.extra]
+
+    def get(self, shape: tuple[int, int]) -> Engine | None:
+        """The lane of exactly ``shape``, starting its compilation in the background when
+        it is not compiled yet and there is room (then ``None`` until it is ready)."""
+        if shape == self.base.input_hw:
+            return self.base
+        with self._lock:
+            lane = self.extra.get(shape)
+            if lane is not None or self._closed:
+                return lane
+            room = len(self.extra) + len(self._compiling) < self.max_shapes
+            if room and shape not in self._compiling and shape not in self._failed:
+                thread = threading.Thread(target=self._compile, args=(shape,), name=f"yolo-ov-compile-{shape}",
+                                          daemon=True)
+                self._compiling[shape] = thread
+                thread.start()
+        return None
+
+    def holding(self, shape: tuple[int, int]) -> Engine:
+        """The smallest compiled lane whose input holds a ``shape`` letterbox (the base at worst)."""
+        with self._lock:
+            fits = [e for s, e in self.extra.items() if s[0] >= shape[0] and s[1] >= shape[1]]
+        if not fits:
+            return self.base
+        return min(fits, key=lambda e: e.input_hw[0] * e.input_hw[1])
+
+    def _compile(self, shape: tuple[int, int]) -> None:
+        assert self._make is not None
+        try:
+            engine = self._make(shape)
+            engine.reserve(self.jobs)
+        except Exception as exc:  # noqa: BLE001 - a shape that fails to compile is skipped, not fatal
+            log.warning("could not compile input shape %s (%s); using the compiled shapes instead", shape, exc)
+            with self._lock:
+                self._compiling.pop(shape, None)
+                self._failed.add(shape)
+            return
+        with self._lock:
+            self._compiling.pop(shape, None)
+            if self._closed:
+                engine.close()
+                return
+            self.extra[shape] = engine
+
+    def wait_compiled(self, timeout: float | None = None) -> None:
+        """Block until every background compilation has finished (tests, benchmarks)."""
+        with self._lock:
+            threads = list(self._compiling.values())
+        for thread in threads:
+            thread.join(timeout)
+
+    def close(self) -> None:
+        """Wait for background compilations, then close the extra lanes (the base belongs to the caller)."""
+        with self._lock:
+            self._closed = True
+            threads = list(self._compiling.values())
+        for thread in threads:
+            thread.join()
+        with self._lock:
+            extra, self.extra = self.extra, {}
+        for engine in extra.values():
+            engine.close()
+
+
+class ShapePlanner:
+    """Chooses the lane for each image of one run (thread-safe).
+
+    Args:
+        lanes: the pipeline's :class:`LaneSet` (shared by every run).
+        stride: the model stride (shapes are multiples of it).
+        mode: ``"off"`` (always the model's own shape), ``"exact"`` (the
+            minimal rectangle of each image: videos) or ``"bucket"`` (image
+            folders, opt-in).
+    """
+
+    def __init__(self, lanes: LaneSet, *, stride: int, mode: str) -> None:
+        self.lanes = lanes
         self.stride = stride
         self.mode = mode
-        self.max_shapes = max_shapes
-        self.lanes: dict[tuple[int, int], Lane] = lanes if lanes is not None else {}
-        self._lock = threading.Lock()
 
     def target_shape(self, original_hw: tuple[int, int]) -> tuple[int, int]:
         """The input shape this image would ideally be letterboxed into."""
-        imgsz = self.base.hw
+        imgsz = self.lanes.base.input_hw
         if self.mode == "off":
             return imgsz
         shape = min_rect_shape(original_hw, imgsz, self.stride)
@@ -159,22 +174,10 @@ class ShapePlanner:
             shape = bucket_shape(shape, imgsz, self.stride)
         return shape
 
-    def lane_for(self, original_hw: tuple[int, int]) -> Lane:
-        shape = self.target_shape(original_hw)
+    def lane_for(self, original_hw: tuple[int, int]) -> Engine:
+        """The lane to use now: the ideal shape if compiled, else the best compiled one (never waits)."""
         if self.mode == "off":
-            return self.base
-        with self._lock:
-            lane = self.lanes.get(shape)
-            if lane is not None:
-                return lane
-            if len(self.lanes) < self.max_shapes:
-                lane = self._make(shape)
-                self.lanes[shape] = lane
-                return lane
-            holding = [ln for s, ln in self.lanes.items() if s[0] >= shape[0] and s[1] >= shape[1]]
-            if holding:
-                return min(holding, key=lambda ln: ln.hw[0] * ln.hw[1])
-            square = self.lanes.get(self.base.hw)
-            if square is None:  # the model's own shape, compiled like the others (unpinned)
-                square = self.lanes[self.base.hw] = self._make(self.base.hw)
-            return square
+            return self.lanes.base
+        shape = self.target_shape(original_hw)
+        lane = self.lanes.get(shape)
+        return lane if lane is not None else self.lanes.holding(shape)

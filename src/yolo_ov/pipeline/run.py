@@ -6,10 +6,10 @@ Threads of a run:
   ``max_pending`` between being read and being yielded: that is the memory
   bound), hands decode + letterbox to the worker pool, groups prepared
   frames into batches per lane and starts a request whenever one is free;
-* OpenVINO's **callback** copies the output, timestamps it and hands it to
-  the worker pool for post-processing;
+* the engine's **callback** (outputs already copied out of the request,
+  completion timestamped) hands them to the worker pool for the head;
 * the **workers** (a small pool: OpenCV and OpenVINO release the GIL) decode,
-  letterbox and post-process;
+  prepare (the head's letterbox) and decode the outputs (the head);
 * the **caller** iterates: it receives results in input order (or as
   completed), and it is the waiting side where errors from any thread are
   re-raised and where a request that takes longer than ``timeout_s`` becomes
@@ -35,13 +35,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..config import DetectConfig
+from ..engine import Engine
 from ..errors import InferenceError, InputError
 from ..images import load_image
-from ..postprocess import postprocess
-from ..preprocess import PAD_VALUE, Letterbox, letterbox
-from ..results import Detections, Failure, Timings
+from ..preprocess import PAD_VALUE
+from ..results import Failure, Timings
 from ..sources import FrameSource, SourceItem
-from .lanes import Lane, ShapePlanner
+from .lanes import ShapePlanner
 
 if TYPE_CHECKING:
     from .core import Pipeline
@@ -50,7 +51,7 @@ __all__ = ["RunStats", "StreamRun"]
 
 log = logging.getLogger(__name__)
 
-Result = Detections | Failure
+Result = Any  # what the head returns (Detections for boxes), or a Failure
 _POLL_S = 0.1
 #: How long close() waits for a source blocked in a read (a camera) to return.
 _JOIN_S = 5.0
@@ -84,8 +85,8 @@ class _Prepared:
     index: int
     item: SourceItem
     frame: np.ndarray
-    geo: Letterbox
-    lane: Lane
+    geo: Any
+    lane: Engine
     prep_ms: float
     image: np.ndarray | None
 
@@ -93,7 +94,7 @@ class _Prepared:
 @dataclass(slots=True)
 class _Job:
     run: StreamRun
-    lane: Lane
+    lane: Engine
     members: list[_Prepared]
     batch: np.ndarray
     submitted: float = 0.0
@@ -108,8 +109,9 @@ class StreamRun:
 
     def __init__(self, pipeline: Pipeline, source: FrameSource, planner: ShapePlanner, *, ordered: bool,
                  max_pending: int, lookahead: int, with_images: bool = False,
-                 callback: Callable[[Any], None] | None = None) -> None:
+                 callback: Callable[[Any], None] | None = None, detect: DetectConfig | None = None) -> None:
         self._p = pipeline
+        self._detect = detect or pipeline.detect
         self._source = source
         self._planner = planner
         self._ordered = ordered
@@ -281,7 +283,7 @@ class StreamRun:
         t0 = time.perf_counter()
         img = load_image(item.data, item.source)
         lane = self._planner.lane_for(img.shape[:2])
-        frame, geo = letterbox(img, lane.hw)
+        frame, geo = self._p.head.prepare(img, lane.input_hw)
         prep_ms = (time.perf_counter() - t0) * 1e3
         return _Prepared(index, item, frame, geo, lane, prep_ms, img if self._with_images else None)
 
@@ -306,7 +308,7 @@ class StreamRun:
         if lane.batch == 1:
             batch = members[0].frame[None]
         else:
-            batch = np.full((lane.batch, *lane.hw, 3), PAD_VALUE, np.uint8)
+            batch = np.full((lane.batch, *lane.input_hw, 3), PAD_VALUE, np.uint8)
             for i, m in enumerate(members):
                 batch[i] = m.frame
         while not self._p.acquire_request(_POLL_S):
@@ -317,18 +319,24 @@ class StreamRun:
             job.submitted = time.perf_counter()
             self._inflight[id(job)] = job
         self.stats.requests += 1
-        shape = f"{lane.hw[0]}x{lane.hw[1]}"
+        shape = f"{lane.input_hw[0]}x{lane.input_hw[1]}"
         self.stats.shapes[shape] = self.stats.shapes.get(shape, 0) + len(members)
         try:
-            lane.submit(batch, job)
+            self._p.run_batch(lane, batch, lambda outputs, done: self._on_done(job, outputs, done))
         except BaseException:
             with self._cond:
                 self._inflight.pop(id(job), None)
             self._p.release_request()
             raise
 
-    # -- completion (OpenVINO's callback thread, then a worker) -------------
-    def on_inferred(self, job: _Job, output: np.ndarray, done: float) -> None:
+    # -- completion (the engine's callback thread, then a worker) -------------
+    def _on_done(self, job: _Job, outputs: Any, done: float) -> None:
+        if isinstance(outputs, BaseException):
+            self.on_error(job, outputs)
+        else:
+            self.on_inferred(job, outputs, done)
+
+    def on_inferred(self, job: _Job, outputs: list[np.ndarray], done: float) -> None:
         with self._cond:
             self._inflight.pop(id(job), None)
             self._cond.notify_all()
@@ -336,7 +344,7 @@ class StreamRun:
         if self._stop.is_set():
             return
         try:
-            self._pool.submit(self._finish, job, output, done)
+            self._pool.submit(self._finish, job, outputs, done)
         except RuntimeError:  # pool already shut down: the run is closing
             return
 
@@ -346,17 +354,16 @@ class StreamRun:
         self._p.release_request()
         self._fail(exc if isinstance(exc, InferenceError) else InferenceError(f"inference callback failed: {exc}"))
 
-    def _finish(self, job: _Job, output: np.ndarray, done: float) -> None:
+    def _finish(self, job: _Job, outputs: list[np.ndarray], done: float) -> None:
         try:
             infer_ms = (done - job.submitted) * 1e3
-            p = self._p
+            head = self._p.head
             for k, m in enumerate(job.members):
                 t0 = time.perf_counter()
-                xyxy, conf, cls = postprocess(output[k], m.geo, p.head, p.detect)
-                timing = Timings(m.prep_ms, infer_ms, (time.perf_counter() - t0) * 1e3)
-                det = Detections(xyxy, conf, cls, p.names, m.geo.original, m.item.source,
-                                 m.item.stream, m.item.frame, timing)
-                self._deliver(m.index, det, m.image)
+                result = head.decode([o[k] for o in outputs], m.geo, self._detect)
+                result.source, result.stream, result.frame = m.item.source, m.item.stream, m.item.frame
+                result.timing = Timings(m.prep_ms, infer_ms, (time.perf_counter() - t0) * 1e3)
+                self._deliver(m.index, result, m.image)
         except BaseException as exc:  # noqa: BLE001 - re-raised on the waiting side
             self._fail(exc)
 
