@@ -1,0 +1,217 @@
+"""Sources for tracking: live streams given as frame producers, and ``--detect-every N``.
+
+``--detect-every N`` runs the detector on every Nth frame of each stream;
+the tracker predicts the frames between. It is done here, in front of the
+pipeline, with nothing but the public :mod:`yolo_ov.sources` classes: a
+wrapper reads every frame, passes the chosen ones on to be inferred and
+keeps a note (and, when the caller draws, the picture) of the others, which
+the tracking run then answers with the tracker's prediction, in order.
+
+On a live source the choice is made *before* the ``latest`` frame-drop
+policy: every camera frame is seen and counted, every Nth is offered for
+inference, and only those can be dropped when the device falls behind.
+So N times fewer frames compete for the device, and the tracker still
+reports every frame it was not forced to drop.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError, InputError
+from ..sources import FrameSource, LatestFrames, SourceItem, is_live, open_source
+
+__all__ = ["LiveStreams", "SkippedFrame", "open_tracking_source"]
+
+
+class LiveStreams:
+    """Live frame producers, one per stream (a camera SDK's generator, a simulated camera).
+
+    Tracking reads each in its own thread and applies the ``latest``
+    frame-drop policy after choosing the frames to infer (see the module
+    notes); ``drop=None`` keeps every frame instead.
+
+    Args:
+        producers: one iterable of BGR frames per stream; iteration blocks
+            until the next frame exists (real time).
+        names: the ``source`` name of each stream (default ``<stream k>``).
+
+    Example:
+        >>> frames = [np.zeros((48, 64, 3), np.uint8)] * 3
+        >>> streams = LiveStreams([iter(frames), iter(frames)])
+        >>> streams.names
+        ['<stream 0>', '<stream 1>']
+    """
+
+    def __init__(self, producers: Iterable[Iterable[Any]], names: Iterable[str] | None = None) -> None:
+        self.producers = list(producers)
+        if not self.producers:
+            raise ConfigError("LiveStreams needs at least one frame producer")
+        self.names = list(names) if names is not None else [f"<stream {k}>" for k in range(len(self.producers))]
+        if len(self.names) != len(self.producers):
+            raise ConfigError(f"{len(self.names)} names for {len(self.producers)} streams")
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedFrame:
+    """A frame the detector does not see: the tracker predicts it.
+
+    ``after`` orders it in the output (see :class:`_Selector`); ``image`` is
+    kept only when the caller draws.
+    """
+
+    stream: int
+    frame: int
+    source: str
+    image_shape: tuple[int, int]
+    image: np.ndarray | None
+    after: int
+
+
+class _Selector:
+    """Chooses the frames to infer, per stream, and keeps the others in order.
+
+    A frame is inferred when it is the first of its stream or at least
+    ``every`` frames after the last one chosen (on a file this is every Nth
+    frame; after a gap the next frame is chosen at once).
+    """
+
+    def __init__(self, every: int, keep_images: bool, *, sequential: bool) -> None:
+        self.every = every
+        self.keep_images = keep_images
+        #: One reading thread feeds the pipeline in order (files, round-robin
+        #: streams): a skipped frame goes out after the ``after``-th result.
+        #: Otherwise (reader threads per live stream) it goes out before its
+        #: stream's next result.
+        self.sequential = sequential
+        self._last: dict[int, int] = {}
+        self._lock = threading.Lock()
+        self.skipped: deque[SkippedFrame] = deque()
+        self.offered = 0  # frames passed on to be inferred (the sequential order)
+
+    def choose(self, stream: int, frame: int, data: Any, source: str) -> bool:
+        last = self._last.get(stream)
+        if last is None or frame - last >= self.every or frame < last:
+            self._last[stream] = frame
+            return True
+        shape = data.shape[:2] if isinstance(data, np.ndarray) else (0, 0)
+        note = SkippedFrame(stream, frame, source, (int(shape[0]), int(shape[1])),
+                            data if self.keep_images else None, self.offered)
+        with self._lock:
+            self.skipped.append(note)
+        return False
+
+    def take(self, ready: Any) -> list[SkippedFrame]:
+        """Remove and return, in order, the skipped frames for which ``ready(note)`` holds."""
+        with self._lock:
+            out = [n for n in self.skipped if ready(n)]
+            if out:
+                taken = {id(n) for n in out}
+                self.skipped = deque(n for n in self.skipped if id(n) not in taken)
+            return out
+
+
+def open_tracking_source(source: Any, *, detect_every: int, drop: str | None, keep_images: bool
+                         ) -> tuple[FrameSource, _Selector | None]:
+    """The :class:`FrameSource` to stream, and the selector holding the frames it skips.
+
+    With ``detect_every == 1`` and an ordinary source this is
+    :func:`~yolo_ov.sources.open_source` itself (no selector).
+    """
+    if isinstance(detect_every, bool) or not isinstance(detect_every, int) or detect_every < 1:
+        raise ConfigError(f"detect_every must be a positive integer, got {detect_every!r}")
+    live = _live_producers(source)
+    if live is None and detect_every == 1:
+        return open_source(source, drop=drop), None
+    live_policy = "latest" if drop in ("auto", "latest") else None
+    selector = _Selector(detect_every, keep_images, sequential=live is None or live_policy is None)
+    if live is not None:
+        producers, names, closers = live
+        if live_policy is None:
+            src = FrameSource(_interleave_chosen(producers, names, selector), live=True, video=True, closers=closers)
+            return src, selector
+        readers = [_chosen_items(k, frames, names[k], selector) for k, frames in enumerate(producers)]
+        latest = LatestFrames(readers, names=names)
+        return (FrameSource(_unwrap(latest), live=True, video=True, closers=[latest, *closers],
+                            skipped=latest.skipped), selector)
+    inner = open_source(source, drop=drop)
+    if not inner.video:
+        raise ConfigError("--detect-every needs video files or live streams (frames of one scene in order)")
+    return (FrameSource(_chosen_sequential(inner, selector), live=inner.live, video=True, closers=[inner],
+                        skipped=inner.skipped), selector)
+
+
+def _live_producers(source: Any) -> tuple[list[Iterator[Any]], list[str], list[Any]] | None:
+    """Per-stream frame iterators when ``source`` is live (cameras/URLs or :class:`LiveStreams`)."""
+    if isinstance(source, LiveStreams):
+        return [iter(p) for p in source.producers], list(source.names), []
+    specs = [source] if isinstance(source, (str, int)) else source
+    if isinstance(specs, (list, tuple)) and specs and all(is_live(s) for s in specs):
+        opened = [open_source(s, drop=None) for s in specs]  # every frame of each camera, real indices
+        return [_frames(o) for o in opened], [str(s) for s in specs], opened
+    return None
+
+
+def _frames(src: FrameSource) -> Iterator[Any]:
+    for item in src:
+        yield item.data if isinstance(item.data, InputError) else (item.frame, item.data)
+
+
+def _chosen_items(stream: int, frames: Iterator[Any], name: str, selector: _Selector) -> Iterator[Any]:
+    """One live stream's frames offered for inference (as :class:`SourceItem`); the rest noted."""
+    index = 0
+    for got in frames:
+        if isinstance(got, InputError):
+            yield got
+            return
+        # a camera opened here gives (its own frame index, image); a producer gives images
+        index, image = got if isinstance(got, tuple) else (index, got)
+        if selector.choose(stream, index, image, name):
+            yield SourceItem(image, name, stream, index)
+        index += 1
+
+
+def _unwrap(latest: LatestFrames) -> Iterator[SourceItem]:
+    """``LatestFrames`` numbers what it yields itself; restore the camera's own frame indices."""
+    for item in latest:
+        inner = item.data
+        if isinstance(inner, SourceItem):
+            yield SourceItem(inner.data, inner.source, item.stream, inner.frame)
+        else:
+            yield item
+
+
+def _interleave_chosen(producers: list[Iterator[Any]], names: list[str], selector: _Selector
+                       ) -> Iterator[SourceItem]:
+    """Every frame of every live stream, round-robin (no drop policy)."""
+    readers = [_chosen_items(k, p, names[k], selector) for k, p in enumerate(producers)]
+    active = list(range(len(readers)))
+    while active:
+        for k in list(active):
+            got = next(readers[k], None)
+            if got is None:
+                active.remove(k)
+            elif isinstance(got, InputError):
+                active.remove(k)
+                yield SourceItem(got, names[k], k, None)
+            else:
+                selector.offered += 1
+                yield got
+
+
+def _chosen_sequential(inner: FrameSource, selector: _Selector) -> Iterator[SourceItem]:
+    """A file source's items offered for inference, in order; the rest noted."""
+    for item in inner:
+        if isinstance(item.data, InputError) or item.frame is None:
+            selector.offered += 1
+            yield item
+            continue
+        if selector.choose(item.stream or 0, item.frame, item.data, item.source):
+            selector.offered += 1
+            yield item
