@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.matching import box_iou
 from yolo_ov import InputError
 from yolo_ov.images import load_image, to_bgr8
 
@@ -68,10 +69,36 @@ def test_extreme_sizes(fp32_detector, bgr, size):
         assert (result.xyxy >= 0).all()
 
 
-def test_large_image_finds_the_same_objects(fp32_detector, bgr):
-    small = fp32_detector(bgr)
-    big = fp32_detector(cv2.resize(bgr, (bgr.shape[1] * 4, bgr.shape[0] * 4), interpolation=cv2.INTER_LINEAR))
-    assert abs(len(big) - len(small)) <= 1
+def _unmatched(src, src_xyxy, dst, dst_xyxy, *, min_conf: float, min_iou: float) -> list[str]:
+    """``src``'s detections (conf >= min_conf) with no same-class box in ``dst`` at IoU >= min_iou."""
+    keep = src.confidence >= min_conf
+    if not keep.any():
+        return []
+    iou = box_iou(src_xyxy[keep], dst_xyxy) if len(dst) else np.zeros((int(keep.sum()), 0))
+    same = src.class_id[keep][:, None] == dst.class_id[None, :]
+    best = np.where(same, iou, 0.0).max(axis=1, initial=0.0)
+    return [f"class {c} conf {s:.2f} best IoU {b:.2f}"
+            for c, s, b in zip(src.class_id[keep], src.confidence[keep], best, strict=True) if b < min_iou]
+
+
+def test_large_image_finds_the_same_objects(fp32_detector, shared):
+    """A 4x upscaled image gives the same objects, matched by class and IoU (never by count).
+
+    Upscaling then letterboxing back resamples the pixels, so weak detections
+    near the 0.25 threshold come and go, and how many do depends on the CPU's
+    kernels (bf16 on AMX Xeons, f32 elsewhere). Detections at conf >= 0.4 must
+    each have a same-class counterpart at IoU >= 0.8 in the other result.
+    Measured on 8 coco96 images (Intel Xeon with AMX, bf16 and f32): worst
+    IoU 0.934 (bf16) / 0.939 (f32); confidences moved by up to 0.17, so they
+    are not compared.
+    """
+    for path in shared.coco96_images[:8]:
+        bgr = cv2.imread(str(path))
+        small = fp32_detector(bgr)
+        big = fp32_detector(cv2.resize(bgr, (bgr.shape[1] * 4, bgr.shape[0] * 4), interpolation=cv2.INTER_LINEAR))
+        big_xyxy = big.xyxy / 4
+        assert not _unmatched(small, small.xyxy, big, big_xyxy, min_conf=0.4, min_iou=0.8), path.name
+        assert not _unmatched(big, big_xyxy, small, small.xyxy, min_conf=0.4, min_iou=0.8), path.name
 
 
 def test_bytes_input_equals_path_input(fp32_detector, image_path):
