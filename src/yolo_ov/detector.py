@@ -312,6 +312,23 @@ class Detector:
         c = self.compiled_info
         return f"Detector({str(self.model_info.path)!r}, mode={c.mode!r}, device={c.device!r}, input={self.input_hw})"
 
+    # -- tracking (see yolo_ov.track) ----------------------------------------
+    def track(self, source: Any, tracker: Any = "bytetrack", **kwargs: Any) -> Any:
+        """Track objects through videos or live streams: each result carries ``data["track_id"]``.
+
+        ``tracker``: ``"bytetrack"``, ``"botsort"``, a YAML file in Ultralytics'
+        format or a :class:`~yolo_ov.track.TrackerConfig`; ``kwargs`` as for
+        :func:`yolo_ov.track.track` (``detect_every``, ``detect``, ``with_images``,
+        ``drop``, ``config``). One tracker per stream; ids unique within the run.
+
+        Example:
+            >>> for r in det.track("walking.mp4", detect_every=2):  # doctest: +SKIP
+            ...     print(r.frame, r.data["track_id"].tolist())
+        """
+        from .track import track
+
+        return track(self, source, tracker=tracker, **kwargs)
+
 
 def _replace(config: PipelineConfig, **changes: Any) -> PipelineConfig:
     from dataclasses import replace

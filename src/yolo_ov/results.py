@@ -198,16 +198,22 @@ class Detections:
         ]
 
     def draw(self, image: np.ndarray, *, line_width: int | None = None) -> np.ndarray:
-        """A copy of BGR ``image`` with boxes and ``name conf`` labels drawn on it."""
+        """A copy of BGR ``image`` with boxes and ``name conf`` labels drawn on it.
+
+        Tracked results (``data["track_id"]``) are labelled ``#id name conf`` and
+        coloured by id, so one object keeps its colour from frame to frame.
+        """
         canvas = image.copy()
         lw = line_width or max(round(sum(canvas.shape[:2]) / 2 * 0.003), 2)
         font_scale = lw / 3
-        rows = zip(self.xyxy, self.confidence, self.class_id, self.class_names, strict=True)
-        for (x1, y1, x2, y2), conf, cls, name in rows:
-            color = _color(int(cls))
+        ids = self.data.get("track_id")
+        tags = [f"#{int(i)} " for i in ids] if ids is not None else [""] * len(self)
+        rows = zip(self.xyxy, self.confidence, self.class_id, self.class_names, tags, strict=True)
+        for (x1, y1, x2, y2), conf, cls, name, tag in rows:
+            color = _color(int(tag[1:]) if tag else int(cls))
             p1, p2 = (int(x1), int(y1)), (int(x2), int(y2))
             cv2.rectangle(canvas, p1, p2, color, lw, cv2.LINE_AA)
-            label = f"{name} {conf:.2f}"
+            label = f"{tag}{name} {conf:.2f}"
             (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, max(lw - 1, 1))
             above = p1[1] - th - 3 >= 0
             q2 = (p1[0] + tw, p1[1] - th - 3 if above else p1[1] + th + 3)
@@ -239,6 +245,7 @@ def _track_ids(values: Any, _: Detections) -> list[dict[str, Any]]:
 #: that detection's object. A task that adds a field registers it here.
 DATA_FORMATTERS: dict[str, Callable[[Any, Detections], list[dict[str, Any]]]] = {
     "track_id": _track_ids,
+    "predicted": lambda values, _: [{"predicted": bool(v)} for v in values],  # tracker-only frames
 }
 
 
