@@ -90,7 +90,7 @@ def test_end_to_end_keeps_the_model_shape_unless_asked(report, shared):
 
     with Detector(shared.int8_model, mode="throughput") as det:
         m = measure_end_to_end(det, shared.coco96_images, 0.5, specialize=True)
-    assert m.extra["specialize"] == "auto"
+    assert m.extra["specialize"] == "on"
     assert set(m.extra["shapes"]) - {"640x640"}  # coco96 is mostly 640x480: smaller letterboxes were used
     assert m.warmup_iterations == len(shared.coco96_images)  # every shape compiled before timing
     assert m.extra["failures"] == 0

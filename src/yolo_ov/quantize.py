@@ -28,6 +28,7 @@ What matters for accuracy, and why it is done this way:
 from __future__ import annotations
 
 import logging
+import sys
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -38,10 +39,10 @@ import numpy as np
 
 from .config import DetectConfig
 from .dataset import ImageLabels, YoloDataset
-from .errors import CalibrationError, InputError, MissingExtraError
+from .errors import CalibrationError, InputError, MissingExtraError, openvino_message
 from .images import load_image
 from .preprocess import letterbox
-from .validate import evaluate
+from .evaluate import evaluate
 
 if TYPE_CHECKING:
     from .heads import Head
@@ -224,6 +225,7 @@ def quantize_model(
     nncf_log = logging.getLogger("nncf")
     level = nncf_log.level
     nncf_log.setLevel(logging.WARNING)  # NNCF logs every op it skips at INFO; its progress bars still show
+    hidden = _hide_torch()  # NNCF's backend check imports torch on every call, see _hide_torch
     try:
         if max_drop is None:
             quantized = nncf.quantize(
@@ -252,10 +254,10 @@ def quantize_model(
     except CalibrationError:
         raise
     except Exception as exc:  # NNCF raises a variety of errors with long messages
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        raise CalibrationError(f"NNCF quantization failed: {first}") from exc
+        raise CalibrationError(f"NNCF quantization failed: {openvino_message(exc)}") from exc
     finally:
         nncf_log.setLevel(level)
+        _unhide_torch(hidden)
     fq = count_fake_quantize(quantized)
     runtime_maps: tuple[float | None, float | None] = (None, None)
     if max_drop is not None and dataset is not None and head is not None:
@@ -351,26 +353,35 @@ def _readable(images: Sequence[Path], skipped: list[str]) -> list[Path]:
     return usable
 
 
-def _import_nncf() -> Any:
-    """NNCF, imported without torch.
+def _hide_torch() -> bool:
+    """Make ``import torch`` fail until :func:`_unhide_torch`; True if it did (torch was not loaded yet).
 
-    NNCF registers its torch tensor functions whenever torch is installed
-    (``nncf.tensor.functions._initialize_backends``, an ImportError is
-    skipped), so ``import nncf`` costs a torch import (about 2 s and
-    torch's "No CUDA runtime is found" warning) although quantizing an
-    OpenVINO model never uses it. Hide torch for the duration of that
-    import, unless something already loaded it (then NNCF may use it).
+    NNCF imports torch whenever it is installed, though quantizing an
+    OpenVINO model never uses it: ``import nncf`` registers its torch tensor
+    functions (``nncf.tensor.functions._initialize_backends``) and every
+    ``nncf.quantize`` asks ``is_torch_fx_model`` first (``get_backend``);
+    both treat an ImportError as "no torch". Loading torch costs about 2 s
+    and prints its "No CUDA runtime is found" warning, and the README
+    promises an IR/ONNX export without torch. If torch is already loaded,
+    nothing is hidden.
     """
-    import sys
+    if "torch" in sys.modules:
+        return False
+    sys.modules["torch"] = None  # type: ignore[assignment]  # Python's documented "import blocked" marker
+    return True
 
-    hide = "torch" not in sys.modules and "nncf" not in sys.modules
-    if hide:
-        sys.modules["torch"] = None  # type: ignore[assignment]  # makes `import torch` raise ImportError
+
+def _unhide_torch(hidden: bool) -> None:
+    if hidden and "torch" in sys.modules and sys.modules["torch"] is None:
+        del sys.modules["torch"]
+
+
+def _import_nncf() -> Any:
+    hidden = _hide_torch()
     try:
         import nncf
     except ImportError as exc:
         raise MissingExtraError("nncf", "quantize", "INT8 quantization") from exc
     finally:
-        if hide and sys.modules.get("torch", 0) is None:
-            del sys.modules["torch"]
+        _unhide_torch(hidden)
     return nncf
