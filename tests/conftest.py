@@ -8,6 +8,15 @@ import pytest
 from tests.assets import MissingAssets, SharedAssets, shared_assets
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tiers: every test that reaches the shared models or data (the ``shared`` fixture,
+    directly or through another fixture) is marked ``model``, so ``pytest -m "not model"``
+    runs the pure and fake-engine tests in seconds."""
+    for item in items:
+        if "shared" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.model)
+
+
 @pytest.fixture(scope="session")
 def shared() -> SharedAssets:
     """The shared models and coco96 data; a failure in CI when missing, a skip elsewhere."""

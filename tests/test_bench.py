@@ -132,3 +132,4 @@ def test_cli_bench_json(shared, tmp_path):
 def test_cli_bench_rejects_bad_mode(shared):
     result = CliRunner().invoke(app, ["bench", "--model", str(shared.int8_model), "--mode", "fast"])
     assert result.exit_code == 2
+    assert "mode 'fast' is not one of: latency, throughput, cumulative_throughput" in result.output

@@ -59,14 +59,22 @@ def test_unusual_image_files_are_detected(tmp_path, bgr, fp32_detector, kind):
         np.testing.assert_allclose(result.xyxy, reference.xyxy, rtol=1e-5)
 
 
-@pytest.mark.parametrize("size", [(1, 1), (3, 7), (4000, 6000), (8, 5000)])
-def test_extreme_sizes(fp32_detector, bgr, size):
+@pytest.mark.parametrize(("size", "objects"), [((1, 1), False), ((3, 7), False), ((4000, 6000), True),
+                                               ((8, 5000), False)])
+def test_extreme_sizes(fp32_detector, bgr, size, objects):
+    """Any size is letterboxed and mapped back inside the image; a big upscale still finds the
+    objects of the original (same classes), slivers and single pixels find none."""
     img = cv2.resize(bgr, (size[1], size[0]), interpolation=cv2.INTER_AREA)
     result = fp32_detector(img)
     assert result.image_shape == size
-    if len(result):
-        assert (result.xyxy[:, [0, 2]] <= size[1]).all() and (result.xyxy[:, [1, 3]] <= size[0]).all()
-        assert (result.xyxy >= 0).all()
+    assert (result.xyxy[:, [0, 2]] <= size[1]).all() and (result.xyxy[:, [1, 3]] <= size[0]).all()
+    assert (result.xyxy >= 0).all()
+    if objects:
+        original = fp32_detector(bgr).filter(fp32_detector(bgr).confidence >= 0.8)
+        assert len(original) > 0
+        assert set(original.class_id.tolist()) <= set(result.class_id.tolist())
+    else:
+        assert len(result) == 0
 
 
 def _unmatched(src, src_xyxy, dst, dst_xyxy, *, min_conf: float, min_iou: float) -> list[str]:

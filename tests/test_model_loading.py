@@ -49,9 +49,16 @@ def test_compiled_info_reports_openvino_choices(fp32_detector):
 
 
 def test_throughput_mode_compiles_several_streams(shared):
+    """Every machine here has 2 cores: the THROUGHPUT hint makes one stream per core,
+    the LATENCY hint one stream for the whole CPU."""
     with Detector(shared.int8_model, mode="throughput", warmup=False) as det:
-        assert det.compiled_info.mode == "throughput"
-        assert det.compiled_info.optimal_requests >= 1
+        tput = det.compiled_info
+    with Detector(shared.int8_model, mode="latency", warmup=False) as det:
+        lat = det.compiled_info
+    assert tput.mode == "throughput" and lat.mode == "latency"
+    assert lat.num_streams == 1
+    assert tput.num_streams is not None and tput.num_streams >= 2
+    assert tput.optimal_requests >= tput.num_streams
 
 
 def test_imgsz_override_reshapes(shared, image_path):

@@ -22,7 +22,7 @@ def test_second_load_uses_the_store_and_gives_the_same_detections(shared, tmp_pa
 
     reads: list[object] = []
     real_read = runtime.read_model
-    monkeypatch.setattr(runtime, "read_model", lambda *a: reads.append(a) or real_read(*a))
+    monkeypatch.setattr(runtime, "read_model", lambda *a, **k: reads.append(a) or real_read(*a, **k))
     with Detector(shared.int8_model, runtime=cfg) as det:
         second = det(image_path)
         assert det.model_info == info
@@ -52,7 +52,14 @@ def test_damaged_entry_is_rebuilt(shared, tmp_path, image_path):
         assert len(det(image_path)) > 0
 
 
-def test_cache_off_writes_nothing(shared, tmp_path, image_path):
+def test_cache_off_writes_nothing(shared, tmp_path, image_path, monkeypatch):
+    # Point the default ("auto") cache at tmp_path/cache: with the cache on it is filled
+    # (checked first, so the last assertion can fail), with cache_dir=None it stays absent.
+    monkeypatch.setenv("YOLO_OV_CACHE_DIR", str(tmp_path / "cache"))
+    with Detector(shared.int8_model, runtime=RuntimeConfig(), warmup=False) as det:
+        assert det.compiled_info.cache_dir.startswith(str(tmp_path / "cache"))
+    assert any((tmp_path / "cache").iterdir())
+    shutil.rmtree(tmp_path / "cache")
     with Detector(shared.int8_model, runtime=RuntimeConfig(cache_dir=None)) as det:
         assert det.compiled_info.cache_dir is None
         assert len(det(image_path)) > 0

@@ -100,3 +100,4 @@ def test_cli_tune_writes_config_usable_by_predict(shared, tmp_path):
 def test_cli_tune_bad_target(shared):
     r = CliRunner().invoke(app, ["tune", "--model", str(shared.int8_model), "--target", "speed"])
     assert r.exit_code == 2
+    assert "target 'speed' must be 'throughput' or 'latency'" in r.output
