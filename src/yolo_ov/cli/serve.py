@@ -1,0 +1,174 @@
+"""``yolo-ov serve``: the inference server (KServe v2 REST, /predict, metrics, a web page).
+
+Thin: options become a :class:`~yolo_ov.serve.ServeConfig`, the models are
+loaded and warmed (a bad model exits 3 before anything listens), then uvicorn
+serves :func:`~yolo_ov.serve.create_app` on a socket bound here (a busy port
+is one line, exit 2). SIGTERM or Ctrl-C: uvicorn stops accepting and waits for
+the requests in flight (at most ``--timeout-s``), the models drain and close,
+and the command exits 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import sys
+from collections.abc import Iterator
+from types import FrameType
+from typing import Annotated, Any
+
+import typer
+
+from ..config import DetectConfig
+from ..errors import ConfigError
+from ._app import app, err, guarded
+from ._options import ConfigOpt, DeviceOpt, ModeOpt, NoCacheOpt, NoMmapOpt, build_runtime, parse_classes
+
+
+@app.command()
+@guarded
+def serve(
+    model: Annotated[
+        list[str],
+        typer.Option("--model", "-m", help="model to serve: PATH or NAME=PATH (OpenVINO folder, .xml, .onnx, "
+                                           ".tflite); repeat for several"),
+    ],
+    host: Annotated[str, typer.Option(help="address to listen on; 0.0.0.0 exposes it to the network")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port (0: any free port; the line printed says which)")] = 8000,
+    mode: ModeOpt = None,
+    device: DeviceOpt = None,
+    config: ConfigOpt = None,
+    no_cache: NoCacheOpt = False,
+    no_mmap: NoMmapOpt = False,
+    max_queue: Annotated[int, typer.Option(help="images waiting per model before requests get 503")] = 64,
+    max_wait_ms: Annotated[float, typer.Option(help="batch > 1 models: wait this long to fill a batch")] = 2.0,
+    timeout_s: Annotated[float, typer.Option(help="a request not answered in this time gets 504")] = 60.0,
+    max_body_mb: Annotated[float, typer.Option(help="larger request bodies get 413")] = 20.0,
+    max_pixels: Annotated[int, typer.Option(help="images declaring more pixels get 413 (decompression bombs)")]
+    = 100_000_000,
+    api_key_env: Annotated[
+        str | None, typer.Option(help="require 'Authorization: Bearer <key>' with the key in this env variable")
+    ] = None,
+    cors: Annotated[list[str] | None, typer.Option(help="allow browser calls from this origin (repeatable)")] = None,
+    conf: Annotated[float, typer.Option(help="default confidence threshold")] = 0.25,
+    iou: Annotated[float, typer.Option(help="default NMS IoU threshold")] = 0.7,
+    max_det: Annotated[int, typer.Option(help="default most detections per image")] = 300,
+    classes: Annotated[str | None, typer.Option(help="default class filter, e.g. 0,2")] = None,
+    access_log: Annotated[bool, typer.Option("--access-log", help="log every request")] = False,
+) -> None:
+    """Serve models over HTTP: KServe v2 REST, POST /predict, /metrics and a web page at /."""
+    from ..serve import ServeConfig, model_spec, require_extra
+
+    require_extra()
+    api_key = None
+    if api_key_env:
+        api_key = os.environ.get(api_key_env)
+        if not api_key:
+            raise ConfigError(f"--api-key-env {api_key_env}: that environment variable is not set or empty")
+    settings = ServeConfig(
+        models=tuple(model_spec(m) for m in model),
+        host=host, port=port,
+        runtime=build_runtime(mode=mode, device=device, config=config, no_cache=no_cache, no_mmap=no_mmap,
+                              default_mode="throughput"),
+        detect=DetectConfig(conf=conf, iou=iou, max_det=max_det, classes=parse_classes(classes)),
+        max_queue=max_queue, max_wait_ms=max_wait_ms, timeout_s=timeout_s, max_body_mb=max_body_mb,
+        max_pixels=max_pixels, api_key=api_key, cors_origins=tuple(cors or ()),
+    )
+    sock = _listen(settings.host, settings.port)  # before loading: a busy port fails fast
+    try:
+        _run(settings, sock, access_log=access_log)
+    finally:
+        sock.close()
+
+
+def _run(settings: Any, sock: socket.socket, *, access_log: bool) -> None:
+    import uvicorn
+
+    from ..serve.app import create_app
+
+    names = ", ".join(m.name for m in settings.models)
+    _say(f"loading {names} ({settings.runtime.mode.value}, {settings.runtime.device}) ...")
+    application = create_app(settings)
+    state = application.state.yolo
+    for m in state.models.values():
+        d = m.describe()
+        _say(f"  {m.name}: {d['task']}, input {d['input_shape'][0]}x{d['input_shape'][1]}, {d['streams']} streams, "
+             f"{d['requests_in_flight']} requests, {d['inference_precision']} on {', '.join(d['execution_devices'])}")
+    bound_host, bound_port = sock.getsockname()[:2]
+    if settings.binds_all_interfaces:
+        _say(f"warning: listening on ALL interfaces ({settings.host}): anyone who can reach this machine can use "
+             f"the models{'' if settings.api_key else '; consider --api-key-env'}")
+    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+    _say(f"serving on http://{shown}:{bound_port} (web page at /, KServe v2 at /v2, metrics at /metrics); "
+         "Ctrl-C or SIGTERM drains and stops")
+    server = uvicorn.Server(uvicorn.Config(
+        application, log_level="warning", access_log=access_log, lifespan="on",
+        timeout_graceful_shutdown=int(settings.timeout_s) + 1, server_header=False,
+    ))
+    uvicorn_exit = server.handle_exit
+
+    def handle_exit(sig: int, frame: FrameType | None) -> None:
+        if not server.should_exit:
+            totals = state.metrics.snapshot()["models"]
+            busy = sum(t["in_flight"] for t in totals.values())
+            _say(f"{signal.Signals(sig).name}: stopped accepting; finishing {busy} request(s) in flight "
+                 f"(at most {settings.timeout_s:g} s)")
+        state.accepting = False
+        uvicorn_exit(sig, frame)
+
+    server.handle_exit = handle_exit  # type: ignore[method-assign]
+    try:
+        with _quiet_after_drain():
+            server.run(sockets=[sock])
+    finally:
+        state.close()  # idempotent; the lifespan normally did it
+    totals = state.metrics.snapshot()["models"]
+    ok = sum(t["success"] for t in totals.values())
+    failed = sum(t["fail"] for t in totals.values())
+    _say(f"stopped: {ok} request(s) answered, {failed} failed, "
+         f"{sum(t['in_flight'] for t in totals.values())} unfinished")
+
+
+@contextlib.contextmanager
+def _quiet_after_drain() -> Iterator[None]:
+    """Let a drained shutdown exit 0.
+
+    After draining, uvicorn raises the signal again with the handler that was
+    there before it started; a handler that does nothing makes that a no-op,
+    where the default (or ``guarded``'s) would end the process with 143 or 130.
+    """
+    handled = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in handled}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as exc:
+        raise ConfigError(f"--host {host!r}: not an address this machine can listen on ({exc.strerror})") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _say(message: str) -> None:
+    err.print(message, soft_wrap=True, markup=False, highlight=False)
+    sys.stderr.flush()
+
+
+__all__ = ["serve"]

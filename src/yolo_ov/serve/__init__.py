@@ -1,0 +1,48 @@
+"""``yolo-ov serve``: an inference server on the throughput engine.
+
+KServe v2 REST (the protocol of OpenVINO Model Server, Triton and KServe, so
+``tritonclient.http`` works unchanged), a simple ``POST /predict`` returning
+the JSONL record of ``yolo-ov predict``, Prometheus metrics and a web page;
+bounded queues, body and pixel limits, timeouts, graceful drain.
+
+Needs the ``serve`` extra (FastAPI, uvicorn, prometheus-client,
+python-multipart): ``pip install 'yolo-ov[serve]'``. Importing this package
+imports none of them; the names below load them on first use.
+
+Example:
+    >>> from yolo_ov.serve import ServeConfig, create_app, model_spec  # doctest: +SKIP
+    >>> app = create_app(ServeConfig(models=(model_spec("yolov8n_openvino_model"),)))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..errors import MissingExtraError
+from .settings import ModelSpec, ServeConfig, model_spec, models_from
+
+if TYPE_CHECKING:
+    from .app import ServeState, create_app
+
+__all__ = ["ModelSpec", "ServeConfig", "ServeState", "create_app", "model_spec", "models_from", "require_extra"]
+
+_EXTRA = ("fastapi", "uvicorn", "prometheus_client", "multipart")
+
+
+def require_extra() -> None:
+    """Raise :class:`MissingExtraError` naming the ``serve`` extra if one of its packages is missing."""
+    import importlib.util
+
+    for package in _EXTRA:
+        if importlib.util.find_spec(package) is None:
+            name = "python-multipart" if package == "multipart" else package.replace("_", "-")
+            raise MissingExtraError(name, "serve", "yolo-ov serve")
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("create_app", "ServeState"):
+        require_extra()
+        from . import app
+
+        return getattr(app, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,366 @@
+"""``create_app``: the ASGI application of ``yolo-ov serve`` (FastAPI).
+
+A thin front end: each route parses its request, calls a
+:class:`~yolo_ov.serve.models.ServedModel` (which calls ``Detector.submit()``)
+and formats the answer. Routes:
+
+=====================================================  ==========================================
+``GET /``                                              the web page (``/static/...`` its files)
+``GET /v2/health/live``, ``/v2/health/ready``          KServe health (open without the API key)
+``GET /v2``                                            KServe server metadata
+``GET /v2/models/{name}[/versions/1]``                 KServe model metadata
+``GET /v2/models/{name}[/versions/1]/ready``           KServe model readiness
+``GET /v2/models/{name}[/versions/1]/config``          Triton-style model configuration
+``POST /v2/models/{name}[/versions/1]/infer``          KServe inference (JSON or binary tensors)
+``POST /predict``                                      one image (multipart or raw body) -> JSONL record
+``GET /models``                                        the models and what OpenVINO chose for each
+``GET /stats``                                         live counts for the web page
+``GET /metrics``                                       Prometheus metrics
+=====================================================  ==========================================
+
+Every error is ``{"error": "..."}`` with its status (KServe's form), for
+both protocols.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import __version__
+from ..errors import ConfigError
+from .kserve import ProtocolError, encode_infer_response, parse_infer_request, result_tensors
+from .limits import BodyLimit, ServeError, decode_body
+from .metrics import ServeMetrics
+from .models import ServedModel
+from .params import detect_config
+from .settings import ServeConfig
+
+__all__ = ["ServeState", "create_app"]
+
+log = logging.getLogger("yolo_ov.serve")
+
+STATIC = Path(str(resources.files("yolo_ov.serve") / "static"))
+
+
+class ServeState:
+    """What the routes share: the settings, the models by name, the metrics.
+
+    ``app.state.yolo`` holds it. When the app is mounted inside another
+    application (whose lifespan does not reach a mounted app), call
+    :meth:`close` at shutdown.
+    """
+
+    def __init__(self, config: ServeConfig, models: Mapping[str, ServedModel], metrics: ServeMetrics) -> None:
+        self.config = config
+        self.models = dict(models)
+        self.metrics = metrics
+        self.accepting = True
+
+    def model(self, name: str | None) -> ServedModel:
+        if name is None or name == "":
+            return next(iter(self.models.values()))
+        found = self.models.get(name)
+        if found is None:
+            raise ServeError(404, f"unknown model {name!r}; this server has {sorted(self.models)}")
+        return found
+
+    def close(self) -> None:
+        """Stop taking requests and close every model (accepted images finish first)."""
+        self.accepting = False
+        for model in self.models.values():
+            model.close()
+
+
+def create_app(config: ServeConfig, *, load: Callable[[ServeConfig], ServeState] | None = None) -> FastAPI:
+    """The ASGI app serving ``config.models``; loads, compiles and warms every model first.
+
+    Loading happens here, not on a request and not in a lifespan hook (a
+    mounted app's lifespan never runs), so a returned app is ready. Its own
+    lifespan, when it is the root app, closes the models at shutdown;
+    mounted, call ``app.state.yolo.close()`` yourself.
+
+    Args:
+        config: the server settings (models, runtime, limits, API key, CORS).
+        load: builds the :class:`ServeState` (default: :func:`load_models`).
+
+    Example:
+        >>> from yolo_ov.serve import ServeConfig, create_app, model_spec  # doctest: +SKIP
+        >>> app = create_app(ServeConfig(models=(model_spec("yolov8n_openvino_model"),)))  # doctest: +SKIP
+        >>> import uvicorn; uvicorn.run(app, host="127.0.0.1", port=8000)  # doctest: +SKIP
+    """
+    state = (load or load_models)(config)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        state.close()
+
+    app = FastAPI(title="yolo-ov serve", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    app.state.yolo = state
+    _install_error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+    if config.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Inference-Header-Content-Length", "Content-Encoding"],
+            expose_headers=["Inference-Header-Content-Length", "Server-Timing", "Retry-After"],
+        )
+
+    open_routes = APIRouter()
+    open_routes.add_api_route("/v2/health/live", _live, methods=["GET"])
+    open_routes.add_api_route("/v2/health/ready", _ready, methods=["GET"])
+    open_routes.add_api_route("/", _index, methods=["GET"], include_in_schema=False)
+    app.include_router(open_routes)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    guarded = APIRouter(dependencies=[Depends(_api_key_check(config.api_key))])
+    guarded.add_api_route("/v2", _server_metadata, methods=["GET"])
+    for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
+        guarded.add_api_route(prefix, _model_metadata, methods=["GET"])
+        guarded.add_api_route(prefix + "/ready", _model_ready, methods=["GET"])
+        guarded.add_api_route(prefix + "/config", _model_config, methods=["GET"])
+        guarded.add_api_route(prefix + "/infer", _infer, methods=["POST"])
+    guarded.add_api_route("/predict", _predict, methods=["POST"])
+    guarded.add_api_route("/models", _models, methods=["GET"])
+    guarded.add_api_route("/stats", _stats, methods=["GET"])
+    guarded.add_api_route("/metrics", _metrics, methods=["GET"])
+    app.include_router(guarded)
+    return app
+
+
+def load_models(config: ServeConfig) -> ServeState:
+    """Load, compile and warm up every model of ``config`` (closing those loaded if one fails)."""
+    metrics = ServeMetrics()
+    models: dict[str, ServedModel] = {}
+    try:
+        for spec in config.models:
+            t0 = time.perf_counter()
+            models[spec.name] = ServedModel(spec, config, metrics)
+            log.info("model %s ready in %.0f ms", spec.name, (time.perf_counter() - t0) * 1e3)
+    except BaseException:
+        for model in models.values():
+            model.close()
+        raise
+    return ServeState(config, models, metrics)
+
+
+# -- errors ----------------------------------------------------------------------
+
+def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=dict(headers or {}))
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def serve_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ServeError)
+        return _error(exc.status, exc.message, exc.headers)
+
+    async def http_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        return _error(exc.status_code, str(exc.detail), exc.headers)
+
+    async def validation_error(_: Request, exc: Exception) -> Response:
+        return _error(400, f"invalid request: {exc}")
+
+    app.add_exception_handler(ServeError, serve_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+
+
+def _api_key_check(key: str | None) -> Callable[[Request], None]:
+    expected = f"Bearer {key}".encode() if key else None
+
+    def check(request: Request) -> None:
+        if expected is None:
+            return
+        given = request.headers.get("authorization", "").encode()
+        if not hmac.compare_digest(given, expected):  # constant time: no timing oracle on the key
+            raise ServeError(401, "missing or wrong API key: send 'Authorization: Bearer <key>'",
+                             {"WWW-Authenticate": "Bearer"})
+
+    return check
+
+
+def _state(request: Request) -> ServeState:
+    return request.app.state.yolo
+
+
+# -- open routes -------------------------------------------------------------------
+
+async def _live() -> dict[str, bool]:
+    return {"live": True}
+
+
+async def _ready(request: Request) -> Response:
+    state = _state(request)
+    ready = state.accepting and all(m.ready for m in state.models.values())
+    return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
+
+
+async def _index() -> FileResponse:
+    return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+# -- KServe v2 -------------------------------------------------------------------------
+
+async def _server_metadata() -> dict[str, Any]:
+    return {"name": "yolo-ov", "version": __version__, "extensions": ["binary_tensor_data", "model_configuration"]}
+
+
+def _versioned(request: Request, name: str, version: str | None) -> ServedModel:
+    if version not in (None, "", "1"):
+        raise ServeError(404, f"model {name!r} has no version {version!r}; it has version '1'")
+    return _state(request).model(name)
+
+
+async def _model_metadata(request: Request, name: str, version: str | None = None) -> dict[str, Any]:
+    return _versioned(request, name, version).metadata()
+
+
+async def _model_ready(request: Request, name: str, version: str | None = None) -> Response:
+    model = _versioned(request, name, version)
+    ready = model.ready and _state(request).accepting
+    return JSONResponse({"name": model.name, "ready": ready}, status_code=200 if ready else 503)
+
+
+async def _model_config(request: Request, name: str, version: str | None = None) -> dict[str, Any]:
+    return _versioned(request, name, version).model_config()
+
+
+async def _infer(request: Request, name: str, version: str | None = None) -> Response:
+    model = _versioned(request, name, version)
+    return await _observed(request, model, "kserve", lambda: _infer_body(request, model))
+
+
+async def _infer_body(request: Request, model: ServedModel) -> Response:
+    deadline = time.monotonic() + model.config.timeout_s
+    body = decode_body(await request.body(), request.headers.get("content-encoding"), model.config.max_body_bytes)
+    try:
+        parsed = parse_infer_request(body, request.headers.get("inference-header-content-length"))
+        detect = detect_config(model.config.detect, parsed.parameters)
+    except (ProtocolError, ConfigError) as exc:
+        raise ServeError(400, str(exc)) from None
+    deadline = min(deadline, time.monotonic() + _request_timeout(parsed.parameters))
+    known = {o.name for o in model.outputs}
+    unknown = [o.name for o in parsed.outputs or () if o.name not in known]
+    if unknown:
+        raise ServeError(400, f"unknown outputs {unknown}; model {model.name!r} gives {sorted(known)}")
+    sources = [f"image[{i}]" for i in range(len(parsed.images))]
+    images = model.check(parsed.images, sources)
+    results = await model.infer(images, detect, deadline)
+    try:
+        payload, header_length = encode_infer_response(parsed, result_tensors(results), model_name=model.name)
+    except ProtocolError as exc:
+        raise ServeError(400, str(exc)) from None
+    if header_length is None:
+        return Response(payload, media_type="application/json")
+    return Response(payload, media_type="application/octet-stream",
+                    headers={"Inference-Header-Content-Length": str(header_length)})
+
+
+def _request_timeout(parameters: Mapping[str, Any]) -> float:
+    """A KServe request's own ``timeout`` parameter (microseconds, as Triton's clients send it), in seconds."""
+    value = parameters.get("timeout")
+    if value is None:
+        return float("inf")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ServeError(400, f"parameter timeout={value!r}: expected a positive number of microseconds")
+    return float(value) / 1e6
+
+
+# -- the simple endpoint -------------------------------------------------------------------
+
+async def _predict(request: Request) -> Response:
+    state = _state(request)
+    model = state.model(request.query_params.get("model"))
+    return await _observed(request, model, "predict", lambda: _predict_body(request, model))
+
+
+async def _predict_body(request: Request, model: ServedModel) -> Response:
+    started = time.perf_counter()
+    deadline = time.monotonic() + model.config.timeout_s
+    try:
+        detect = detect_config(model.config.detect, request.query_params)
+    except ConfigError as exc:
+        raise ServeError(400, str(exc)) from None
+    data, source = await _upload(request, model.config.max_body_bytes)
+    source = request.query_params.get("source") or source
+    images = model.check([data], [source])
+    (result,) = await model.infer(images, detect, deadline)
+    record = result.to_dict()
+    timing = getattr(result, "timing", None)
+    server_timing = f"total;dur={(time.perf_counter() - started) * 1e3:.2f}"
+    if timing is not None:
+        server_timing += (f", preprocess;dur={timing.preprocess_ms:.2f}, inference;dur={timing.inference_ms:.2f}"
+                          f", postprocess;dur={timing.postprocess_ms:.2f}")
+    return JSONResponse(record, headers={"Server-Timing": server_timing})
+
+
+async def _upload(request: Request, max_bytes: int) -> tuple[bytes, str]:
+    """The image of a ``/predict`` request: a multipart file field, or the raw body."""
+    content_type = request.headers.get("content-type", "")
+    encoding = request.headers.get("content-encoding")
+    if content_type.startswith("multipart/form-data"):
+        if encoding not in (None, "", "identity"):
+            raise ServeError(415, "send a multipart upload uncompressed (no Content-Encoding)")
+        form = await request.form(max_files=1, max_fields=8)
+        try:
+            upload = next((v for v in form.values() if hasattr(v, "read")), None)
+            if upload is None:
+                raise ServeError(400, "the form has no file: send the image as a file field (-F file=@image.jpg)")
+            return await upload.read(), str(upload.filename or "upload")
+        finally:
+            await form.close()
+    body = decode_body(await request.body(), encoding, max_bytes)
+    if not body:
+        raise ServeError(400, "no image: send it as the request body or as a multipart file field")
+    return body, f"<{len(body)} bytes>"
+
+
+# -- listing, stats, metrics --------------------------------------------------------------------
+
+async def _models(request: Request) -> dict[str, Any]:
+    return {"models": [m.describe() for m in _state(request).models.values()]}
+
+
+async def _stats(request: Request) -> dict[str, Any]:
+    return _state(request).metrics.snapshot()
+
+
+async def _metrics(request: Request) -> Response:
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    return Response(_state(request).metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _observed(request: Request, model: ServedModel, endpoint: str, handler: Callable[[], Any]) -> Response:
+    """Run a model request, counting it in the metrics whatever its outcome."""
+    metrics = _state(request).metrics
+    metrics.request_started(model.name)
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler()
+        status = response.status_code
+        return response
+    except ServeError as exc:
+        status = exc.status
+        raise
+    finally:
+        metrics.request_finished(model.name, endpoint, status, time.perf_counter() - started)

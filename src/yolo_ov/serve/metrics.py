@@ -1,0 +1,150 @@
+"""Prometheus metrics of the server, named like OpenVINO Model Server's where one exists.
+
+OVMS exposes ``ovms_requests_success``, ``ovms_requests_fail``,
+``ovms_request_time_us``, ``ovms_inference_time_us``,
+``ovms_wait_for_infer_req_time_us``, ``ovms_streams``,
+``ovms_infer_req_queue_size`` and ``ovms_current_requests``; the same
+metrics here are ``yolo_ov_...`` with the same suffixes, units
+(microseconds) and a ``name`` label, so a dashboard built for one reads the
+other. Added: images waiting per model, requests refused with 503.
+
+Each app gets its own :class:`~prometheus_client.CollectorRegistry`, so two
+apps in one process (tests, or a user mounting two) never collide.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["ServeMetrics"]
+
+#: Microsecond buckets from 1 ms to 60 s (OVMS uses microseconds too).
+_US_BUCKETS = (
+    1e3, 2e3, 5e3, 1e4, 2e4, 3e4, 5e4, 7.5e4, 1e5, 1.5e5, 2e5, 3e5, 5e5, 1e6, 2e6, 5e6, 1e7, 3e7, 6e7,
+)
+
+
+@dataclass
+class _Totals:
+    """Plain counters for the web page's live figures (no text-format parsing in the browser)."""
+
+    success: int = 0
+    fail: int = 0
+    rejected: int = 0
+    images: int = 0
+    in_flight: int = 0
+    queued: int = 0
+
+
+@dataclass
+class ServeMetrics:
+    """The server's metrics in their own registry; :meth:`render` is the ``/metrics`` body."""
+
+    registry: CollectorRegistry = field(default_factory=lambda: CollectorRegistry(auto_describe=True))
+    started: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.requests_success = Counter(
+            "yolo_ov_requests_success", "Requests answered successfully", ["name", "endpoint"], registry=r)
+        self.requests_fail = Counter(
+            "yolo_ov_requests_fail", "Requests answered with an error, by HTTP status",
+            ["name", "endpoint", "code"], registry=r)
+        self.requests_rejected = Counter(
+            "yolo_ov_requests_rejected", "Requests refused with 503 because the model's queue was full",
+            ["name"], registry=r)
+        self.request_time = Histogram(
+            "yolo_ov_request_time_us", "Request time in the server, microseconds", ["name", "endpoint"],
+            buckets=_US_BUCKETS, registry=r)
+        self.inference_time = Histogram(
+            "yolo_ov_inference_time_us", "Inference time per image, microseconds", ["name"],
+            buckets=_US_BUCKETS, registry=r)
+        self.queue_wait = Histogram(
+            "yolo_ov_wait_for_infer_req_time_us",
+            "Time an image waited for an inference request slot, microseconds", ["name"],
+            buckets=_US_BUCKETS, registry=r)
+        self.images = Counter("yolo_ov_images", "Images inferred", ["name"], registry=r)
+        self.images_queued = Gauge(
+            "yolo_ov_images_in_queue", "Images submitted and not finished (waiting or in inference)", ["name"],
+            registry=r)
+        self.current_requests = Gauge(
+            "yolo_ov_current_requests", "Requests being processed", ["name"], registry=r)
+        self.streams = Gauge("yolo_ov_streams", "Inference streams of the compiled model", ["name"], registry=r)
+        self.infer_req_queue_size = Gauge(
+            "yolo_ov_infer_req_queue_size", "Inference request slots of the model (OpenVINO's optimal number)",
+            ["name"], registry=r)
+        self.max_queue = Gauge("yolo_ov_max_queue", "Most images allowed to wait per model", ["name"], registry=r)
+        self._totals: dict[str, _Totals] = {}
+        self._lock = threading.Lock()  # the totals are updated from engine threads too
+
+    def add_model(self, name: str, *, streams: int, requests: int, max_queue: int) -> None:
+        """Declare a model, so its series exist (at zero) before the first request."""
+        self._totals[name] = _Totals()
+        self.streams.labels(name).set(streams)
+        self.infer_req_queue_size.labels(name).set(requests)
+        self.max_queue.labels(name).set(max_queue)
+        self.images_queued.labels(name).set(0)
+        self.current_requests.labels(name).set(0)
+        self.requests_rejected.labels(name)
+        self.images.labels(name)
+
+    # -- requests ---------------------------------------------------------
+    def request_started(self, name: str) -> None:
+        self.current_requests.labels(name).inc()
+        with self._lock:
+            self._totals[name].in_flight += 1
+
+    def request_finished(self, name: str, endpoint: str, status: int, seconds: float) -> None:
+        self.current_requests.labels(name).dec()
+        with self._lock:
+            totals = self._totals[name]
+            totals.in_flight -= 1
+            totals.success += status < 400
+            totals.fail += status >= 400
+            totals.rejected += status == 503
+        self.request_time.labels(name, endpoint).observe(seconds * 1e6)
+        if status < 400:
+            self.requests_success.labels(name, endpoint).inc()
+        else:
+            self.requests_fail.labels(name, endpoint, str(status)).inc()
+            if status == 503:
+                self.requests_rejected.labels(name).inc()
+
+    # -- images (called from engine threads: prometheus_client is thread-safe) ---
+    def image_submitted(self, name: str) -> None:
+        self.images_queued.labels(name).inc()
+        with self._lock:
+            self._totals[name].queued += 1
+
+    def image_done(self, name: str, *, inference_ms: float | None, wait_ms: float | None) -> None:
+        self.images_queued.labels(name).dec()
+        with self._lock:
+            totals = self._totals[name]
+            totals.queued -= 1
+            totals.images += inference_ms is not None
+        if inference_ms is not None:
+            self.images.labels(name).inc()
+            self.inference_time.labels(name).observe(inference_ms * 1e3)
+        if wait_ms is not None:
+            self.queue_wait.labels(name).observe(max(wait_ms, 0.0) * 1e3)
+
+    # -- output -----------------------------------------------------------
+    def render(self) -> bytes:
+        """The Prometheus text format of every metric."""
+        return generate_latest(self.registry)
+
+    def snapshot(self) -> dict[str, object]:
+        """Cumulative counts per model for the web page (it derives rates from two snapshots)."""
+        return {
+            "time": time.time(),
+            "uptime_s": round(time.time() - self.started, 3),
+            "models": self._copy_totals(),
+        }
+
+    def _copy_totals(self) -> dict[str, dict[str, int]]:
+        with self._lock:
+            return {name: vars(t).copy() for name, t in self._totals.items()}

@@ -1,0 +1,227 @@
+"""The served models: one :class:`~yolo_ov.Detector` per name, reached only through ``submit()``.
+
+:class:`ServedModel` is where HTTP meets the engine. It checks an image's
+header against the pixel limit, submits every image of a request to the
+Detector's throughput engine (so images of one request and of concurrent
+requests share the request slots, and are batched together on a batch > 1
+model), waits for them within the request's deadline, and maps the engine's
+answers to HTTP: ``OverloadedError`` -> 503 with ``Retry-After``,
+``InputError`` -> 400 naming the image, a deadline passed -> 504.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..config import DetectConfig
+from ..detector import Detector
+from ..errors import InferenceError, InputError, OverloadedError
+from ..pipeline import PipelineConfig
+from .kserve import INPUT_NAME, TensorSpec, output_specs
+from .limits import ServeError, check_encoded, check_frame
+from .metrics import ServeMetrics
+from .settings import ModelSpec, ServeConfig
+
+__all__ = ["ServedModel"]
+
+#: The KServe "platform" this server reports for every model.
+PLATFORM = "yolo_ov_openvino"
+#: The least time the engine waits for the device before declaring it hung.
+ENGINE_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class _Image:
+    data: bytes | np.ndarray
+    source: str
+    pixels: int
+
+
+class ServedModel:
+    """One model behind the server: compiled once, warmed up, then served.
+
+    Args:
+        spec: the model's name and path.
+        config: the server's settings (runtime, detection defaults, limits).
+        metrics: where per-model figures are recorded.
+    """
+
+    def __init__(self, spec: ModelSpec, config: ServeConfig, metrics: ServeMetrics) -> None:
+        self.name = spec.name
+        self.path = spec.path
+        self.config = config
+        self.metrics = metrics
+        self.detector = Detector(
+            spec.path, runtime=config.runtime, detect=config.detect,
+            # The engine's own timeout detects a hung device and then retires the
+            # pipeline; a slow request is the HTTP deadline's business (504), so
+            # the engine gets at least a minute whatever --timeout-s says.
+            pipeline=PipelineConfig(max_queue=config.max_queue, max_wait_ms=config.max_wait_ms,
+                                    timeout_s=max(config.timeout_s, ENGINE_TIMEOUT_S)),
+        )
+        try:
+            self._warm_up()
+        except BaseException:
+            self.detector.close()
+            raise
+        info = self.detector.compiled_info
+        metrics.add_model(self.name, streams=info.num_streams, requests=self.requests, max_queue=config.max_queue)
+        self.task = str(getattr(self.detector.model_info, "task", "detect") or "detect")
+        self.outputs: tuple[TensorSpec, ...] = output_specs(self.task, keypoints=self._keypoints())
+        self.ready = True
+
+    def _warm_up(self) -> None:
+        """One image through ``submit()`` so the first client does not pay for starting the engine."""
+        h, w = self.detector.input_hw
+        self.detector.submit(np.full((h, w, 3), 114, np.uint8), source="warm-up").result(ENGINE_TIMEOUT_S)
+
+    def _keypoints(self) -> int | None:
+        shape = getattr(self.detector.model_info, "kpt_shape", None) or (
+            self.detector.model_info.metadata.get("kpt_shape") if self.detector.model_info.metadata else None)
+        return int(shape[0]) if shape else None
+
+    @property
+    def requests(self) -> int:
+        """Inference requests the engine keeps in flight for this model."""
+        pipeline = self.detector.pipeline()
+        return int(getattr(pipeline, "num_requests", 0) or self.detector.compiled_info.optimal_requests)
+
+    # -- what clients see ------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        """``GET /models``: the model and what OpenVINO chose for it."""
+        info = self.detector.compiled_info
+        model = self.detector.model_info
+        return {
+            "name": self.name,
+            "path": str(self.path),
+            "task": self.task,
+            "ready": self.ready,
+            "classes": len(self.detector.names),
+            "input_shape": list(self.detector.input_hw),
+            "device": info.device,
+            "mode": info.mode,
+            "streams": info.num_streams,
+            "optimal_requests": info.optimal_requests,
+            "requests_in_flight": self.requests,
+            "inference_precision": info.inference_precision,
+            "execution_devices": list(info.execution_devices),
+            "batch": int(getattr(self.detector.engine, "batch", 1)),
+            "imgsz": list(model.imgsz),
+            "limits": self.config.limits(),
+        }
+
+    def metadata(self) -> dict[str, Any]:
+        """KServe model metadata: inputs and outputs with datatypes and shapes."""
+        return {
+            "name": self.name,
+            "versions": ["1"],
+            "platform": PLATFORM,
+            "inputs": [TensorSpec(INPUT_NAME, "BYTES", (-1,)).to_dict()],
+            "outputs": [o.to_dict() for o in self.outputs],
+        }
+
+    def model_config(self) -> dict[str, Any]:
+        """Triton-style model configuration (``GET .../config``), for clients that ask for it."""
+        return {
+            "name": self.name,
+            "platform": PLATFORM,
+            "max_batch_size": 0,
+            "input": [{"name": INPUT_NAME, "data_type": "TYPE_STRING", "dims": [-1],
+                       "alternatives": [{"data_type": "TYPE_UINT8", "dims": [-1, -1, -1, 3], "format": "NHWC BGR"}]}],
+            "output": [{"name": o.name, "data_type": "TYPE_STRING" if o.datatype == "BYTES" else f"TYPE_{o.datatype}",
+                        "dims": list(o.shape)} for o in self.outputs],
+            "parameters": {"names": {str(k): v for k, v in self.detector.names.items()},
+                           "detect": {k: getattr(self.config.detect, k) for k in ("conf", "iou", "max_det")}},
+        }
+
+    # -- inference -------------------------------------------------------------
+    def check(self, images: Sequence[bytes | np.ndarray], sources: Sequence[str]) -> list[_Image]:
+        """Check each image against the limits before anything is decoded (413/400)."""
+        if len(images) > self.config.max_queue:
+            raise ServeError(
+                413, f"the request holds {len(images)} images; at most {self.config.max_queue} "
+                     "(--max-queue) can be queued at once: split it"
+            )
+        checked = []
+        for data, source in zip(images, sources, strict=True):
+            if isinstance(data, np.ndarray):
+                check_frame(data, self.config.max_pixels, source)
+                checked.append(_Image(data, source, data.shape[0] * data.shape[1]))
+            else:
+                w, h = check_encoded(data, self.config.max_pixels, source)
+                checked.append(_Image(data, source, w * h))
+        return checked
+
+    async def infer(self, images: Sequence[_Image], detect: DetectConfig, deadline: float) -> list[Any]:
+        """Submit every image, wait for all of them until ``deadline`` (``time.monotonic()``).
+
+        Raises:
+            ServeError: 503 when the queue is full, 400 for an unreadable
+                image, 504 when the deadline passes, 500 when inference failed.
+        """
+        futures: list[Future] = []
+        try:
+            for image in images:
+                futures.append(self._submit(image, detect))
+        except OverloadedError:
+            for f in futures:
+                f.cancel()
+            raise ServeError(
+                503, f"model {self.name!r} is at capacity ({self.config.max_queue} images waiting, --max-queue); "
+                     "retry later", {"Retry-After": str(self.config.retry_after_s)},
+            ) from None
+        except InferenceError as exc:  # closed or closing: the server is shutting down
+            for f in futures:
+                f.cancel()
+            raise ServeError(503, f"model {self.name!r} is not accepting work: {exc}",
+                             {"Retry-After": str(self.config.retry_after_s)}) from None
+        waiting = [asyncio.wrap_future(f) for f in futures]
+        try:
+            results = await asyncio.wait_for(asyncio.gather(*waiting), max(deadline - time.monotonic(), 0.0))
+        except asyncio.TimeoutError:
+            for f in futures:
+                f.cancel()
+            raise ServeError(504, f"model {self.name!r} did not answer within the request's deadline "
+                                  f"(--timeout-s {self.config.timeout_s:g} or the request's own timeout)") from None
+        except InputError as exc:
+            raise ServeError(400, str(exc)) from None
+        except InferenceError as exc:
+            raise ServeError(500, f"inference failed: {exc}") from None
+        for image, result in zip(images, results, strict=True):
+            shape = getattr(result, "image_shape", None)
+            if shape is not None and shape[0] * shape[1] != image.pixels:
+                # The header parser and the decoder disagreed: refuse rather than trust either.
+                raise ServeError(400, f"{image.source}: decoded to {shape[1]}x{shape[0]} pixels, "
+                                      "not the size its header declares; the file is malformed")
+        return list(results)
+
+    def _submit(self, image: _Image, detect: DetectConfig) -> Future:
+        submitted = time.perf_counter()
+        future = self.detector.submit(image.data, detect=detect, source=image.source)
+        self.metrics.image_submitted(self.name)
+
+        def done(f: Future) -> None:
+            inference_ms = wait_ms = None
+            if not f.cancelled() and f.exception() is None:
+                timing = getattr(f.result(), "timing", None)
+                if timing is not None:
+                    inference_ms = timing.inference_ms
+                    wait_ms = (time.perf_counter() - submitted) * 1e3 - timing.total_ms
+            self.metrics.image_done(self.name, inference_ms=inference_ms, wait_ms=wait_ms)
+
+        future.add_done_callback(done)
+        return future
+
+    def close(self) -> None:
+        """Stop taking work; images already accepted finish first (the Detector drains its engine)."""
+        if not self.ready:
+            return  # closed already (the app's lifespan and the CLI both close)
+        self.ready = False
+        self.detector.close()
