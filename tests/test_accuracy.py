@@ -34,3 +34,52 @@ def test_matches_ultralytics_reference(which, shared, fp32_detector, int8_detect
     assert ours_to_ref[1] > 300 and ref_to_ours[1] > 300, "too few detections to judge"
     assert ours_to_ref[0] / ours_to_ref[1] >= 0.99, f"ours->reference matched {ours_to_ref}"
     assert ref_to_ours[0] / ref_to_ours[1] >= 0.99, f"reference->ours matched {ref_to_ours}"
+
+
+def _agreement(results: dict[str, object], reference: dict) -> tuple[float, float]:
+    ours_to_ref = [0, 0]
+    ref_to_ours = [0, 0]
+    for name, result in results.items():
+        ours = (result.xyxy, result.confidence, result.class_id)
+        ref = _ref_arrays(reference[name])
+        for acc, (a, b) in ((ours_to_ref, (ours, ref)), (ref_to_ours, (ref, ours))):
+            m, n = matched_fraction(a, b)
+            acc[0] += m
+            acc[1] += n
+    assert ours_to_ref[1] > 300 and ref_to_ours[1] > 300, "too few detections to judge"
+    return ours_to_ref[0] / ours_to_ref[1], ref_to_ours[0] / ref_to_ours[1]
+
+
+def test_predict_folder_default_matches_ultralytics_in_every_mode(shared, tmp_path):
+    """One answer per image (issue 13 item 0): `yolo-ov predict FOLDER` with its defaults
+    (throughput pipeline) and `submit()` give Ultralytics' detections for >= 99% of objects,
+    because images keep the model's own square input unless --specialize is asked."""
+    import json
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from yolo_ov import Detector, PipelineConfig
+    from yolo_ov.cli import app
+
+    out = tmp_path / "p.jsonl"
+    result = CliRunner().invoke(app, ["predict", str(shared.coco96 / "images"), "--model", str(shared.fp32_model),
+                                      "--save-json", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "throughput" in result.output
+    reference = shared.reference_model(shared.fp32_model)["predictions"]
+    from yolo_ov import Detections
+
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    folder = {}
+    for rec in records:
+        dets = rec["detections"]
+        folder[Path(rec["source"]).name] = Detections(
+            [d["box"] for d in dets], [d["confidence"] for d in dets], [d["class_id"] for d in dets])
+    assert len(folder) == 96
+    assert min(_agreement(folder, reference)) >= 0.99
+
+    with Detector(shared.fp32_model, mode="throughput", pipeline=PipelineConfig(max_queue=128)) as det:
+        futures = {p.name: det.submit(p) for p in shared.coco96_images}
+        submitted = {name: f.result(timeout=120) for name, f in futures.items()}
+    assert min(_agreement(submitted, reference)) >= 0.99
