@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from tests.tiny_models import classifier_model, end2end_model, raw_head_model, save
+from tests.tiny_models import end2end_model, map_model, raw_head_model, save
 from yolo_ov import ConfigError, Detector, DeviceError, HeadType, ModelLoadError
 from yolo_ov.default_model import default_model_path
 from yolo_ov.model import resolve_model_path
@@ -104,14 +104,16 @@ def test_raw_head_without_names_falls_back_to_coco(tmp_path):
     [
         (lambda t, s: t / "nothing_here", "model not found"),
         (lambda t, s: t, "no .xml model file"),
-        (lambda t, s: save(classifier_model(), t), "cannot run this kind of model"),
+        (lambda t, s: save(map_model(), t), "not a YOLO model: expected a 2-D or 3-D first output"),
         (lambda t, s: (t / "m.xml").write_text("<net>broken") and t / "m.xml", "weights file m.bin is missing"),
         (lambda t, s: ((t / "m.xml").write_text("<net>broken"), (t / "m.bin").write_bytes(b"x")) and t / "m.xml",
          "OpenVINO cannot read this model"),
         (lambda t, s: s.pt_model, "a PyTorch checkpoint cannot be run directly"),
-        (lambda t, s: (t / "m.tflite").write_bytes(b"x") and t / "m.tflite", "unsupported model file"),
+        (lambda t, s: (t / "m.tflite").write_bytes(b"x") and t / "m.tflite", "OpenVINO cannot read this model"),
+        (lambda t, s: (t / "m.pb").write_bytes(b"x") and t / "m.pb", "unsupported model file"),
     ],
-    ids=["missing", "folder-without-xml", "classifier", "missing-bin", "corrupt-xml", "pt", "other-suffix"],
+    ids=["missing", "folder-without-xml", "pixel-map", "missing-bin", "corrupt-xml", "pt", "corrupt-tflite",
+         "other-suffix"],
 )
 def test_bad_models_give_one_line_errors(tmp_path, shared, make, message):
     path = make(tmp_path, shared)
@@ -122,9 +124,9 @@ def test_bad_models_give_one_line_errors(tmp_path, shared, make, message):
     assert "\n" not in text
 
 
-def test_not_a_detector_names_the_shapes(tmp_path):
-    xml = save(classifier_model(), tmp_path)
-    with pytest.raises(ModelLoadError, match=r"outputs \[1,10\]"):
+def test_not_a_yolo_model_names_the_shapes(tmp_path):
+    xml = save(map_model(), tmp_path)
+    with pytest.raises(ModelLoadError, match=r"outputs \[1,1,64,64\]"):
         Detector(xml, warmup=False)
 
 

@@ -34,6 +34,13 @@ def classifier_model(imgsz: int = 64, classes: int = 10) -> ov.Model:
     return ov.Model([ops.matmul(pooled, w, False, False)], [x], "tiny_classifier")
 
 
+def map_model(imgsz: int = 64) -> ov.Model:
+    """(1,3,s,s) -> (1,1,s,s): a per-pixel map (depth-like), which no YOLO head decodes."""
+    x = ops.parameter([1, 3, imgsz, imgsz], np.float32, name="images")
+    mean = ops.reduce_mean(x, ops.constant(np.array([1], np.int64)), keep_dims=True)
+    return ov.Model([mean], [x], "tiny_map")
+
+
 def raw_head_model(raw: np.ndarray, imgsz: int = 64) -> ov.Model:
     """(1,3,s,s) -> (1, 4+nc, N) constant raw head output."""
     x = ops.parameter([1, 3, imgsz, imgsz], np.float32, name="images")

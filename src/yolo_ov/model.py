@@ -1,11 +1,13 @@
 """Find a model, read it, and understand what kind of YOLO detector it is.
 
 Accepted: an Ultralytics OpenVINO export folder (``*_openvino_model/`` with
-``metadata.yaml``), a bare ``.xml``/``.bin`` pair, or an ``.onnx`` file. Class
-names, image size, stride and task come from ``metadata.yaml`` or from the
-IR's ``rt_info["model_info"]``; COCO names are the fallback and the
-:class:`ModelInfo` says so. The output head is detected from the graph once,
-here, so nothing per inference walks the graph.
+``metadata.yaml``), a bare ``.xml``/``.bin`` pair, an ``.onnx`` file or a
+``.tflite`` file (OpenVINO reads both directly). Class names, image size,
+stride, task and keypoint shape come from ``metadata.yaml``, the metadata
+Ultralytics embeds in a ``.tflite`` file, or the IR's/ONNX file's
+``rt_info``; COCO names are the fallback and the :class:`ModelInfo` says so.
+The output head is detected from the graph once, here, so nothing per
+inference walks the graph.
 """
 
 from __future__ import annotations
@@ -68,6 +70,10 @@ class ModelInfo:
         inputs / outputs: every input and output, in the model's order.
         batch: static batch size, or ``None`` when dynamic.
         metadata: the raw metadata read (for ``info`` and export provenance).
+
+    Task facts (``layout``, ``kpt_shape``, ``num_masks``, ``normalized_coords``)
+    are properties derived from the fields above, so a :class:`ModelInfo`
+    saved with the prepared model (see :mod:`yolo_ov.prepared`) carries them.
     """
 
     path: Path
@@ -113,6 +119,39 @@ class ModelInfo:
     def dynamic(self) -> bool:
         return "?" in self.input_shape
 
+    @property
+    def layout(self) -> str:
+        """``NCHW`` (OpenVINO/ONNX exports) or ``NHWC`` (TFLite exports: ``[N, H, W, 3]``)."""
+        dims = self.input_shape.strip("[]").split(",")
+        return "NHWC" if len(dims) == 4 and dims[3].strip() == "3" and dims[1].strip() != "3" else "NCHW"
+
+    @property
+    def kpt_shape(self) -> tuple[int, int] | None:
+        """Pose models: ``(keypoints, values per keypoint)``, e.g. ``(17, 3)`` (x, y, visibility)."""
+        raw = _literal(self.metadata.get("kpt_shape"))
+        if isinstance(raw, (list, tuple)) and len(raw) == 2:
+            return (int(raw[0]), int(raw[1]))
+        return None
+
+    @property
+    def num_masks(self) -> int | None:
+        """Segmentation models: the number of mask prototypes (the channels of the rank-4 output)."""
+        for out in self.outputs[1:]:
+            dims = out.shape.strip("[]").split(",")
+            if len(dims) == 4 and dims[1].strip().isdigit():
+                return int(dims[1])
+        return None
+
+    @property
+    def normalized_coords(self) -> bool:
+        """Boxes (and keypoints) come out in ``[0, 1]`` of the input size, not pixels.
+
+        Ultralytics' TFLite exports (onnx2tf, NHWC) divide coordinates by the
+        input size inside the graph so INT8 keeps score resolution; its LiteRT
+        backend multiplies them back, and so do the heads.
+        """
+        return self.path.suffix.lower() == ".tflite" and self.layout == "NHWC"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "path": str(self.path),
@@ -128,11 +167,14 @@ class ModelInfo:
             "inputs": [t.to_dict() for t in self.inputs],
             "outputs": [t.to_dict() for t in self.outputs],
             "batch": self.batch,
+            "layout": self.layout,
+            "kpt_shape": list(self.kpt_shape) if self.kpt_shape else None,
+            "num_masks": self.num_masks,
         }
 
 
 def resolve_model_path(model: str | os.PathLike[str] | None) -> Path:
-    """The model file to read for ``model`` (a folder, ``.xml`` or ``.onnx``).
+    """The model file to read for ``model`` (a folder, ``.xml``, ``.onnx`` or ``.tflite``).
 
     ``None`` is resolved by :func:`yolo_ov.default_model.default_model_path`
     (environment, user cache, download), which callers that want a default
@@ -153,7 +195,7 @@ def resolve_model_path(model: str | os.PathLike[str] | None) -> Path:
         if not path.with_suffix(".bin").exists():
             raise ModelLoadError(f"{path}: the weights file {path.with_suffix('.bin').name} is missing beside it")
         return path
-    if suffix == ".onnx":
+    if suffix in (".onnx", ".tflite"):
         return path
     if suffix == ".bin" and path.with_suffix(".xml").exists():
         return path.with_suffix(".xml")
@@ -161,15 +203,17 @@ def resolve_model_path(model: str | os.PathLike[str] | None) -> Path:
         raise ModelLoadError(
             f"{path}: a PyTorch checkpoint cannot be run directly; convert it first: yolo-ov export {path}"
         )
-    raise ModelLoadError(f"{path}: unsupported model file; pass an OpenVINO export folder, a .xml or a .onnx file")
+    raise ModelLoadError(
+        f"{path}: unsupported model file; pass an OpenVINO export folder, a .xml, a .onnx or a .tflite file"
+    )
 
 
 def _xml_in_folder(folder: Path) -> Path:
     xmls = sorted(folder.glob("*.xml"))
     if not xmls:
-        onnx = sorted(folder.glob("*.onnx"))
-        if len(onnx) == 1:
-            return onnx[0]
+        single = sorted(folder.glob("*.onnx")) or sorted(folder.glob("*.tflite"))
+        if len(single) == 1:
+            return single[0]
         raise ModelLoadError(f"{folder}: no .xml model file in this folder; pass an OpenVINO export folder")
     if len(xmls) > 1:
         preferred = [x for x in xmls if folder.name.startswith(x.stem)]
@@ -214,13 +258,20 @@ def inspect_model(model: Any, path: Path) -> ModelInfo:
     if not model.outputs:
         raise ModelLoadError(f"{path}: the model has no outputs ({shapes})")
     inp = model.inputs[0].get_partial_shape()
-    if inp.rank.is_dynamic or inp.rank.get_length() != 4 or not inp[1].is_static or inp[1].get_length() != 3:
-        raise ModelLoadError(f"{path}: not a YOLO model: expected an N,3,H,W image input ({shapes})")
-    out = model.outputs[0].get_partial_shape()
+    if inp.rank.is_dynamic or inp.rank.get_length() != 4:
+        raise ModelLoadError(f"{path}: not a YOLO model: expected an N,3,H,W (or N,H,W,3) image input ({shapes})")
+    channels = [i for i in (1, 3) if inp[i].is_static and inp[i].get_length() == 3]
+    if not channels:
+        raise ModelLoadError(f"{path}: not a YOLO model: expected an N,3,H,W (or N,H,W,3) image input ({shapes})")
+    hw_axes = (2, 3) if channels[0] == 1 else (1, 2)
+    # the main output: the first one that is not a segmentation model's (B, masks, H, W) prototypes
+    ranks = [o.get_partial_shape().rank for o in model.outputs]
+    main = next((i for i, r in enumerate(ranks) if r.is_dynamic or r.get_length() != 4), 0)
+    out = model.outputs[main].get_partial_shape()
     task = _task(meta, model, path, shapes)
     names = _parse_names(meta.get("names"))
     head = _detect_head(out, meta, path, shapes)
-    nc = _num_classes(task, head, out, names)
+    nc = _num_classes(task, head, model, meta, names)
     if task == "detect" and head is HeadType.RAW and names and len(names) != nc:
         raise ModelLoadError(
             f"{path}: metadata lists {len(names)} class names but the output has {nc} classes ({shapes})"
@@ -229,7 +280,7 @@ def inspect_model(model: Any, path: Path) -> ModelInfo:
         names_source = "default COCO names"
         names = {i: COCO80_NAMES[i] if i < len(COCO80_NAMES) else f"class{i}" for i in range(nc)}
         log.warning("%s: no class names in the model; using COCO names", path)
-    imgsz = _imgsz(meta.get("imgsz"), inp)
+    imgsz = _imgsz(meta.get("imgsz"), inp, hw_axes)
     batch = inp[0].get_length() if inp[0].is_static else None
     return ModelInfo(
         path=path,
@@ -264,16 +315,30 @@ def _task(meta: dict[str, Any], model: Any, path: Path, shapes: str) -> str:
     lengths = [r.get_length() if r.is_static else None for r in ranks]
     if lengths[0] == 2:
         return "classify"
-    if len(lengths) == 2 and lengths[1] == 4:
+    if len(lengths) == 2 and 4 in lengths:
         return "segment"
+    if meta.get("kpt_shape") is not None:
+        return "pose"
     return "detect"
 
 
-def _num_classes(task: str, head: HeadType, out: Any, names: dict[int, str]) -> int:
-    if task == "detect" and head is HeadType.RAW and out[1].is_static:
-        return out[1].get_length() - 4
+def _num_classes(task: str, head: HeadType, model: Any, meta: dict[str, Any], names: dict[int, str]) -> int:
+    """Classes the output holds: from its rows where the layout says (raw heads, classify), else the names."""
+    out = next((o.get_partial_shape() for o in model.outputs if o.get_partial_shape().rank.get_length() != 4),
+               model.outputs[0].get_partial_shape())
     if task == "classify" and out.rank.get_length() == 2 and out[1].is_static:
         return out[1].get_length()
+    if head is HeadType.RAW and out.rank.get_length() == 3 and out[1].is_static:
+        rows = out[1].get_length() - 4
+        if task == "segment":
+            protos = [o.get_partial_shape() for o in model.outputs[1:] if o.get_partial_shape().rank.get_length() == 4]
+            rows -= protos[0][1].get_length() if protos and protos[0][1].is_static else 32
+        elif task == "pose":
+            kpt = _literal(meta.get("kpt_shape")) or (17, 3)
+            rows -= int(kpt[0]) * int(kpt[1])
+        elif task == "obb":
+            rows -= 1  # the angle
+        return rows
     return len(names) if names else 80
 
 
@@ -296,7 +361,8 @@ def _detect_head(out: Any, meta: dict[str, Any], path: Path, shapes: str) -> Hea
 
 
 def _read_metadata(model: Any, path: Path) -> tuple[dict[str, Any], str]:
-    """``metadata.yaml`` beside the model wins; then ``rt_info``; then ONNX props."""
+    """``metadata.yaml`` beside the model wins; then a ``.tflite`` file's embedded
+    metadata; then ``rt_info``; then ONNX props."""
     yaml_path = path.parent / "metadata.yaml"
     if yaml_path.exists():
         try:
@@ -309,13 +375,19 @@ def _read_metadata(model: Any, path: Path) -> tuple[dict[str, Any], str]:
             return meta, "metadata.yaml"
     else:
         meta = {}
+    if path.suffix.lower() == ".tflite":
+        embedded = _tflite_metadata(path)
+        for key, value in embedded.items():
+            meta.setdefault(key, value)
+        if meta.get("names"):
+            return meta, "tflite metadata"
     rt = _rt_info(model)
     # Ultralytics' ONNX metadata (kept by OpenVINO under "framework") has the
     # exact names; rt_info's model_info labels replace spaces with "_".
     for section, source in (("yolo_ov", "rt_info"), ("framework", "rt_info")):
         values = rt.get(section)
         if isinstance(values, dict) and values.get("names"):
-            for key in ("names", "imgsz", "stride", "task", "end2end", "batch"):
+            for key in ("names", "imgsz", "stride", "task", "end2end", "batch", "kpt_shape", "channels"):
                 if key in values:
                     meta.setdefault(key, _literal(values[key]))
             return meta, source
@@ -324,6 +396,28 @@ def _read_metadata(model: Any, path: Path) -> tuple[dict[str, Any], str]:
         meta.setdefault("names", {i: n.replace("_", " ") for i, n in enumerate(str(info["labels"]).split())})
         return meta, "rt_info"
     return meta, "none"
+
+
+def _tflite_metadata(path: Path) -> dict[str, Any]:
+    """The metadata Ultralytics appends to a ``.tflite`` file as a zip entry (``{}`` when absent).
+
+    Newer exports store ``metadata.json``; older ones a Python-literal dict as
+    the zip's only entry. A TFLite file from elsewhere has no zip part.
+    """
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+            raw = z.read("metadata.json" if "metadata.json" in names else names[0]).decode("utf-8")
+    except (OSError, zipfile.BadZipFile, IndexError, KeyError, UnicodeDecodeError):
+        return {}
+    try:
+        meta = json.loads(raw)
+    except ValueError:
+        meta = _literal(raw)
+    return meta if isinstance(meta, dict) else {}
 
 
 def _rt_info(model: Any) -> dict[str, Any]:
@@ -363,14 +457,15 @@ def _parse_names(raw: Any) -> dict[int, str]:
     return {}
 
 
-def _imgsz(raw: Any, inp: Any) -> tuple[int, int]:
+def _imgsz(raw: Any, inp: Any, hw_axes: tuple[int, int] = (2, 3)) -> tuple[int, int]:
     raw = _literal(raw)
     if isinstance(raw, int):
         return (raw, raw)
     if isinstance(raw, (list, tuple)) and len(raw) == 2:
         return (int(raw[0]), int(raw[1]))
-    if inp[2].is_static and inp[3].is_static:
-        return (inp[2].get_length(), inp[3].get_length())
+    h, w = inp[hw_axes[0]], inp[hw_axes[1]]
+    if h.is_static and w.is_static:
+        return (h.get_length(), w.get_length())
     return (640, 640)
 
 

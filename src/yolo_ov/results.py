@@ -14,7 +14,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-__all__ = ["DATA_FORMATTERS", "Detections", "Failure", "Timings"]
+from .draw import draw_classification, draw_task_data
+from .masks import Masks
+
+__all__ = ["DATA_FORMATTERS", "Classification", "Detections", "Failure", "Timings"]
 
 
 @dataclass(frozen=True)
@@ -206,6 +209,8 @@ class Detections:
         canvas = image.copy()
         lw = line_width or max(round(sum(canvas.shape[:2]) / 2 * 0.003), 2)
         font_scale = lw / 3
+        if self.data and draw_task_data(canvas, self, lw):  # masks, skeletons; oriented boxes draw their own labels
+            return canvas
         ids = self.data.get("track_id")
         tags = [f"#{int(i)} " for i in ids] if ids is not None else [""] * len(self)
         rows = zip(self.xyxy, self.confidence, self.class_id, self.class_names, tags, strict=True)
@@ -225,7 +230,7 @@ class Detections:
 
 
 def _take(values: Any, idx: Any) -> Any:
-    if isinstance(values, np.ndarray):
+    if isinstance(values, (np.ndarray, Masks)):
         return values[idx]
     rows = list(values)
     if isinstance(idx, slice):
@@ -245,6 +250,9 @@ def _track_ids(values: Any, _: Detections) -> list[dict[str, Any]]:
 #: that detection's object. A task that adds a field registers it here.
 DATA_FORMATTERS: dict[str, Callable[[Any, Detections], list[dict[str, Any]]]] = {
     "track_id": _track_ids,
+    "masks": lambda masks, _: [{"mask": rle} for rle in masks.to_rle()],
+    "keypoints": lambda kpts, _: [{"keypoints": _round(k, (2, 2, 5))} for k in np.asarray(kpts, np.float64)],
+    "xywhr": lambda xywhr, _: _obb_records(np.asarray(xywhr, np.float64)),
     "predicted": lambda values, _: [{"predicted": bool(v)} for v in values],  # tracker-only frames
 }
 
@@ -261,3 +269,91 @@ _PALETTE = np.array(
 def _color(class_id: int) -> tuple[int, int, int]:
     b, g, r = _PALETTE[class_id % len(_PALETTE)]
     return int(b), int(g), int(r)
+
+
+def _round(points: np.ndarray, digits: tuple[int, ...]) -> list[list[float]]:
+    """Rows of a ``(K, D)`` array as lists, column ``j`` rounded to ``digits[j]`` places."""
+    return [[round(float(v), digits[j]) for j, v in enumerate(row)] for row in points]
+
+
+def _obb_records(xywhr: np.ndarray) -> list[dict[str, Any]]:
+    from .heads.obb import xywhr_to_corners
+
+    corners = xywhr_to_corners(xywhr)
+    return [
+        {"obb": _round(r[None], (2, 2, 2, 2, 6))[0], "corners": _round(c, (2, 2))}
+        for r, c in zip(xywhr, corners.astype(np.float64), strict=True)
+    ]
+
+
+@dataclass
+class Classification:
+    """Class probabilities of one image (a classification model's result).
+
+    Attributes:
+        probs: ``(C,)`` float32 probabilities, one per class.
+        names: class id -> class name.
+        image_shape: ``(height, width)`` of the original image.
+        source, stream, frame, timing: as for :class:`Detections`.
+
+    Example:
+        >>> c = Classification(np.array([0.1, 0.7, 0.2]), {0: "cat", 1: "dog", 2: "fox"}, (480, 640))
+        >>> c.top1, c.top1_name, c.top5
+        (1, 'dog', [1, 2, 0])
+    """
+
+    probs: np.ndarray
+    names: Mapping[int, str] = field(default_factory=dict, repr=False)
+    image_shape: tuple[int, int] = (0, 0)
+    source: str | None = None
+    stream: int | None = None
+    frame: int | None = None
+    timing: Timings | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.probs = np.asarray(self.probs, dtype=np.float32).reshape(-1)
+        self.image_shape = (int(self.image_shape[0]), int(self.image_shape[1]))
+
+    @property
+    def top5(self) -> list[int]:
+        """The five most probable class ids, most probable first."""
+        return [int(i) for i in np.argsort(-self.probs, kind="stable")[:5]]
+
+    @property
+    def top5_confidence(self) -> list[float]:
+        return [float(self.probs[i]) for i in self.top5]
+
+    @property
+    def top1(self) -> int:
+        return int(np.argmax(self.probs))
+
+    @property
+    def top1_name(self) -> str:
+        return self.names.get(self.top1, str(self.top1))
+
+    @property
+    def top1_confidence(self) -> float:
+        return float(self.probs[self.top1])
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSONL record: ``{"source", "width", "height", "top5": [{"class_id", "class_name", "confidence"}]}``."""
+        out: dict[str, Any] = {"source": self.source, "width": self.image_shape[1], "height": self.image_shape[0]}
+        if self.stream is not None:
+            out["stream"] = self.stream
+        if self.frame is not None:
+            out["frame"] = self.frame
+        out["top5"] = [
+            {"class_id": i, "class_name": self.names.get(i, str(i)), "confidence": round(c, 5)}
+            for i, c in zip(self.top5, self.top5_confidence, strict=True)
+        ]
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"))
+
+    def draw(self, image: np.ndarray, *, line_width: int | None = None) -> np.ndarray:
+        """A copy of BGR ``image`` with the top-5 classes written in its top-left corner."""
+        canvas = image.copy()
+        draw_classification(canvas, [(self.names.get(i, str(i)), c)
+                                     for i, c in zip(self.top5, self.top5_confidence, strict=True)], line_width)
+        return canvas

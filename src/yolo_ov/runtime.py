@@ -190,21 +190,47 @@ def prepare(model: ov.Model, info: ModelInfo, config: RuntimeConfig) -> ov.Model
     h, w = config.imgsz or info.imgsz
     if h % info.stride or w % info.stride:
         raise ConfigError(f"imgsz {(h, w)} must be a multiple of the model stride {info.stride}")
-    if model.inputs[0].get_partial_shape() != ov.PartialShape([config.batch, 3, h, w]):
+    nhwc = info.layout == "NHWC"
+    if nhwc:
+        _fix_nhwc_shape(model, info, config.batch, (h, w))
+    elif model.inputs[0].get_partial_shape() != ov.PartialShape([config.batch, 3, h, w]):
+        # also makes a dynamic-shape IR static at the requested size (and batch: an old
+        # export's metadata may say batch 8, but one image is one request here)
         reshape_model(model, info.imgsz, (h, w), config.batch)
     ppp = ov.preprocess.PrePostProcessor(model)
     inp = ppp.input()
     inp.tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_color_format(
         ov.preprocess.ColorFormat.BGR
     )
-    inp.model().set_layout(ov.Layout("NCHW"))
+    inp.model().set_layout(ov.Layout("NHWC" if nhwc else "NCHW"))
     # The /255 is a Multiply by float32(1/255), not PPP's scale() (a Divide): on
     # CPUs that run bf16, the CPU plugin lowers a Divide on a u8 NHWC input
     # differently and the detections drift from Ultralytics' (host-normalised)
     # ones; the Multiply is bit-identical to normalising on the host.
     inp.preprocess().convert_element_type(ov.Type.f32).convert_color(ov.preprocess.ColorFormat.RGB).custom(_scale_1_255)
-    ppp.output().tensor().set_element_type(ov.Type.f32)
+    for i in range(len(model.outputs)):  # every output (a segmentation model has two)
+        ppp.output(i).tensor().set_element_type(ov.Type.f32)
     return ppp.build()
+
+
+def _fix_nhwc_shape(model: ov.Model, info: ModelInfo, batch: int, hw: tuple[int, int]) -> None:
+    """NHWC (TFLite) graphs run at their own input size only; the batch may change.
+
+    Ultralytics' TFLite exports bake the input size into the graph (coordinates
+    are divided by it), so another size would give wrong boxes, not an error.
+    """
+    if hw != info.imgsz:
+        raise ConfigError(
+            f"{info.path}: this NHWC (TFLite) model runs only at its own input size "
+            f"{info.imgsz[0]}x{info.imgsz[1]}, not {hw[0]}x{hw[1]}; leave imgsz unset"
+        )
+    want = ov.PartialShape([batch, *hw, 3])
+    if model.inputs[0].get_partial_shape() != want:
+        try:
+            model.reshape({model.inputs[0]: want})
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0][:200]
+            raise ConfigError(f"{info.path}: the model cannot take batch {batch} ({first})") from exc
 
 
 def _scale_1_255(node: ov.Output) -> ov.Output:

@@ -7,7 +7,7 @@ one for a model. A new task is one module here that defines a
 
 from __future__ import annotations
 
-from . import detect  # noqa: F401 - registers the detection heads
+from . import classify, detect, obb, pose, segment  # noqa: F401 - importing registers each task's heads
 from .base import HEADS, Head, register_head, select_head, supported_tasks
 
 __all__ = ["HEADS", "Head", "register_head", "select_head", "supported_tasks"]

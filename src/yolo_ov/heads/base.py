@@ -47,6 +47,8 @@ class Head(abc.ABC):
     def __init__(self, info: ModelInfo) -> None:
         self.info = info
         self.names = info.names
+        if info.layout == "NHWC":  # TFLite graphs run at their own input size only (runtime.prepare)
+            self.specializable = False
 
     def prepare(self, image: np.ndarray, target_hw: tuple[int, int]) -> tuple[np.ndarray, Any]:
         """Host pre-processing of one BGR image into ``target_hw``: the letterbox by default.
