@@ -1,0 +1,142 @@
+"""The web page of ``yolo-ov serve`` in a real headless Chromium (Debian's, driven by Playwright).
+
+Upload a coco96 image, wait for the drawing, check that the labels shown are
+the detections of the JSON shown, and that the JSON is what ``/predict``
+returns; the camera path with Chromium's fake camera; an error shown as one
+line; live server figures. A screenshot is saved under the test's tmp folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.serve_support import ServerProcess
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync",
+        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
+
+sync_api = pytest.importorskip("playwright.sync_api")
+requests = pytest.importorskip("requests")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} not found: apt-get install -y chromium (.ci/run installs it)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def server(shared, tmp_path_factory):
+    proc = ServerProcess(["--model", str(shared.int8_model)],
+                         cache_dir=tmp_path_factory.getbasetemp() / "yolo-ov-cache").start()
+    yield proc
+    assert proc.stop() == 0, proc.output()
+
+
+@pytest.fixture
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.grant_permissions(["camera"], origin=server.url)
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    pg.goto(server.url + "/")
+    pg.wait_for_function("document.querySelectorAll('#model option').length > 0", timeout=30_000)
+    yield pg
+    context.close()
+    assert not errors, errors  # no JavaScript error on the page
+
+
+def _shown_labels(pg) -> list[tuple[str, float]]:
+    out = []
+    for text in pg.locator("#labels li").all_inner_texts():
+        name, _, conf = text.rpartition(" ")
+        out.append((name, float(conf)))
+    return out
+
+
+def test_upload_draws_the_detections_and_shows_their_json(shared, server, page, tmp_path):
+    image = shared.coco96_images[0]  # bowls, broccoli, a hot dog
+    assert page.locator("#model").input_value() == "yolov8n_int8"
+    page.set_input_files("#file", str(image))
+    page.wait_for_selector("body[data-state=done]", timeout=60_000)
+
+    shown = json.loads(page.locator("#json").inner_text())
+    direct = requests.post(f"{server.url}/predict", files={"file": (image.name, image.read_bytes())},
+                           params={"conf": "0.25"}, timeout=60).json()
+    assert shown == direct  # the page shows exactly what /predict returns
+
+    labels = _shown_labels(page)
+    assert len(labels) == len(shown["detections"]) > 0
+    for (name, conf), det in zip(labels, shown["detections"], strict=True):
+        assert name == det["class_name"]
+        assert conf == pytest.approx(det["confidence"], abs=0.0051)
+
+    size = page.evaluate("[document.getElementById('canvas').width, document.getElementById('canvas').height]")
+    assert size == [shown["width"], shown["height"]]
+    # The last detection is drawn last, so its label's background is its class colour
+    # (Ultralytics' palette, as yolo-ov draws with), exactly where the page puts it.
+    d = shown["detections"][-1]
+    x1, y1 = d["box"][:2]
+    lw = max(round((shown["width"] + shown["height"]) / 2 * 0.003), 2)
+    th = max(lw * 6, 12) + 4
+    top = y1 - th if y1 - th >= 0 else y1
+    pixel = page.evaluate(
+        "([x, y]) => Array.from(document.getElementById('canvas').getContext('2d').getImageData(x, y, 1, 1).data)",
+        [int(x1) + 1, int(top) + 1],
+    )
+    palette = ["#ff3838", "#ff9d97", "#ff701f", "#ffb21d", "#cfd231", "#48f90a", "#92cc17", "#3ddb86", "#1a9334",
+               "#00d4bb", "#2c99a8", "#00c2ff", "#344593", "#6473ff", "#0018ec", "#8438ff", "#520085", "#cb38ff",
+               "#ff95c8", "#ff37c7"]
+    expected = palette[d["class_id"] % len(palette)]
+    rgb = [int(expected[i : i + 2], 16) for i in (1, 3, 5)]
+    assert all(abs(a - b) <= 8 for a, b in zip(pixel[:3], rgb, strict=True)), (pixel, expected)
+
+    assert "ms" in page.locator("#elapsed").inner_text()
+    page.wait_for_function("document.querySelector('#stats tbody tr td:nth-child(6)')?.textContent >= '1'",
+                           timeout=10_000)
+    row = page.locator("#stats tbody tr").first.all_inner_texts()[0]
+    assert row.startswith("yolov8n_int8")
+    shot = tmp_path / "serve_page.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+    print(f"screenshot: {shot}")
+
+
+def test_conf_slider_and_error_line(shared, page, tmp_path):
+    page.locator("#conf").fill("0.8")
+    page.set_input_files("#file", str(shared.coco96_images[0]))
+    page.wait_for_selector("body[data-state=done]", timeout=60_000)
+    assert all(conf >= 0.8 for _, conf in _shown_labels(page))
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("this is not a picture")
+    page.set_input_files("#file", str(bad))
+    page.wait_for_selector("body[data-state=error]", timeout=60_000)
+    status = page.locator("#status").inner_text()
+    assert status.startswith("400:") and "not a supported image format" in status
+
+
+def test_camera_frame_is_detected(page):
+    page.click("#camera")
+    page.wait_for_function("document.getElementById('video').videoWidth > 0", timeout=30_000)
+    page.click("#snap")
+    page.wait_for_selector("body[data-state=done]", timeout=60_000)
+    shown = json.loads(page.locator("#json").inner_text())
+    width, height = page.evaluate("[document.getElementById('video').videoWidth, "
+                                  "document.getElementById('video').videoHeight]")
+    assert (shown["width"], shown["height"]) == (width, height)
+    assert shown["source"] == "camera.jpg"
+    page.click("#camera-off")
