@@ -48,6 +48,21 @@ class SharedAssets:
     def reference(self) -> dict[str, Any]:
         return _reference(self.coco96 / "ultralytics_reference.json")
 
+    #: The task models (every Ultralytics task, issue 10), by file or folder name under models/.
+    TASK_MODELS = ("yolo11n_int8_openvino_model", "yolo26n_int8_openvino_model", "yolo11n-seg_int8_openvino_model",
+                   "yolov8n-pose_int8_openvino_model", "yolo26n-cls_int8.tflite", "yolo26n-obb_int8.tflite")
+
+    def task_model(self, name: str) -> Path:
+        """One of ``TASK_MODELS``; :class:`MissingAssets` when absent."""
+        path = self.root / "models" / name
+        if not path.exists():
+            raise MissingAssets(f"shared task model not found: {path}")
+        return path
+
+    def tasks_reference(self) -> dict[str, Any]:
+        """What Ultralytics 8.4.190 returned for each task model on coco96 (``ultralytics_reference_tasks.json``)."""
+        return _reference(self.coco96 / "ultralytics_reference_tasks.json")
+
     def reference_model(self, model_dir: Path) -> dict[str, Any]:
         """Ultralytics' own figures for one of the shared models (by folder/file name)."""
         return self.reference()["models"][model_dir.name]

@@ -158,7 +158,7 @@ class TrackRun:
         return out
 
     def _predicted(self, note: SkippedFrame) -> Any:
-        objs: TrackedObjects = self._tracker_for(note.stream).predict(frame=note.frame)
+        objs: TrackedObjects = self._tracker_for(note.stream or 0).predict(frame=note.frame)
         self.predicted += 1
         result = Detections(objs.xyxy, objs.confidence, objs.class_id, self._names, note.image_shape,
                             note.source, note.stream, note.frame,

@@ -20,12 +20,13 @@ import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import ConfigError, InputError
-from ..sources import FrameSource, LatestFrames, SourceItem, is_live, open_source
+from ..sources import FrameSource, LatestFrames, SourceItem, is_live, is_video_file, open_source
 
 __all__ = ["LiveStreams", "SkippedFrame", "open_tracking_source"]
 
@@ -66,7 +67,7 @@ class SkippedFrame:
     kept only when the caller draws.
     """
 
-    stream: int
+    stream: int | None
     frame: int
     source: str
     image_shape: tuple[int, int]
@@ -95,10 +96,10 @@ class _Selector:
         self.skipped: deque[SkippedFrame] = deque()
         self.offered = 0  # frames passed on to be inferred (the sequential order)
 
-    def choose(self, stream: int, frame: int, data: Any, source: str) -> bool:
-        last = self._last.get(stream)
+    def choose(self, stream: int | None, frame: int, data: Any, source: str) -> bool:
+        last = self._last.get(stream or 0)
         if last is None or frame - last >= self.every or frame < last:
-            self._last[stream] = frame
+            self._last[stream or 0] = frame
             return True
         shape = data.shape[:2] if isinstance(data, np.ndarray) else (0, 0)
         note = SkippedFrame(stream, frame, source, (int(shape[0]), int(shape[1])),
@@ -140,9 +141,9 @@ def open_tracking_source(source: Any, *, detect_every: int, drop: str | None, ke
         latest = LatestFrames(readers, names=names)
         return (FrameSource(_unwrap(latest), live=True, video=True, closers=[latest, *closers],
                             skipped=latest.skipped), selector)
+    if _names_image_files(source):
+        raise ConfigError("--detect-every needs video files, live streams or frames in order, not image files")
     inner = open_source(source, drop=drop)
-    if not inner.video:
-        raise ConfigError("--detect-every needs video files or live streams (frames of one scene in order)")
     return (FrameSource(_chosen_sequential(inner, selector), live=inner.live, video=True, closers=[inner],
                         skipped=inner.skipped), selector)
 
@@ -205,13 +206,27 @@ def _interleave_chosen(producers: list[Iterator[Any]], names: list[str], selecto
                 yield got
 
 
+def _names_image_files(source: Any) -> bool:
+    specs = [source] if isinstance(source, (str, Path)) else source
+    if not isinstance(specs, (list, tuple)) or not all(isinstance(s, (str, Path)) for s in specs):
+        return False
+    return any(not is_live(str(s)) and not is_video_file(s) for s in specs)
+
+
 def _chosen_sequential(inner: FrameSource, selector: _Selector) -> Iterator[SourceItem]:
-    """A file source's items offered for inference, in order; the rest noted."""
+    """A source's items offered for inference, in order; the rest noted.
+
+    Frames of a plain iterable have no index: they are numbered here (per
+    stream), so the tracker and the output agree on which frame is which.
+    """
+    counts: dict[int | None, int] = {}
     for item in inner:
-        if isinstance(item.data, InputError) or item.frame is None:
+        if isinstance(item.data, InputError):
             selector.offered += 1
             yield item
             continue
-        if selector.choose(item.stream or 0, item.frame, item.data, item.source):
+        frame = item.frame if item.frame is not None else counts.get(item.stream, -1) + 1
+        counts[item.stream] = frame
+        if selector.choose(item.stream, frame, item.data, item.source):
             selector.offered += 1
-            yield item
+            yield SourceItem(item.data, item.source, item.stream, frame)
