@@ -171,6 +171,60 @@ def test_kserve_request_timeout_gets_504_and_server_goes_on(shared, client, refe
                            _arrays(reference[path.name]), where="after 504")
 
 
+@pytest.fixture(scope="module")
+def task_models(shared):
+    seg = shared.root / "models" / "yolo11n-seg_int8_openvino_model"
+    pose = shared.root / "models" / "yolov8n-pose_int8_openvino_model"
+    if not (seg.exists() and pose.exists()):
+        pytest.skip("the segment and pose models are not in the shared assets")
+    return {"seg": seg, "pose": pose}
+
+
+def test_task_outputs_come_from_detections_data(shared, task_models, cache_dir):
+    """Segmentation masks (COCO RLE) and pose keypoints travel with no server change for the task."""
+    from yolo_ov import Detector
+
+    args = [a for name, path in task_models.items() for a in ("--model", f"{name}={path}")]
+    proc = ServerProcess(args, cache_dir=cache_dir).start()
+    try:
+        c = http.InferenceServerClient(proc.host_port)
+        outputs = {m: {o["name"]: o for o in c.get_model_metadata(m)["outputs"]} for m in task_models}
+        assert outputs["seg"]["masks"]["datatype"] == "BYTES"
+        assert outputs["pose"]["keypoints"]["shape"] == [-1, -1, 17, 3]
+        paths = shared.coco96_images[:6]
+        for name, model in task_models.items():
+            with Detector(model, mode="latency") as det:
+                expected = [det(p) for p in paths]
+            result = c.infer(name, [_bytes_input(paths)])
+            for i, (path, want) in enumerate(zip(paths, expected, strict=True)):
+                n = int(result.as_numpy("num_detections")[i])
+                assert_same_detections(_detections_of(result, i), _arrays(want), where=f"{name} {path.name}")
+                if n != len(want) or not n:
+                    continue  # a detection at the threshold came or went: boxes checked, extras not paired
+                if name == "seg":
+                    got = [json.loads(v) for v in result.as_numpy("masks")[i, :n]]
+                    assert got == want.data["masks"].to_rle() or _masks_agree(got, want.data["masks"])
+                else:
+                    np.testing.assert_allclose(result.as_numpy("keypoints")[i, :n], want.data["keypoints"],
+                                               atol=2.0, rtol=0.02)
+            record = requests.post(f"{proc.url}/predict?model={name}", data=paths[0].read_bytes(), timeout=60).json()
+            extra = "mask" if name == "seg" else "keypoints"
+            assert all(extra in d for d in record["detections"])
+    finally:
+        assert proc.stop() == 0, proc.output()
+
+
+def _masks_agree(got: list[dict], masks) -> bool:
+    """Masks equal up to a few border pixels (a bf16 kernel may differ between CPUs)."""
+    mask_api = pytest.importorskip("faster_coco_eval.core.mask")
+    for i, rle in enumerate(got):
+        a = mask_api.decode({"size": rle["size"], "counts": rle["counts"].encode()}).astype(bool)
+        b = masks.mask(i)
+        if (a & b).sum() < 0.9 * max((a | b).sum(), 1):
+            return False
+    return True
+
+
 # -- /predict ------------------------------------------------------------------------------------------
 
 def test_predict_returns_the_jsonl_record_of_yolo_ov_predict(shared, server, tmp_path, cache_dir):

@@ -1,4 +1,4 @@
-"""Pure parts of the server: image headers, RLE, the KServe codec, parameters, limits, settings.
+"""Pure parts of the server: image headers, the KServe codec, parameters, limits, settings.
 
 The KServe codec is checked against Triton's own client library: requests
 built by ``tritonclient.http`` are parsed here, and responses encoded here
@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from yolo_ov import ConfigError, DetectConfig, Detections
+from yolo_ov.masks import Masks
 from yolo_ov.serve.imagesize import HeaderError, image_size
 from yolo_ov.serve.kserve import (
     InferRequest,
@@ -30,7 +31,6 @@ from yolo_ov.serve.kserve import (
 )
 from yolo_ov.serve.limits import ServeError, check_encoded, decode_body
 from yolo_ov.serve.params import detect_config
-from yolo_ov.serve.rle import rle_encode
 from yolo_ov.serve.settings import ModelSpec, ServeConfig, model_spec
 
 http = pytest.importorskip("tritonclient.http")
@@ -149,21 +149,6 @@ def test_pixel_limit_refuses_bombs_before_decoding():
     assert info.value.status == 400
 
 
-# -- RLE -----------------------------------------------------------------------------------
-
-def test_rle_matches_cocos_encoder():
-    mask_api = pytest.importorskip("faster_coco_eval.core.mask")
-    rng = np.random.default_rng(2)
-    for _ in range(100):
-        h, w = rng.integers(1, 50, 2)
-        mask = (rng.random((h, w)) < rng.random()).astype(np.uint8)
-        mine = rle_encode(mask)
-        ref = mask_api.encode(np.asfortranarray(mask))
-        assert mine["counts"] == ref["counts"].decode()
-        assert mine["size"] == [int(h), int(w)]
-        assert (mask_api.decode({"size": mine["size"], "counts": mine["counts"].encode()}) == mask).all()
-
-
 # -- the KServe codec, against tritonclient ------------------------------------------------------
 
 def _body(inputs, outputs=None, parameters=None):
@@ -271,21 +256,25 @@ def test_result_tensors_pad_to_the_largest_count_and_round_trip_through_tritoncl
 
 
 def test_result_tensors_carry_task_fields_generically():
-    masks = [np.zeros((120, 160), bool) for _ in range(2)]
-    masks[0][10:20, 30:50] = True
+    crop = np.zeros((10, 20), bool)
+    crop[2:8, 5:15] = True
+    masks = Masks((120, 160), np.array([[30, 10], [0, 0]]), [crop, np.ones((4, 4), bool)])
     kpts = np.random.default_rng(4).uniform(0, 100, (2, 17, 3)).astype(np.float32)
     first = _detections(2, masks=masks, keypoints=kpts, xywhr=np.ones((2, 5), np.float32),
                         track_id=np.array([7, 9]))
-    tensors = result_tensors([first, _detections(0, masks=[], keypoints=np.zeros((0, 17, 3), np.float32),
-                                                 xywhr=np.zeros((0, 5), np.float32), track_id=np.zeros(0, int))])
+    empty = _detections(0, masks=Masks.empty((120, 160)), keypoints=np.zeros((0, 17, 3), np.float32),
+                        xywhr=np.zeros((0, 5), np.float32), track_id=np.zeros(0, int))
+    tensors = result_tensors([first, empty])
     assert tensors["keypoints"][0] == "FP32" and tensors["keypoints"][1].shape == (2, 2, 17, 3)
     assert tensors["obb"][1].shape == (2, 2, 5)
-    assert tensors["track_ids"] == ("INT32", pytest.approx(np.array([[7, 9], [-1, -1]])))
+    assert tensors["track_ids"][0] == "INT32" and tensors["track_ids"][1].tolist() == [[7, 9], [-1, -1]]
     datatype, rles = tensors["masks"]
     assert datatype == "BYTES" and rles.shape == (2, 2)
-    rle = json.loads(rles[0, 0])
-    assert rle == rle_encode(masks[0])
+    assert [json.loads(rles[0, j]) for j in range(2)] == masks.to_rle()  # the JSONL record's RLE, as is
     assert rles[1, 0] == b""
+    mask_api = pytest.importorskip("faster_coco_eval.core.mask")
+    rle = json.loads(rles[0, 0])
+    assert (mask_api.decode({"size": rle["size"], "counts": rle["counts"].encode()}) == masks.mask(0)).all()
     request = InferRequest(id=None, images=[], datatype="BYTES", parameters={}, outputs=None, binary_output=True)
     body, size = encode_infer_response(request, tensors, model_name="m")
     back = http.InferResult.from_response_body(body, header_length=size)
@@ -293,9 +282,18 @@ def test_result_tensors_carry_task_fields_generically():
     np.testing.assert_allclose(back.as_numpy("keypoints")[0], kpts)
 
 
+def test_classification_results_give_top5():
+    from yolo_ov.results import Classification
+
+    probs = np.array([0.05, 0.5, 0.1, 0.2, 0.15, 0.0], np.float32)
+    tensors = result_tensors([Classification(probs, {}, (10, 10)), Classification(probs[::-1].copy(), {}, (10, 10))])
+    assert tensors["top5"][1].tolist() == [[1, 3, 4, 2, 0], [4, 2, 1, 3, 5]]
+    np.testing.assert_allclose(tensors["top5_scores"][1][0], [0.5, 0.2, 0.15, 0.1, 0.05])
+
+
 def test_output_specs_per_task():
     assert [s.name for s in output_specs("detect")] == ["num_detections", "boxes", "scores", "classes"]
-    assert output_specs("pose", keypoints=17)[-1].shape == (-1, -1, 17, 3)
+    assert output_specs("pose", kpt_shape=(17, 3))[-1].shape == (-1, -1, 17, 3)
     assert output_specs("segment")[-1].datatype == "BYTES"
     assert output_specs("obb")[-1].name == "obb"
     assert [s.name for s in output_specs("classify")] == ["top5", "top5_scores"]

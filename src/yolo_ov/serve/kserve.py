@@ -35,8 +35,6 @@ from typing import Any
 
 import numpy as np
 
-from .rle import rle_encode
-
 __all__ = [
     "INPUT_NAME",
     "InferRequest",
@@ -272,12 +270,13 @@ _BASE_OUTPUTS = (
 _RENAMED = {"xywhr": "obb", "track_id": "track_ids"}
 
 
-def output_specs(task: str, *, keypoints: int | None = None) -> tuple[TensorSpec, ...]:
+def output_specs(task: str, *, kpt_shape: tuple[int, int] | None = None) -> tuple[TensorSpec, ...]:
     """The outputs a model of ``task`` gives (its metadata), base detection outputs first."""
     if task == "classify":
         return (TensorSpec("top5", "INT32", (-1, 5)), TensorSpec("top5_scores", "FP32", (-1, 5)))
+    points, dims = kpt_shape or (-1, 3)
     extra = {
-        "pose": (TensorSpec("keypoints", "FP32", (-1, -1, keypoints or -1, 3)),),
+        "pose": (TensorSpec("keypoints", "FP32", (-1, -1, points, dims)),),
         "segment": (TensorSpec("masks", "BYTES", (-1, -1)),),
         "obb": (TensorSpec("obb", "FP32", (-1, -1, 5)),),
     }.get(task, ())
@@ -289,7 +288,8 @@ def result_tensors(results: Sequence[Any]) -> dict[str, tuple[str, np.ndarray]]:
 
     Detections give the base outputs, padded to the most detections ``K`` of
     any image, plus one tensor per ``Detections.data`` field: ``masks`` as
-    COCO RLE JSON strings (``BYTES [N, K]``, empty string for padding),
+    COCO RLE JSON strings (``BYTES [N, K]``, ``{"size": [h, w], "counts": "..."}``
+    at original-image size, empty string for padding),
     ``xywhr`` as ``obb``, ``track_id`` as ``track_ids``; any other numeric
     field under its own name (``FP32`` or ``INT32``, ``[N, K, ...]``). An
     image-level classification result (one with ``top5``) gives ``top5``
@@ -321,9 +321,9 @@ def result_tensors(results: Sequence[Any]) -> dict[str, tuple[str, np.ndarray]]:
 def _data_tensor(key: str, columns: list[tuple[Any, int]], k: int) -> tuple[str, np.ndarray] | None:
     if key == "masks":
         cells = np.full((len(columns), k), b"", dtype=object)
-        for i, (values, m) in enumerate(columns):
-            for j in range(m if values is not None else 0):
-                cells[i, j] = _mask_json(values[j]).encode()
+        for i, (values, _) in enumerate(columns):
+            for j, rle in enumerate(_mask_rles(values)):
+                cells[i, j] = json.dumps(rle, separators=(",", ":")).encode()
         return "BYTES", cells
     arrays = [None if v is None else np.asarray(v) for v, _ in columns]
     present = [a for a in arrays if a is not None]
@@ -342,12 +342,13 @@ def _data_tensor(key: str, columns: list[tuple[Any, int]], k: int) -> tuple[str,
     return datatype, out
 
 
-def _mask_json(mask: Any) -> str:
-    if isinstance(mask, Mapping):  # already RLE (or another JSON form): send as is
-        counts = mask.get("counts")
-        clean = dict(mask, counts=counts.decode() if isinstance(counts, bytes) else counts)
-        return json.dumps(clean, separators=(",", ":"))
-    return json.dumps(rle_encode(np.asarray(mask)), separators=(",", ":"))
+def _mask_rles(values: Any) -> list[Any]:
+    """COCO RLE dicts of one image's masks (``Masks.to_rle()``, or RLE dicts already)."""
+    if values is None:
+        return []
+    if hasattr(values, "to_rle"):
+        return list(values.to_rle())
+    return [dict(v, counts=v["counts"].decode()) if isinstance(v.get("counts"), bytes) else v for v in values]
 
 
 def _is_classification(result: Any) -> bool:

@@ -74,18 +74,14 @@ class ServedModel:
         info = self.detector.compiled_info
         metrics.add_model(self.name, streams=info.num_streams, requests=self.requests, max_queue=config.max_queue)
         self.task = str(getattr(self.detector.model_info, "task", "detect") or "detect")
-        self.outputs: tuple[TensorSpec, ...] = output_specs(self.task, keypoints=self._keypoints())
+        kpt = getattr(self.detector.model_info, "kpt_shape", None)
+        self.outputs: tuple[TensorSpec, ...] = output_specs(self.task, kpt_shape=tuple(kpt) if kpt else None)
         self.ready = True
 
     def _warm_up(self) -> None:
         """One image through ``submit()`` so the first client does not pay for starting the engine."""
         h, w = self.detector.input_hw
         self.detector.submit(np.full((h, w, 3), 114, np.uint8), source="warm-up").result(ENGINE_TIMEOUT_S)
-
-    def _keypoints(self) -> int | None:
-        shape = getattr(self.detector.model_info, "kpt_shape", None) or (
-            self.detector.model_info.metadata.get("kpt_shape") if self.detector.model_info.metadata else None)
-        return int(shape[0]) if shape else None
 
     @property
     def requests(self) -> int:

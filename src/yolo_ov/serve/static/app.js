@@ -125,7 +125,7 @@ function draw(bitmap, record) {
     const c = color(d.class_id);
     if (d.mask) drawMask(ctx, d.mask, c);
     if (d.segments || d.polygon) drawPolygon(ctx, d.segments || d.polygon, c, lw, true);
-    if (d.xyxyxyxy) drawPolygon(ctx, d.xyxyxyxy, c, lw, false);
+    if (d.corners || d.xyxyxyxy) drawPolygon(ctx, d.corners || d.xyxyxyxy, c, lw, false);
     else if (d.xywhr || d.obb) drawRotated(ctx, d.xywhr || d.obb, c, lw);
     else drawBox(ctx, d.box, c, lw);
     if (d.keypoints) drawKeypoints(ctx, d.keypoints, c, lw);
