@@ -40,9 +40,9 @@ import numpy as np
 from .config import DetectConfig
 from .dataset import ImageLabels, YoloDataset
 from .errors import CalibrationError, InputError, MissingExtraError, openvino_message
+from .evaluate import evaluate
 from .images import load_image
 from .preprocess import letterbox
-from .evaluate import evaluate
 
 if TYPE_CHECKING:
     from .heads import Head

@@ -1,64 +1,93 @@
-"""COCO mAP of a model on a YOLO-format dataset, scored by ``faster-coco-eval``.
+"""Validate a model on a labelled dataset: run it, then score it (:mod:`yolo_ov.evaluate`).
 
-Two entry points:
+:func:`validate` runs a model over the dataset with the settings Ultralytics'
+validator uses for exported models (``conf=0.001``, ``iou=0.7``, multi-label
+NMS, ``max_det=300``, a square letterbox at the model's size) and scores the
+result for the model's task: box AP (detection), box + mask AP
+(segmentation), box + keypoint AP (pose), top-1/top-5 accuracy
+(classification, on a folder-per-class dataset).
 
-* :func:`evaluate` scores detections someone else produced (the latency path,
-  the throughput pipeline, a saved run): it only needs each result's
-  ``source`` to be the image's path.
-* :func:`validate` runs a model over the dataset with the settings
-  Ultralytics' validator uses for exported models (``conf=0.001``,
-  ``iou=0.7``, multi-label NMS, ``max_det=300``, a square letterbox at the
-  model's size) and scores the result.
+Two protocols:
 
-The AP is COCO's own definition, computed by ``faster-coco-eval`` (a
-maintained C++ re-implementation of ``pycocotools``), never by hand.
-Ultralytics' validator computes its own AP (greedy IoU-ordered matching and a
-trapezoid-integrated 101-point PR curve). Scoring the very same detections
-both ways on coco96, COCO's figure is 0.0036 higher for YOLOv8n (0.4699 vs
-0.4663 mAP50-95) - the difference is the definition, not the detections.
-COCO's standard ``maxDets=100`` is kept (Ultralytics keeps up to 300
-detections per image; on coco96 the extra ones do not change the figure).
+* ``coco`` (default): the deployed pre-processing (exactly what ``predict``
+  does: the letterbox resizes with ``INTER_LINEAR``) and COCO's AP computed by
+  ``faster-coco-eval``.
+* ``ultralytics``: reproduces the figure Ultralytics' own ``val`` prints.
+  Its validator first resizes each image's long side to the model size
+  (``ceil`` of the scaled sides) before the letterbox, which then only pads;
+  and it computes AP its own way (:mod:`yolo_ov.evaluate_ultralytics`).
+  Ultralytics 8.4 resizes with ``cv2.INTER_LINEAR`` (older releases used
+  ``INTER_AREA`` when shrinking); measured on coco96 with the shared YOLOv8n
+  INT8 IR: 0.4640 mAP50-95 with ``INTER_LINEAR``, 0.4619 with ``INTER_AREA``,
+  against Ultralytics' own 0.4640. Classification pre-processing is the same
+  in Ultralytics' ``val`` and ``predict``, so there both protocols agree.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
-from .config import DetectConfig, RuntimeConfig
-from .dataset import YoloDataset, load_dataset
-from .errors import ConfigError, InputError
-from .evaluate import ClassAP, ValResult, describe, evaluate
-from .results import Detections, Failure
+import cv2
+import numpy as np
 
-__all__ = ["ClassAP", "ValResult", "describe", "evaluate", "validate"]
+from .config import DetectConfig, RuntimeConfig
+from .dataset import ClassifyDataset, YoloDataset, load_classify_dataset, load_dataset
+from .errors import ConfigError, InputError
+from .evaluate import PROTOCOLS, ClassAP, MapMetrics, ValResult, describe, evaluate
+from .images import load_image
+from .results import Failure
+
+__all__ = [
+    "PROTOCOLS",
+    "ClassAP",
+    "MapMetrics",
+    "ValResult",
+    "describe",
+    "evaluate",
+    "load_for_task",
+    "match_classes",
+    "ultralytics_val_resize",
+    "validate",
+]
 
 log = logging.getLogger(__name__)
+
+#: Tasks :func:`validate` scores.
+VAL_TASKS = ("detect", "segment", "pose", "classify")
 
 
 def validate(
     model: Any,
-    dataset: YoloDataset | str | os.PathLike[str],
+    dataset: YoloDataset | ClassifyDataset | str | os.PathLike[str],
     *,
     imgsz: int | tuple[int, int] | None = None,
     conf: float = 0.001,
     iou: float = 0.7,
     max_det: int = 300,
+    protocol: str = "coco",
     runtime: RuntimeConfig | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> ValResult:
-    """Run ``model`` over the dataset's ``val`` images and score it.
+    """Run ``model`` over the dataset's ``val`` images and score it for its task.
 
     Args:
-        model: an OpenVINO export folder, ``.xml``, ``.onnx``, or a
+        model: an OpenVINO export folder, ``.xml``, ``.onnx``, ``.tflite``, or a
             :class:`~yolo_ov.detector.Detector` (its own detection settings are
             then replaced by the validation ones).
-        dataset: a loaded :class:`YoloDataset` or a dataset folder.
+        dataset: a loaded dataset, or a dataset folder (a YOLO dataset; for
+            classification a folder-per-class dataset).
         imgsz: network input size (default: the model's own, e.g. 640).
         conf, iou, max_det: Ultralytics' validation defaults.
+        protocol: ``coco`` (the deployed pre-processing, COCO's AP) or
+            ``ultralytics`` (Ultralytics' val pre-processing and AP).
         runtime: how to compile (default: latency mode on CPU). In
             ``throughput`` mode the images go through the throughput
             pipeline (many requests in flight, square letterbox: no shape
@@ -68,10 +97,16 @@ def validate(
     Returns:
         A :class:`ValResult`; images that cannot be read are logged and count
         as missing (their objects as misses).
+
+    Raises:
+        ConfigError: an unknown protocol, a task that cannot be validated
+            (oriented boxes), or a dataset that does not fit the task.
+        DatasetError: the dataset is missing or malformed.
     """
     from .detector import Detector  # the runtime is only needed to run a model
 
-    ds = dataset if isinstance(dataset, YoloDataset) else load_dataset(dataset)
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"protocol {protocol!r} is not one of: {', '.join(PROTOCOLS)}")
     detect = DetectConfig(conf=conf, iou=iou, max_det=max_det, multi_label=True)
     own = not isinstance(model, Detector)
     if own:
@@ -84,32 +119,124 @@ def validate(
     else:
         det = model
     try:
+        task = det.model_info.task
+        ds = load_for_task(dataset, task) if isinstance(dataset, (str, os.PathLike)) else dataset
+        _check_fit(ds, task, det.model_info.path)
+        if isinstance(ds, ClassifyDataset):
+            ds = match_classes(ds, det.names)
+        images = list(ds.images)
+        resize = protocol == "ultralytics" and task != "classify"
         t0 = time.perf_counter()
         if own and det.compiled_info.mode != "latency":
-            results = _run_pipeline(det, ds, progress)
+            results = _run_pipeline(det, images, resize, progress)
         else:
-            results = _run(det, detect, ds, progress)
+            results = _run(det, detect, images, resize, progress)
         elapsed = time.perf_counter() - t0
         info = det.compiled_info
-        settings = {
-            "imgsz": list(det.input_hw), "conf": conf, "iou": iou, "max_det": max_det, "multi_label": True,
-            "mode": info.mode, "device": info.device, "inference_precision": info.inference_precision,
-        }
-        return evaluate(ds, results, elapsed_s=elapsed, model=str(det.model_info.path), settings=settings)
+        settings: dict[str, Any] = {"imgsz": list(det.input_hw)}
+        if task != "classify":
+            settings.update(conf=conf, iou=iou, max_det=max_det, multi_label=True)
+        settings.update(mode=info.mode, device=info.device, inference_precision=info.inference_precision)
+        if resize:
+            settings["preprocess"] = "long side resized to imgsz (INTER_LINEAR), then padded (Ultralytics' val)"
+        return evaluate(ds, results, task=task, protocol=protocol, network_hw=det.input_hw, elapsed_s=elapsed,
+                        model=str(det.model_info.path), settings=settings)
     finally:
         if own:
             det.close()
 
 
+def load_for_task(path: str | os.PathLike[str], task: str) -> YoloDataset | ClassifyDataset:
+    """The dataset at ``path`` in the form ``task`` is validated on (folders per class for ``classify``)."""
+    return load_classify_dataset(path) if task == "classify" else load_dataset(path)
+
+
+def ultralytics_val_resize(image: np.ndarray, size: int) -> np.ndarray:
+    """Ultralytics' validation loader: the long side to ``size``, the sides rounded up, bilinear.
+
+    The letterbox that follows then only pads (at a square ``size``), which
+    is how Ultralytics' ``val`` feeds an exported model.
+    """
+    h0, w0 = image.shape[:2]
+    r = size / max(h0, w0)
+    if r == 1:
+        return image
+    w, h = min(math.ceil(w0 * r), size), min(math.ceil(h0 * r), size)
+    return cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def match_classes(ds: ClassifyDataset, names: dict[int, str]) -> ClassifyDataset:
+    """The dataset with its labels as the model's class ids.
+
+    Class folders are matched to the model's class names (case, ``_`` and
+    ``-`` ignored); a dataset whose folders are not the model's names but
+    number exactly the model's classes is taken in sorted order, as
+    Ultralytics does (ImageNet's ``n01440764``-style folders).
+
+    Raises:
+        ConfigError: neither rule applies.
+    """
+    wanted = {_norm(v): k for k, v in names.items()}
+    by_name = {k: wanted.get(_norm(v)) for k, v in ds.names.items()}
+    if all(v is not None for v in by_name.values()):
+        ids = np.array([by_name[int(c)] for c in ds.class_id], np.int32)
+        return replace(ds, class_id=ids, names=dict(names))
+    if len(ds.names) == len(names):
+        return replace(ds, names=dict(names))
+    unknown = [v for k, v in ds.names.items() if by_name[k] is None]
+    raise ConfigError(
+        f"{ds.root}: {len(ds.names)} class folders, {len(unknown)} of them not class names of the model "
+        f"(e.g. {unknown[0]!r}); name the folders after the model's classes, or give one folder per model class "
+        f"({len(names)}) in its order"
+    )
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[\s_\-]+", " ", str(name)).strip().lower()
+
+
+def _check_fit(ds: Any, task: str, model_path: Path) -> None:
+    """The dataset can score this task (checked before the run, not after it)."""
+    if task not in VAL_TASKS:
+        raise ConfigError(f"{model_path}: validating '{task}' models is not supported "
+                          f"(it validates: {', '.join(VAL_TASKS)})")
+    if task == "classify" and not isinstance(ds, ClassifyDataset):
+        raise ConfigError(f"{model_path} is a classification model: validate it on a folder-per-class dataset "
+                          "(<dataset>/val/<class name>/<images>), not on YOLO labels")
+    if task != "classify" and not isinstance(ds, YoloDataset):
+        raise ConfigError(f"{model_path} is a {task} model: validate it on a YOLO-format dataset "
+                          "(data.yaml, images/, labels/), not on class folders")
+    if task == "pose" and ds.kpt_shape is None:
+        raise ConfigError(f"{ds.root}: {model_path} is a pose model: the dataset needs keypoint labels "
+                          "(kpt_shape in data.yaml)")
+    if task == "segment" and not ds.has_segments:
+        raise ConfigError(f"{ds.root}: {model_path} is a segmentation model: the dataset needs polygon labels "
+                          "('class x1 y1 x2 y2 ...'), it has boxes only")
+
+
+def _frames(images: Sequence[Path], size: int) -> Iterator[Any]:
+    """Decoded, Ultralytics-resized frames for the pipeline (an unreadable image stays an error item)."""
+    from .sources import SourceItem
+
+    for path in images:
+        try:
+            frame: Any = ultralytics_val_resize(load_image(path), size)
+        except InputError as exc:
+            frame = exc
+        yield SourceItem(frame, str(path))
+
+
 def _run_pipeline(
-    det: Any, ds: YoloDataset, progress: Callable[[int, int], None] | None
-) -> list[Detections | Failure]:
+    det: Any, images: Sequence[Path], resize: bool, progress: Callable[[int, int], None] | None
+) -> list[Any]:
     """The throughput pipeline (many requests in flight), at the model's own square size like Ultralytics' val."""
     from .pipeline import PipelineConfig
+    from .sources import FrameSource
 
-    results: list[Detections | Failure] = []
-    total = len(ds)
-    for k, res in enumerate(det.stream([str(p) for p in ds.images], config=PipelineConfig(specialize="off")), 1):
+    source: Any = FrameSource(_frames(images, max(det.input_hw))) if resize else [str(p) for p in images]
+    results: list[Any] = []
+    total = len(images)
+    for k, res in enumerate(det.stream(source, config=PipelineConfig(specialize="off")), 1):
         if isinstance(res, Failure):
             log.warning("%s", res.error)
         results.append(res)
@@ -119,15 +246,17 @@ def _run_pipeline(
 
 
 def _run(
-    det: Any, detect: DetectConfig, ds: YoloDataset, progress: Callable[[int, int], None] | None
-) -> list[Detections | Failure]:
+    det: Any, detect: DetectConfig, images: Sequence[Path], resize: bool,
+    progress: Callable[[int, int], None] | None,
+) -> list[Any]:
     """The latency path with validation's detection settings (the Detector's own are left alone)."""
-    results: list[Detections | Failure] = []
-    total = len(ds)
-    for k, item in enumerate(ds.items, start=1):
-        source = str(item.image)
+    results: list[Any] = []
+    total = len(images)
+    for k, path in enumerate(images, start=1):
+        source = str(path)
         try:
-            results.append(det(item.image, source=source, detect=detect))
+            image: Any = ultralytics_val_resize(load_image(path), max(det.input_hw)) if resize else path
+            results.append(det(image, source=source, detect=detect))
         except InputError as exc:
             log.warning("%s", exc)
             results.append(Failure(source, str(exc)))

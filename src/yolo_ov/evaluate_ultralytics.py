@@ -1,0 +1,173 @@
+"""Score results the way Ultralytics' ``val`` does (``--protocol ultralytics``).
+
+Per image, Ultralytics matches detections (descending confidence) with the
+labelled objects of their class (:func:`~yolo_ov.metrics_ultralytics.match_predictions`)
+by box IoU, by mask IoU (segmentation) and by OKS (pose), pools every
+image's matches and computes its own AP (:func:`~yolo_ov.metrics_ultralytics.ap_per_class`).
+This module feeds it the same inputs:
+
+* **Boxes and keypoints** are compared in the pixels of each result's
+  ``image_shape``. Under the ``ultralytics`` protocol the validator hands the
+  model images already resized to the network size (the long side), so
+  those are the network's pixels less the padding: IoU and OKS do not change
+  with a shift, so this is Ultralytics' comparison. OKS uses the labelled
+  box's area x 0.53 and visibility > 0 as Ultralytics does.
+* **Masks** are compared where Ultralytics compares them: on a grid of a
+  quarter of the letterboxed network input (160x160 at 640). Labelled
+  polygons are filled at full input resolution and shrunk 4x (bilinear, as
+  its ``polygon2mask``), overlapping objects drawn largest first so a
+  smaller object owns the pixels it covers (its ``overlap_mask``). Predicted
+  masks come from the head at image resolution; each grid cell takes the
+  majority of its 4x4 input pixels, which agrees with Ultralytics' own
+  quarter-resolution mask cell (the same prototype value, thresholded at
+  the same place) except on a mask's edge.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .dataset import ImageLabels, YoloDataset
+from .metrics_ultralytics import (
+    OKS_AREA_FACTOR,
+    APResult,
+    ap_per_class,
+    box_iou,
+    keypoint_oks,
+    mask_iou,
+    match_predictions,
+)
+from .preprocess import letterbox_geometry
+from .results import Detections
+
+__all__ = ["MASK_RATIO", "score_ultralytics"]
+
+#: Masks are compared at 1/MASK_RATIO of the network input (Ultralytics' mask_ratio).
+MASK_RATIO = 4
+
+
+class _Pool:
+    """Matches of every image, pooled for :func:`ap_per_class`."""
+
+    def __init__(self) -> None:
+        self.tp: list[np.ndarray] = []
+        self.conf: list[np.ndarray] = []
+        self.pred_cls: list[np.ndarray] = []
+        self.target_cls: list[np.ndarray] = []
+
+    def add(self, tp: np.ndarray, conf: np.ndarray, pred_cls: np.ndarray, target_cls: np.ndarray) -> None:
+        self.tp.append(tp)
+        self.conf.append(conf)
+        self.pred_cls.append(pred_cls)
+        self.target_cls.append(target_cls)
+
+    def result(self) -> APResult:
+        return ap_per_class(
+            np.concatenate(self.tp) if self.tp else np.zeros((0, 10), bool),
+            np.concatenate(self.conf) if self.conf else np.zeros(0),
+            np.concatenate(self.pred_cls) if self.pred_cls else np.zeros(0, np.int64),
+            np.concatenate(self.target_cls) if self.target_cls else np.zeros(0, np.int64),
+        )
+
+
+def score_ultralytics(
+    dataset: YoloDataset, got: dict[int, Detections], *, task: str, network_hw: tuple[int, int],
+    sigmas: np.ndarray | None = None,
+) -> dict[str, APResult]:
+    """Ultralytics' AP of the boxes (``"box"``), and of the masks (``"mask"``,
+    ``segment``) or keypoints (``"pose"``, with OKS ``sigmas``).
+
+    ``got`` maps item index -> result; items without one count as all misses.
+    """
+    pools = {"box": _Pool(), "mask": _Pool(), "pose": _Pool()}
+    for i, item in enumerate(dataset.items):
+        det = got.get(i)
+        gt_cls = item.class_id.astype(np.int64)
+        if det is None or not len(det):
+            empty = np.zeros((0, 10), bool)
+            for name in pools:
+                pools[name].add(empty, np.zeros(0), np.zeros(0, np.int64), gt_cls)
+            continue
+        order = np.argsort(-det.confidence, kind="stable")
+        det = det[order]
+        conf = det.confidence.astype(np.float64)
+        cls = det.class_id.astype(np.int64)
+        shape = det.image_shape
+        gt_boxes = item.xyxy(shape)
+        pools["box"].add(match_predictions(cls, gt_cls, box_iou(gt_boxes, det.xyxy)), conf, cls, gt_cls)
+        if task == "segment":
+            gt_masks, gt_order = _label_masks(item, shape, network_hw)
+            pred_masks = _prediction_masks(det, network_hw)
+            iou = mask_iou(gt_masks, pred_masks) if len(gt_order) else np.zeros((0, len(det)))
+            pools["mask"].add(match_predictions(cls, gt_cls[gt_order], iou), conf, cls, gt_cls)
+        if task == "pose":
+            gt_kpts = item.keypoints_px(shape)
+            area = (gt_boxes[:, 2:] - gt_boxes[:, :2]).prod(axis=1) * OKS_AREA_FACTOR
+            oks = keypoint_oks(gt_kpts, np.asarray(det.data["keypoints"]), area, sigmas)  # type: ignore[arg-type]
+            pools["pose"].add(match_predictions(cls, gt_cls, oks), conf, cls, gt_cls)
+    kinds = ["box"] + (["mask"] if task == "segment" else []) + (["pose"] if task == "pose" else [])
+    return {kind: pools[kind].result() for kind in kinds}
+
+
+def _network_geometry(shape: tuple[int, int], network_hw: tuple[int, int]) -> tuple[float, int, int]:
+    """``(gain, pad_left, pad_top)`` of an image of ``shape`` in the letterboxed network input."""
+    geo = letterbox_geometry(shape, network_hw)
+    return geo.scale, geo.pad_left, geo.pad_top
+
+
+def _label_masks(
+    item: ImageLabels, shape: tuple[int, int], network_hw: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Labelled masks on the quarter-resolution network grid, overlaps resolved, and their object order.
+
+    Returns ``(L, gh * gw)`` bool masks and the object index of each row
+    (largest object first).
+    """
+    n = len(item)
+    gh, gw = network_hw[0] // MASK_RATIO, network_hw[1] // MASK_RATIO
+    if not n:
+        return np.zeros((0, gh * gw), bool), np.zeros(0, np.int64)
+    gain, left, top = _network_geometry(shape, network_hw)
+    small = []
+    for poly in item.polygons(shape):
+        full = np.zeros(network_hw, np.uint8)
+        pts = (poly * gain + (left, top)).astype(np.int32)  # integer vertices, as Ultralytics' polygon2mask
+        cv2.fillPoly(full, [pts.reshape(-1, 1, 2)], 1)
+        small.append(cv2.resize(full, (gw, gh), interpolation=cv2.INTER_LINEAR))
+    stack = np.stack(small)
+    order = np.argsort(-stack.reshape(n, -1).sum(axis=1))  # largest first; later (smaller) objects win overlaps
+    owner = np.zeros((gh, gw), np.int64)
+    for rank, k in enumerate(order, start=1):
+        owner[stack[k] > 0] = rank
+    masks = owner.reshape(1, -1) == np.arange(1, n + 1)[:, None]
+    return masks, order.astype(np.int64)
+
+
+def _prediction_masks(det: Detections, network_hw: tuple[int, int]) -> np.ndarray:
+    """Each predicted mask on the quarter-resolution network grid: ``(D, gh * gw)`` bool."""
+    masks = det.data["masks"]
+    gh, gw = network_hw[0] // MASK_RATIO, network_hw[1] // MASK_RATIO
+    out = np.zeros((len(masks), gh, gw), bool)
+    gain, left, top = _network_geometry(det.image_shape, network_hw)
+    if abs(gain - 1.0) > 1e-9:  # results not at network scale (default protocol): resample the whole mask
+        for k in range(len(masks)):
+            full = np.zeros(network_hw, np.uint8)
+            h, w = round(det.image_shape[0] * gain), round(det.image_shape[1] * gain)
+            full[top:top + h, left:left + w] = cv2.resize(masks.mask(k).astype(np.uint8), (w, h),
+                                                          interpolation=cv2.INTER_NEAREST)
+            out[k] = cv2.resize(full.astype(np.float32), (gw, gh), interpolation=cv2.INTER_AREA) >= 0.5
+        return out.reshape(len(masks), -1)
+    r = MASK_RATIO
+    for k, ((x, y), crop) in enumerate(zip(masks.origins, masks.crops, strict=True)):
+        if not crop.size:
+            continue
+        x0, y0 = int(x) + left, int(y) + top  # the crop's place in the network input
+        cx0, cy0 = x0 // r, y0 // r
+        cx1, cy1 = -(-(x0 + crop.shape[1]) // r), -(-(y0 + crop.shape[0]) // r)
+        window = np.zeros(((cy1 - cy0) * r, (cx1 - cx0) * r), np.float32)
+        window[y0 - cy0 * r:y0 - cy0 * r + crop.shape[0], x0 - cx0 * r:x0 - cx0 * r + crop.shape[1]] = crop
+        cells = window.reshape(cy1 - cy0, r, cx1 - cx0, r).mean(axis=(1, 3)) >= 0.5
+        ys, xs = slice(max(cy0, 0), min(cy1, gh)), slice(max(cx0, 0), min(cx1, gw))
+        out[k, ys, xs] = cells[ys.start - cy0:ys.stop - cy0, xs.start - cx0:xs.stop - cx0]
+    return out.reshape(len(masks), -1)
