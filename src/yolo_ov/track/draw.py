@@ -12,7 +12,8 @@ from collections import deque
 import cv2
 import numpy as np
 
-from ..results import Detections, _color
+from ..draw import palette_color
+from ..results import Detections
 
 __all__ = ["Trails"]
 
@@ -58,5 +59,5 @@ class Trails:
             path = self._paths[key]
             if len(path) > 1 and self._seen[key] == tick:
                 pts = np.asarray(path, np.int32).reshape(-1, 1, 2)
-                cv2.polylines(image, [pts], False, _color(key[1]), lw, cv2.LINE_AA)
+                cv2.polylines(image, [pts], False, palette_color(key[1]), lw, cv2.LINE_AA)
         return image
