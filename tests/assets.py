@@ -45,6 +45,13 @@ class SharedAssets:
     def coco96_images(self) -> list[Path]:
         return sorted((self.coco96 / "images").glob("*.jpg"))
 
+    def video(self, name: str) -> Path:
+        """One of the real clips in ``data/video`` (e.g. ``walking_720p.mp4``)."""
+        path = self.root / "data" / "video" / name
+        if not path.exists():
+            raise MissingAssets(f"shared video not found: {path}")
+        return path
+
     def reference(self) -> dict[str, Any]:
         return _reference(self.coco96 / "ultralytics_reference.json")
 

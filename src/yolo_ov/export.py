@@ -39,7 +39,7 @@ from typing import Any
 import yaml
 
 from .config import normalize_imgsz
-from .errors import ConfigError, ExportError, MissingExtraError, ModelLoadError
+from .errors import ConfigError, ExportError, MissingExtraError, ModelLoadError, openvino_message
 from .heads import select_head
 from .model import HeadType, ModelInfo, inspect_model, read_model, resolve_model_path
 from .reshape import reshape_model
@@ -237,8 +237,7 @@ def _load_source(
     except ModelLoadError as exc:
         raise ExportError(f"cannot export {weights}: {exc}") from exc
     except Exception as exc:  # convert_model raises its own exception types
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise ExportError(f"{weights}: OpenVINO cannot convert this model ({first})") from exc
+        raise ExportError(f"{weights}: OpenVINO cannot convert this model ({openvino_message(exc, 200)})") from exc
     return ov_model, info, provenance
 
 
@@ -441,6 +440,6 @@ def _sha256(path: Path) -> str:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__
+    """What went wrong, without OpenVINO's C++ location lines (see :func:`~yolo_ov.errors.openvino_message`)."""
+    return openvino_message(exc, 200)
 

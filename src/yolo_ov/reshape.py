@@ -15,7 +15,7 @@ import numpy as np
 import openvino as ov
 import openvino.opset13 as ops
 
-from .errors import ConfigError
+from .errors import ConfigError, openvino_message
 
 __all__ = ["make_anchors", "reshape_model"]
 
@@ -60,8 +60,7 @@ def reshape_model(model: ov.Model, old_hw: tuple[int, int], new_hw: tuple[int, i
         model.get_parameters()[0].set_partial_shape(target)
         model.validate_nodes_and_infer_types()
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0][:200]
-        raise ConfigError(f"the model cannot be reshaped to {target} ({first})") from exc
+        raise ConfigError(f"the model cannot be reshaped to {target} ({openvino_message(exc, 200)})") from exc
 
 
 def _replace_anchor_constants(model: ov.Model, old_hw: tuple[int, int], new_hw: tuple[int, int]) -> None:

@@ -4,43 +4,165 @@ Sinks consume :class:`~yolo_ov.results.Detections` and
 :class:`~yolo_ov.results.Failure` records; they never decide anything about
 inference. Each is a context manager so files are flushed and closed even
 when a run is interrupted.
+
+What is on disk at any moment, and why:
+
+* JSONL and COCO records go to the file with one unbuffered ``write`` each,
+  so every record handed to a sink is in the file as soon as ``write``
+  returns (even if the process is then killed). A write that fails (full
+  disk, I/O error) or is interrupted is rolled back to the end of the
+  previous record and raises :class:`~yolo_ov.errors.OutputError` naming
+  the file and the OS error: no half-written record.
+* Annotated images are written under a temporary name and renamed into
+  place: a file with the final name is always a complete image.
+* Videos are playable once :meth:`VideoSink.close` has run (the container
+  index is written then); it runs on Ctrl-C and SIGTERM too.
+
+:func:`check_output_file` and :func:`check_output_dir` test that an output
+location can be written before any work starts, with the real reason when
+it cannot.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, ClassVar
+from typing import ClassVar
 
 import cv2
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ConfigError, OutputError
 from .results import Detections, Failure
 
-__all__ = ["AnnotatedImageSink", "CocoJsonSink", "JsonlSink", "VideoSink"]
+__all__ = ["AnnotatedImageSink", "CocoJsonSink", "JsonlSink", "VideoSink", "check_output_dir", "check_output_file"]
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
+def _file_in_the_way(folder: Path) -> Path | None:
+    """The nearest existing ancestor of ``folder`` (itself included) when it is not a folder."""
+    for parent in (folder, *folder.parents):
+        if parent.exists():
+            return None if parent.is_dir() else parent
+    return None
+
+
+def check_output_file(path: str | Path, what: str = "output") -> Path:
+    """Fail now, with the OS's reason, if ``path`` cannot be written as a file.
+
+    Creates missing parent folders. An existing file is opened for append
+    (its content is untouched); a missing one is created and removed again.
+
+    Raises:
+        OutputError: ``path`` is a folder, or cannot be created or written.
+    """
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder; {what} needs a file path")
+    blocker = _file_in_the_way(path.parent)
+    if blocker is not None:
+        raise OutputError(f"{path}: cannot write {what} ({blocker} is a file, not a folder)")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            with path.open("ab"):
+                pass
+        else:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            os.close(fd)
+            path.unlink()
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write {what} ({_reason(exc)})") from exc
+    return path
+
+
+def check_output_dir(folder: str | Path, what: str = "output") -> Path:
+    """Fail now, with the OS's reason, if files cannot be created in ``folder`` (created if missing).
+
+    Raises:
+        OutputError: ``folder`` is a file, or cannot be created or written into.
+    """
+    folder = Path(folder).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{folder}: is a file; {what} needs a folder")
+    blocker = _file_in_the_way(folder)
+    if blocker is not None:
+        raise OutputError(f"{folder}: cannot write {what} there ({blocker} is a file, not a folder)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".yolo-ov-probe-"):
+            pass
+    except OSError as exc:
+        raise OutputError(f"{folder}: cannot write {what} there ({_reason(exc)})") from exc
+    return folder
+
+
+class _RecordFile:
+    """A file written one whole record at a time, unbuffered, rolled back on failure."""
+
+    def __init__(self, path: Path, what: str) -> None:
+        self.path, self.what = path, what
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = path.open("wb", buffering=0)
+        except OSError as exc:
+            raise OutputError(f"{path}: cannot write {what} ({_reason(exc)})") from exc
+        self._good = 0  # bytes of complete records
+
+    @property
+    def closed(self) -> bool:
+        return self._fh.closed
+
+    def append(self, data: bytes) -> None:
+        view = memoryview(data)
+        try:
+            while view:  # unbuffered writes may be short
+                view = view[self._fh.write(view) or 0:]
+        except BaseException as exc:  # OSError, or Ctrl-C/SIGTERM between two short writes
+            self._rollback()
+            if isinstance(exc, OSError):
+                raise OutputError(f"{self.path}: cannot write {self.what} ({_reason(exc)})") from exc
+            raise
+        self._good += len(data)
+
+    def _rollback(self) -> None:
+        with contextlib.suppress(OSError, ValueError):  # not a regular file (/dev/full, a pipe): nothing to cut
+            self._fh.truncate(self._good)
+            self._fh.seek(self._good)
+
+    def close(self) -> None:
+        self._fh.close()
 
 
 class JsonlSink:
-    """One JSON object per line per input: detections or ``{"source", "error"}``."""
+    """One JSON object per line per input: detections or ``{"source", "error"}``.
+
+    Each line is written whole or not at all (see the module docstring);
+    ``count`` is the number of lines written.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh: IO[str] | None = self.path.open("w", encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"{self.path}: cannot write JSONL output ({exc.strerror or exc})") from exc
+        self._file: _RecordFile | None = _RecordFile(self.path, "JSONL output")
+        self.count = 0
 
     def write(self, record: Detections | Failure) -> None:
-        assert self._fh is not None, "sink is closed"
-        self._fh.write(record.to_json() + "\n")
+        if self._file is None:
+            raise ConfigError(f"{self.path}: the JSONL sink is closed")
+        self._file.append((record.to_json() + "\n").encode("utf-8"))
+        self.count += 1
 
     def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
     def __enter__(self) -> JsonlSink:
         return self
@@ -61,8 +183,9 @@ class AnnotatedImageSink:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise ConfigError(f"{self.folder}: cannot create output folder ({exc.strerror or exc})") from exc
+            raise OutputError(f"{self.folder}: cannot create output folder ({_reason(exc)})") from exc
         self._used: set[str] = set()
+        self.count = 0
 
     def write(self, result: Detections, image: np.ndarray) -> Path:
         name = self._name_for(result)
@@ -70,7 +193,16 @@ class AnnotatedImageSink:
         ok, buf = cv2.imencode(out.suffix or ".jpg", result.draw(image))
         if not ok:
             raise ConfigError(f"{out}: cannot encode the annotated image")
-        out.write_bytes(buf.tobytes())
+        part = out.with_name(f".{out.name}.part")
+        try:
+            part.write_bytes(buf.tobytes())
+            os.replace(part, out)  # a file under its final name is always complete
+        except BaseException as exc:
+            part.unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise OutputError(f"{out}: cannot write the annotated image ({_reason(exc)})") from exc
+            raise
+        self.count += 1
         return out
 
     def _name_for(self, result: Detections) -> str:
@@ -110,12 +242,8 @@ class CocoJsonSink:
     def __init__(self, path: str | Path, *, category_ids: Mapping[int, int] | Sequence[int] | None = None) -> None:
         self.path = Path(path)
         self._cats = dict(enumerate(category_ids)) if isinstance(category_ids, Sequence) else category_ids
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh: IO[str] | None = self.path.open("w", encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"{self.path}: cannot write COCO results ({exc.strerror or exc})") from exc
-        self._fh.write("[")
+        self._file: _RecordFile | None = _RecordFile(self.path, "COCO results")
+        self._file.append(b"[")
         self._first = True
         self.count = 0
 
@@ -127,20 +255,26 @@ class CocoJsonSink:
         return int(stem) if stem.isdigit() else stem
 
     def write(self, record: Detections | Failure) -> None:
-        if self._fh is None:
+        if self._file is None:
             raise ConfigError(f"{self.path}: the COCO sink is closed")
         if isinstance(record, Failure):
             return
-        for entry in record.to_coco(self.image_id(record), self._cats):
-            self._fh.write(("\n" if self._first else ",\n") + json.dumps(entry, separators=(",", ":")))
-            self._first = False
-            self.count += 1
+        entries = record.to_coco(self.image_id(record), self._cats)
+        if not entries:
+            return
+        sep = "\n" if self._first else ",\n"
+        self._file.append((sep + ",\n".join(json.dumps(e, separators=(",", ":")) for e in entries)).encode("utf-8"))
+        self._first = False
+        self.count += len(entries)
 
     def close(self) -> None:
-        if self._fh is not None:
-            self._fh.write("\n]\n")
-            self._fh.close()
-            self._fh = None
+        """Close the JSON array; the file is valid JSON from here on."""
+        if self._file is not None:
+            file, self._file = self._file, None
+            try:
+                file.append(b"\n]\n")
+            finally:
+                file.close()
 
     def __enter__(self) -> CocoJsonSink:
         return self
@@ -163,18 +297,52 @@ class VideoSink:
 
     def __init__(self, path: str | Path, *, fps: float = 30.0) -> None:
         self.path = Path(path)
-        if self.path.suffix.lower() not in self._CODECS:
-            raise ConfigError(f"{self.path}: video output must end in one of {', '.join(sorted(self._CODECS))}")
+        self._check_suffix(self.path)
         if fps <= 0:
             raise ConfigError(f"video fps must be positive, got {fps!r}")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise ConfigError(f"{self.path.parent}: cannot create output folder ({exc.strerror or exc})") from exc
+            raise OutputError(f"{self.path.parent}: cannot create output folder ({_reason(exc)})") from exc
         self.fps = fps
         self._writers: dict[int, cv2.VideoWriter] = {}
-        self.paths: dict[int, Path] = {}
+        self.paths: dict[int, Path] = {}  # the files actually opened, per stream
         self.frames = 0
+
+    @classmethod
+    def _check_suffix(cls, path: Path) -> None:
+        if path.suffix.lower() not in cls._CODECS:
+            raise ConfigError(f"{path}: video output must end in one of {', '.join(sorted(cls._CODECS))}")
+
+    @classmethod
+    def check(cls, path: str | Path) -> Path:
+        """Fail now if ``path`` cannot be written as a video: bad suffix, no permission, or no codec.
+
+        The file system is tried first (:func:`check_output_file`, which
+        names the OS's reason), then OpenCV opens and releases a writer on a
+        throw-away file beside ``path``.
+
+        Raises:
+            ConfigError: an unsupported suffix.
+            OutputError: the location cannot be written, or OpenCV has no writer for it.
+        """
+        path = Path(path).expanduser()
+        cls._check_suffix(path)
+        check_output_file(path, "the video")
+        fd, probe = tempfile.mkstemp(dir=path.parent, prefix=".yolo-ov-probe-", suffix=path.suffix)
+        os.close(fd)
+        try:
+            writer = cv2.VideoWriter(probe, cv2.VideoWriter_fourcc(*cls._CODECS[path.suffix.lower()]), 30.0, (64, 64))
+            opened = writer.isOpened()
+            writer.release()
+        finally:
+            Path(probe).unlink(missing_ok=True)
+        if not opened:
+            raise OutputError(
+                f"{path}: this OpenCV build cannot write {path.suffix} video ({cls._CODECS[path.suffix.lower()]}); "
+                "try .avi"
+            )
+        return path
 
     def _writer(self, stream: int, size: tuple[int, int]) -> cv2.VideoWriter:
         writer = self._writers.get(stream)
@@ -183,7 +351,10 @@ class VideoSink:
             fourcc = cv2.VideoWriter_fourcc(*self._CODECS[self.path.suffix.lower()])
             writer = cv2.VideoWriter(str(out), fourcc, self.fps, size)
             if not writer.isOpened():
-                raise ConfigError(f"{out}: OpenCV cannot write this video format here")
+                check_output_file(out, "the video")  # names the OS's reason when there is one
+                raise OutputError(
+                    f"{out}: OpenCV cannot open a {self.path.suffix} video writer for {size[0]}x{size[1]} frames"
+                )
             self._writers[stream] = writer
             self.paths[stream] = out
         return writer
@@ -195,6 +366,7 @@ class VideoSink:
         self.frames += 1
 
     def close(self) -> None:
+        """Release every writer: this writes each file's index, which makes it playable."""
         for writer in self._writers.values():
             writer.release()
         self._writers.clear()

@@ -9,12 +9,20 @@ code  meaning
 ====  =====================================================================
 0     success
 1     the run finished but some inputs failed (each is reported)
-2     invalid usage or configuration (bad option, missing file, bad dataset)
+2     invalid usage or configuration (bad option, missing file, bad dataset),
+      or an output that cannot be written (permission, full disk, a folder)
 3     the model could not be loaded or compiled for the device
 4     inference failed or timed out
 5     an optional extra is missing (the message says which to install)
-130   interrupted (Ctrl-C)
+130   interrupted by Ctrl-C (SIGINT)
+143   terminated by SIGTERM (``docker stop``, systemd, Kubernetes)
 ====  =====================================================================
+
+SIGINT and SIGTERM stop a command the same way (:mod:`yolo_ov.signals`):
+reading stops, requests in flight are cancelled, every output file is
+flushed and closed (each JSONL line is a complete record, a video gets its
+index and plays), temporary folders are removed, then the process exits
+with 130 or 143.
 """
 
 from __future__ import annotations
@@ -36,14 +44,20 @@ from ..errors import (
     InputError,
     MissingExtraError,
     ModelLoadError,
+    OutputError,
     YoloOvError,
 )
+from ..signals import Terminated, terminate_as_interrupt
 
 app = typer.Typer(
     name="yolo-ov",
     help="Run Ultralytics YOLO detectors on OpenVINO, tuned for latency or throughput.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Plain help and usage errors: Typer's Rich panels show every flag as taking
+    # a "<bool>" value (--agnostic-nms, even --help) and draw usage errors as a
+    # multi-line box; the plain form lists flags bare and errors on one line.
+    rich_markup_mode=None,
     add_completion=False,
 )
 
@@ -52,6 +66,7 @@ err = Console(stderr=True, highlight=False)
 out = Console(highlight=False)
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_MODEL, EXIT_INFERENCE, EXIT_EXTRA, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 5, 130
+EXIT_TERMINATED = 143
 
 _CODES: list[tuple[type[BaseException], int]] = [
     (MissingExtraError, EXIT_EXTRA),
@@ -60,6 +75,7 @@ _CODES: list[tuple[type[BaseException], int]] = [
     (ExportError, EXIT_MODEL),
     (InferenceError, EXIT_INFERENCE),
     (ConfigError, EXIT_USAGE),
+    (OutputError, EXIT_USAGE),
     (DatasetError, EXIT_USAGE),
     (InputError, EXIT_USAGE),
     (YoloOvError, EXIT_USAGE),
@@ -82,20 +98,35 @@ def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
 
 
 def guarded(fn: F) -> F:
-    """Run a command body, mapping yolo-ov errors to one line and an exit code."""
+    """Run a command body, mapping yolo-ov errors to one line and an exit code.
+
+    SIGTERM is turned into :class:`~yolo_ov.signals.Terminated` for the
+    duration, so it unwinds and cleans up like Ctrl-C and exits 143.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            with terminate_as_interrupt():
+                return fn(*args, **kwargs)
         except YoloOvError as exc:
             raise fail(_escape(str(exc)), exit_code_for(exc)) from None
+        except Terminated as exc:
+            err.print(f"terminated ({signal_name(exc.signum)})", soft_wrap=True, markup=False)
+            sys.stderr.flush()
+            raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err.print("interrupted", soft_wrap=True)
             sys.stderr.flush()
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def signal_name(signum: int) -> str:
+    import signal
+
+    return signal.Signals(signum).name
 
 
 def _escape(text: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
 
@@ -65,11 +67,44 @@ def build_runtime(
     return cfg.with_(cache_dir=None) if no_cache else cfg
 
 
-def parse_classes(text: str | None) -> tuple[int, ...] | None:
-    """``"0,2,5"`` -> (0, 2, 5)."""
+def parse_classes(text: str | None) -> tuple[int | str, ...] | None:
+    """``"0,2,5"`` -> (0, 2, 5); ``"person,car"`` -> ("person", "car"); ids and names may mix.
+
+    Only the syntax is checked here; :func:`resolve_classes` checks the
+    values against the model's classes once it is loaded.
+    """
     if text is None:
         return None
-    try:
-        return tuple(int(c) for c in text.split(",") if c.strip())
-    except ValueError:
-        raise ConfigError(f"--classes {text!r}: expected comma-separated class ids like 0,2,5") from None
+    tokens = [c.strip() for c in text.split(",") if c.strip()]
+    if not tokens:
+        raise ConfigError(f"--classes {text!r}: expected class ids or names like 0,2 or person,car")
+    return tuple(int(c) if c.lstrip("-").isdigit() else c for c in tokens)
+
+
+def resolve_classes(wanted: tuple[int | str, ...], names: Mapping[int, str]) -> tuple[int, ...]:
+    """Class ids for ``wanted`` (ids or names, names case-insensitive) in a model with ``names``.
+
+    Raises:
+        ConfigError: an id outside the model's classes (the message gives the
+            valid range) or a name the model does not have (with close matches).
+    """
+    ids = sorted(names)
+    valid = (f"this model's class ids are {ids[0]}-{ids[-1]} ({len(ids)} classes)" if ids
+             else "this model has no classes")
+    by_name = {str(n).lower(): i for i, n in names.items()}
+    out: list[int] = []
+    for token in wanted:
+        if isinstance(token, int):
+            if token not in names:
+                raise ConfigError(f"--classes {token}: no such class id; {valid}")
+            out.append(token)
+            continue
+        key = token.lower()
+        if key not in by_name:
+            key = key.replace("_", " ")
+        if key not in by_name:
+            close = difflib.get_close_matches(token.lower(), list(by_name), n=3)
+            hint = f"did you mean {', '.join(close)}? " if close else ""
+            raise ConfigError(f"--classes {token!r}: no class of that name; {hint}{valid}, see 'yolo-ov info'")
+        out.append(by_name[key])
+    return tuple(dict.fromkeys(out))

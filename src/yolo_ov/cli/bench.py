@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -11,8 +10,10 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..config import Mode
 from ..errors import ConfigError
+from ..sinks import check_output_dir, check_output_file
 from ._app import app, err, guarded, out
 from ._options import ConfigOpt, DeviceOpt, ImgszOpt, ModelOpt, NoCacheOpt, NoMmapOpt, build_runtime
+from .val import write_json
 
 
 @app.command()
@@ -45,6 +46,10 @@ def bench(
     from ..bench import markdown_summary, run_bench, write_report
 
     modes = _modes(mode)
+    if as_json is not None:
+        check_output_file(as_json, "the JSON figures")
+    if report is not None:
+        check_output_dir(report, "the report")
     runtime = build_runtime(mode=modes[0].value, device=device, imgsz=imgsz, config=config, no_cache=no_cache,
                             no_mmap=no_mmap, num_streams=streams, num_requests=requests, batch=batch)
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err,
@@ -60,8 +65,7 @@ def bench(
                            sweep_requests=sweep, specialize=specialize, progress=tick)
     out.print(markdown_summary(result), markup=False, soft_wrap=True)
     if as_json:
-        as_json.parent.mkdir(parents=True, exist_ok=True)
-        as_json.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        write_json(as_json, result.to_dict())
         err.print(f"JSON: {as_json}")
     if report:
         files = write_report(result, report)

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from ..compare import compare_models, plot_comparison, table_rows
 from ..dataset import load_dataset
+from ..sinks import check_output_file
 from ._app import app, err, guarded, out
 from ._options import DeviceOpt, ImgszOpt, ModeOpt, NoCacheOpt, build_runtime
 from .val import validation_progress, write_json
@@ -32,6 +33,9 @@ def compare(
 ) -> None:
     """Validate several models on one dataset in one run: a table and a PNG chart (mAP vs images/s)."""
     runtime = build_runtime(mode=mode, device=device, imgsz=imgsz, no_cache=no_cache, default_mode="throughput")
+    check_output_file(plot, "the chart")
+    if json_path is not None:
+        check_output_file(json_path, "the JSON results")
     ds = load_dataset(data)
     with validation_progress(quiet) as progress:
         task = progress.add_task("", total=len(ds))

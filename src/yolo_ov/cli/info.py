@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -28,6 +29,7 @@ def info(
     runtime = build_runtime(mode=mode, device=device, imgsz=imgsz, config=config, no_cache=no_cache)
     with Detector(model, runtime=runtime) as det:
         report = {
+            "given": str(model) if model is not None else None,
             "model": det.model_info.to_dict(),
             "compiled": det.compiled_info.to_dict(),
             "load_ms": {
@@ -37,16 +39,21 @@ def info(
             },
             "available_devices": available_devices(),
         }
+        names = dict(det.names)
     if as_json:
         out.print_json(json.dumps(report))
         return
     m, c = report["model"], report["compiled"]
-    rows = [
-        ("model", m["path"]),
+    given = report["given"] or "(default)"
+    rows = [("model", given)]
+    if not report["given"] or Path(given).expanduser().resolve() != Path(m["path"]):
+        rows.append(("model file", m["path"]))
+    rows += [
         ("task / head", f"{m['task']} / {m['head']}"),
         ("input", f"{m['input']['name']} {m['input']['shape']}"),
         ("output", f"{m['output']['name']} {m['output']['shape']}"),
         ("classes", f"{m['num_classes']} (names from {m['names_source']})"),
+        ("class names", ", ".join(f"{i} {n}" for i, n in sorted(names.items()))),
         ("imgsz / stride", f"{m['imgsz'][0]}x{m['imgsz'][1]} / {m['stride']}"),
         ("device", f"{c['device']} -> {', '.join(c['execution_devices'])}"),
         ("available devices", ", ".join(report["available_devices"])),

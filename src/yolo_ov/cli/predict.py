@@ -9,6 +9,8 @@ cameras and URLs).
 
 from __future__ import annotations
 
+import dataclasses
+import glob
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,11 +22,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..config import DetectConfig, Mode
 from ..detector import Detector
-from ..errors import InputError
+from ..errors import ConfigError, InputError
 from ..images import load_image
 from ..pipeline import PipelineConfig, Specialize
 from ..results import Detections, Failure
-from ..sinks import AnnotatedImageSink, CocoJsonSink, JsonlSink, VideoSink
+from ..signals import deferred
+from ..sinks import AnnotatedImageSink, CocoJsonSink, JsonlSink, VideoSink, check_output_dir, check_output_file
 from ..sources import FrameSource, SourceItem, is_live, is_video_file, open_source
 from ._app import EXIT_OK, EXIT_PARTIAL, app, err, guarded
 from ._options import (
@@ -36,6 +39,7 @@ from ._options import (
     NoMmapOpt,
     build_runtime,
     parse_classes,
+    resolve_classes,
 )
 
 _MODE_HELP = (
@@ -56,7 +60,9 @@ def predict(
     conf: Annotated[float, typer.Option(help="minimum confidence")] = 0.25,
     iou: Annotated[float, typer.Option(help="NMS IoU threshold")] = 0.7,
     max_det: Annotated[int, typer.Option("--max-det", help="most detections per image")] = 300,
-    classes: Annotated[str | None, typer.Option(help="keep only these class ids, e.g. 0,2")] = None,
+    classes: Annotated[
+        str | None, typer.Option(help="keep only these classes: ids or names, e.g. 0,2 or person,car")
+    ] = None,
     agnostic: Annotated[bool, typer.Option("--agnostic-nms", help="NMS across classes")] = False,
     imgsz: ImgszOpt = None,
     device: DeviceOpt = None,
@@ -68,8 +74,9 @@ def predict(
         bool | None,
         typer.Option("--specialize/--no-specialize",
                      help="compile the model for the letterbox each source needs (e.g. 384x640 for 16:9 video). "
-                     "Default: on for videos/cameras and, in throughput mode, for image folders; "
-                     "--no-specialize keeps the model's own square input everywhere"),
+                     "Default: on for videos/cameras only (boxes differ slightly from the square input), off for "
+                     "images so each image gets the same answer in every mode; --specialize also buckets image "
+                     "folders (faster); --no-specialize keeps the model's own square input everywhere"),
     ] = None,
     requests: Annotated[
         int | None, typer.Option("--requests", help="inference requests in flight (default: OpenVINO's optimal)")
@@ -95,8 +102,11 @@ def predict(
     """Detect objects; print a summary, optionally save JSONL, COCO JSON, annotated images or video.
 
     Exit code 1 when any input failed (each failure is reported and, with
-    --save-json, recorded as {"source": ..., "error": ...}).
+    --save-json, recorded as {"source": ..., "error": ...}); 2 when no input
+    exists or an output cannot be written; 130 on Ctrl-C and 143 on SIGTERM,
+    after every output is flushed and closed.
     """
+    sources = _expand(sources)
     default_mode = "latency" if _single_image(sources) else "throughput"
     extra: dict[str, Any] = {"num_requests": requests}
     if batch != 1:
@@ -105,57 +115,136 @@ def predict(
         mode=mode, device=device, imgsz=imgsz, config=config, no_cache=no_cache, no_mmap=no_mmap,
         default_mode=default_mode, **extra,
     )
-    detect = DetectConfig(conf=conf, iou=iou, max_det=max_det, classes=parse_classes(classes), agnostic=agnostic)
+    wanted_classes = parse_classes(classes)
+    detect = DetectConfig(conf=conf, iou=iou, max_det=max_det, agnostic=agnostic)
     pipe_cfg = PipelineConfig(
         specialize=Specialize.parse(specialize),
         **({"workers": workers} if workers is not None else {}),
     )
+    _check_outputs(save_json, save_coco, save_dir, save_video)  # before the model loads: fail fast, say why
     source = _open(sources)
     want_images = save_dir is not None or save_video is not None
-    n_images = n_failed = n_dets = 0
-    with Detector(model, runtime=runtime, detect=detect) as det, _Sinks(
-        save_json, save_coco, coco91, save_dir, save_video, _video_fps(sources)
-    ) as sinks:
-        t0 = time.perf_counter()
-        if runtime.mode is Mode.LATENCY and not specialize:
-            stats = None
-            results: Iterator[Any] = _latency_results(det, source, want_images)
-        else:
-            run = det.stream(source, with_images=True, config=pipe_cfg)
-            stats = run.stats
-            results = iter(run)
-        total = getattr(source, "total", None)
-        with _progress(quiet or total == 1) as progress:
-            task = progress.add_task("predict", total=total, rate=0.0)
-            last = t0
-            for record, image in results:
-                if isinstance(record, Failure):
-                    n_failed += 1
-                    err.print(f"[yellow]skipped:[/] {_esc(record.error)}", soft_wrap=True)
+    tally = _Tally(noun="frames" if source.video else "images")
+    sinks: _Sinks | None = None  # set once opened: the summary on an interruption reports what they hold
+    try:
+        with Detector(model, runtime=runtime, detect=detect) as det:
+            if wanted_classes is not None:  # names and ids are known once the model is loaded
+                detect = dataclasses.replace(detect, classes=resolve_classes(wanted_classes, det.names))
+            with _Sinks(save_json, save_coco, coco91, save_dir, save_video, _video_fps(sources)) as sinks:
+                tally.start()
+                if runtime.mode is Mode.LATENCY and not specialize:
+                    _consume(_latency_results(det, source, want_images, detect), source, sinks, tally, quiet)
                 else:
-                    n_images += 1
-                    n_dets += len(record)
+                    with det.stream(source, with_images=True, config=pipe_cfg, detect=detect) as run:
+                        tally.stats = run.stats
+                        _consume(iter(run), source, sinks, tally, quiet)
+                tally.stop()
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the sinks are closed by now; say what they hold
+        if sinks is not None:
+            tally.stop()
+            err.print("stopped: " + _summary(tally, runtime, source, sinks), soft_wrap=True)
+        raise
+    err.print(_summary(tally, runtime, source, sinks), soft_wrap=True)
+    raise typer.Exit(EXIT_PARTIAL if tally.failed else EXIT_OK)
+
+
+@dataclasses.dataclass
+class _Tally:
+    """What a run has done so far, for the progress bar and the summary."""
+
+    noun: str
+    done: int = 0
+    failed: int = 0
+    detections: int = 0
+    stats: Any = None
+    t0: float | None = None
+    elapsed: float = 0.0
+
+    def start(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def stop(self) -> None:
+        if self.t0 is not None:
+            self.elapsed = time.perf_counter() - self.t0
+
+    @property
+    def rate(self) -> float:
+        return self.done / self.elapsed if self.elapsed > 0 else 0.0
+
+
+def _consume(results: Iterator[Any], source: FrameSource, sinks: _Sinks, tally: _Tally, quiet: bool) -> None:
+    total = getattr(source, "total", None)
+    t0 = last = tally.t0 or time.perf_counter()
+    with _progress(quiet or total == 1, tally.noun) as progress:
+        task = progress.add_task("predict", total=total, rate=0.0)
+        for record, image in results:
+            with deferred():  # the record and its count go together
                 sinks.write(record, image)
-                now = time.perf_counter()
-                if now - last > 0.25:
-                    last = now
-                    progress.update(task, completed=n_images + n_failed, rate=n_images / (now - t0))
+                if isinstance(record, Failure):
+                    tally.failed += 1
                 else:
-                    progress.advance(task)
-        elapsed = time.perf_counter() - t0
-    rate = n_images / elapsed if elapsed > 0 else 0.0
-    failed = f", {n_failed} failed" if n_failed else ""
+                    tally.done += 1
+                    tally.detections += len(record)
+            if isinstance(record, Failure):
+                err.print(f"[yellow]skipped:[/] {_esc(record.error)}", soft_wrap=True)
+            now = time.perf_counter()
+            if now - last > 0.25:
+                last = now
+                progress.update(task, completed=tally.done + tally.failed, rate=tally.done / (now - t0))
+            else:
+                progress.advance(task)
+
+
+def _summary(tally: _Tally, runtime: Any, source: FrameSource, sinks: _Sinks | None) -> str:
+    failed = f", {tally.failed} failed" if tally.failed else ""
     runner = runtime.mode.value
-    if stats is not None:
-        runner += ", pipeline " + ", ".join(f"{k}:{v}" for k, v in sorted(stats.shapes.items()))
-        if source.total_skipped:
-            runner += f", {source.total_skipped} frames skipped (latest)"
-    err.print(
-        f"{n_images} images{failed}, {n_dets} detections, {rate:.1f} images/s ({runner}, {runtime.device})"
-        + sinks.describe(),
-        soft_wrap=True,
+    shapes = getattr(tally.stats, "shapes", None)
+    if shapes:
+        runner += ", pipeline " + ", ".join(f"{k}:{v}" for k, v in sorted(shapes.items()))
+    if tally.stats is not None and source.total_skipped:
+        runner += f", {source.total_skipped} frames skipped (latest)"
+    return (
+        f"{tally.done} {tally.noun}{failed}, {tally.detections} detections, {tally.rate:.1f} {tally.noun}/s "
+        f"({runner}, {runtime.device})" + (sinks.describe() if sinks is not None else "")
     )
-    raise typer.Exit(EXIT_PARTIAL if n_failed else EXIT_OK)
+
+
+def _expand(sources: list[str]) -> list[str]:
+    """Expand glob patterns here (images and videos alike) and refuse a run where no input exists.
+
+    A pattern that matches nothing, or a list of sources none of which
+    exists, is a usage error (exit 2) found before the model loads; a
+    missing file among existing ones is recorded as a failed input instead.
+    """
+    expanded: list[str] = []
+    missing: list[str] = []
+    for spec in sources:
+        if is_live(spec) or Path(spec).expanduser().exists():
+            expanded.append(spec)
+        elif set("*?[") & set(spec):
+            matches = sorted(glob.glob(spec, recursive=True))
+            if not matches:
+                raise ConfigError(f"{spec}: the pattern matched no files")
+            expanded.extend(matches)
+        else:
+            missing.append(spec)
+            expanded.append(spec)
+    if missing and len(missing) == len(sources):
+        raise ConfigError(f"{missing[0]}: no such file or folder" if len(missing) == 1
+                          else f"none of the inputs exist: {', '.join(missing)}")
+    return expanded
+
+
+def _check_outputs(jsonl: Path | None, coco: Path | None, save_dir: Path | None, video: Path | None) -> None:
+    """Every output location must be writable before any work starts (OutputError names the reason)."""
+    if jsonl is not None:
+        check_output_file(jsonl, "JSONL output")
+    if coco is not None:
+        check_output_file(coco, "COCO results")
+    if save_dir is not None:
+        check_output_dir(save_dir, "annotated images")
+    if video is not None:
+        VideoSink.check(video)
 
 
 def _single_image(sources: list[str]) -> bool:
@@ -191,7 +280,9 @@ def _video_fps(sources: list[str]) -> float:
     return 30.0
 
 
-def _latency_results(det: Detector, source: FrameSource, want_images: bool) -> Iterator[tuple[Any, Any]]:
+def _latency_results(
+    det: Detector, source: FrameSource, want_images: bool, detect: DetectConfig
+) -> Iterator[tuple[Any, Any]]:
     """The latency path: one synchronous request per input, in order."""
     for item in source:
         if isinstance(item.data, InputError):
@@ -199,7 +290,7 @@ def _latency_results(det: Detector, source: FrameSource, want_images: bool) -> I
             continue
         try:
             image = load_image(item.data, item.source)
-            result = det(image, source=item.source)
+            result = det(image, source=item.source, detect=detect)
         except InputError as exc:
             yield Failure(item.source, str(exc), item.stream, item.frame), None
             continue
@@ -212,41 +303,68 @@ class _Sinks:
                  video: Path | None, fps: float) -> None:
         from ..coco import COCO80_TO_COCO91
 
-        self._paths = [("JSONL", jsonl), ("COCO", coco), ("annotated", save_dir), ("video", video)]
-        self.jsonl = JsonlSink(jsonl) if jsonl else None
-        self.coco = CocoJsonSink(coco, category_ids=COCO80_TO_COCO91 if coco91 else None) if coco else None
-        self.images = AnnotatedImageSink(save_dir) if save_dir else None
-        self.video = VideoSink(video, fps=fps) if video else None
+        self.jsonl = self.coco = self.images = self.video = None
+        try:
+            self.jsonl = JsonlSink(jsonl) if jsonl else None
+            self.coco = CocoJsonSink(coco, category_ids=COCO80_TO_COCO91 if coco91 else None) if coco else None
+            self.images = AnnotatedImageSink(save_dir) if save_dir else None
+            self.video = VideoSink(video, fps=fps) if video else None
+        except BaseException:
+            self.close()
+            raise
 
     def write(self, record: Detections | Failure, image: Any) -> None:
-        if self.jsonl:
-            self.jsonl.write(record)
-        if self.coco:
-            self.coco.write(record)
-        if isinstance(record, Detections) and image is not None:
-            if self.images:
-                self.images.write(record, image)
-            if self.video:
-                self.video.write(record, image)
+        """One record to every output; Ctrl-C/SIGTERM wait until it is in all of them."""
+        with deferred():
+            if self.jsonl:
+                self.jsonl.write(record)
+            if self.coco:
+                self.coco.write(record)
+            if isinstance(record, Detections) and image is not None:
+                if self.images:
+                    self.images.write(record, image)
+                if self.video:
+                    self.video.write(record, image)
 
     def describe(self) -> str:
-        return "".join(f"; {name}: {path}" for name, path in self._paths if path)
+        """What was actually written (files that were opened, with their record counts)."""
+        parts = []
+        if self.jsonl:
+            parts.append(f"JSONL: {self.jsonl.path} ({self.jsonl.count} lines)")
+        if self.coco:
+            parts.append(f"COCO: {self.coco.path} ({self.coco.count} detections)")
+        if self.images:
+            parts.append(f"annotated: {self.images.folder} ({self.images.count} images)")
+        if self.video:
+            written = ", ".join(str(p) for _, p in sorted(self.video.paths.items()))
+            parts.append(f"video: {written} ({self.video.frames} frames)" if written else "video: none written")
+        return "".join(f"; {p}" for p in parts)
+
+    def close(self) -> None:
+        """Close every sink, even when one fails; the first failure is raised."""
+        first: BaseException | None = None
+        for sink in (self.jsonl, self.coco, self.images, self.video):
+            if sink is not None:
+                try:
+                    sink.close()
+                except BaseException as exc:  # noqa: BLE001 - raised once the other sinks are closed
+                    first = first or exc
+        if first is not None:
+            raise first
 
     def __enter__(self) -> _Sinks:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for sink in (self.jsonl, self.coco, self.images, self.video):
-            if sink is not None:
-                sink.close()
+        self.close()
 
 
-def _progress(disable: bool) -> Progress:
+def _progress(disable: bool, noun: str = "images") -> Progress:
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]:.1f} images/s"),
+        TextColumn("{task.fields[rate]:.1f} " + noun + "/s"),
         TimeElapsedColumn(),
         console=err,
         disable=disable,

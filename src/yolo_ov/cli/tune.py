@@ -9,6 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..errors import ConfigError
+from ..sinks import check_output_dir, check_output_file
 from ._app import app, err, guarded, out
 from ._options import DeviceOpt, ImgszOpt, ModelOpt, NoCacheOpt, build_runtime
 
@@ -37,6 +38,9 @@ def tune(
     from ..tune import tune as run_tune
 
     batches = _batches(batch)
+    check_output_file(output, "the tuned config")
+    if report is not None:
+        check_output_dir(report, "the report")
     base = build_runtime(mode=target if target in ("throughput", "latency") else "throughput", device=device,
                          imgsz=imgsz, no_cache=no_cache)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

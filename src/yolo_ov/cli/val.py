@@ -1,8 +1,9 @@
-"""``yolo-ov val``: COCO mAP of a model on a YOLO-format dataset."""
+"""``yolo-ov val``: accuracy of a model on a labelled dataset, for its task, under either protocol."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -10,8 +11,9 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..dataset import load_dataset
-from ..validate import ValResult, describe, validate
+from ..errors import ConfigError, OutputError
+from ..sinks import check_output_file
+from ..validate import PROTOCOLS, ValResult, describe, validate
 from ._app import app, err, guarded, out
 from ._options import DeviceOpt, ImgszOpt, ModelOpt, ModeOpt, NoCacheOpt, build_runtime
 
@@ -19,7 +21,9 @@ from ._options import DeviceOpt, ImgszOpt, ModelOpt, ModeOpt, NoCacheOpt, build_
 @app.command()
 @guarded
 def val(
-    dataset: Annotated[Path, typer.Argument(help="YOLO dataset folder (data.yaml, images/, labels/) or its yaml")],
+    dataset: Annotated[Path, typer.Argument(
+        help="YOLO dataset folder (data.yaml, images/, labels/) or its yaml; for a classification model a "
+             "folder of class folders (<dataset>/val/<class>/<images>)")],
     model: ModelOpt = None,
     imgsz: ImgszOpt = None,
     conf: Annotated[float, typer.Option(help="minimum confidence (Ultralytics' val default)")] = 0.001,
@@ -27,18 +31,24 @@ def val(
     device: DeviceOpt = None,
     mode: ModeOpt = None,
     no_cache: NoCacheOpt = False,
+    protocol: Annotated[str, typer.Option(
+        help="coco: deployed pre-processing + COCO AP (faster-coco-eval); ultralytics: Ultralytics' val "
+             "pre-processing + its own AP, to reproduce its figure")] = "coco",
     json_path: Annotated[Path | None, typer.Option("--json", help="write the result as JSON to this file")] = None,
     per_class: Annotated[bool, typer.Option("--per-class/--no-per-class", help="print AP of each class")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
 ) -> None:
-    """COCO mAP50-95 / mAP50 (faster-coco-eval), per-class AP and images/s of a model on a dataset."""
+    """mAP50-95 / mAP50 of boxes, masks or keypoints (top-1/top-5 for classification), per class, and images/s."""
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"--protocol {protocol!r} is not one of: {', '.join(PROTOCOLS)}")
     runtime = build_runtime(mode=mode, device=device, imgsz=imgsz, no_cache=no_cache, default_mode="throughput")
-    ds = load_dataset(dataset)
+    if json_path is not None:
+        check_output_file(json_path, "the JSON result")
     with validation_progress(quiet) as progress:
-        task = progress.add_task("val", total=len(ds))
-        result = validate(model, ds, conf=conf, iou=iou, runtime=runtime,
-                          progress=lambda done, total: progress.update(task, completed=done))
-    if per_class:
+        task = progress.add_task("val", total=None)
+        result = validate(model, dataset, conf=conf, iou=iou, runtime=runtime, protocol=protocol,
+                          progress=lambda done, total: progress.update(task, completed=done, total=total))
+    if per_class and result.task != "classify":
         out.print(per_class_table(result))
     out.print(describe(result), soft_wrap=True, markup=False)
     if json_path is not None:
@@ -47,12 +57,25 @@ def val(
 
 
 def per_class_table(result: ValResult) -> Table:
-    table = Table(title=f"{result.model} on {result.dataset}", title_justify="left")
-    for name, justify in (("class", "left"), ("instances", "right"), ("AP50-95", "right"), ("AP50", "right")):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    for c in result.per_class:
-        table.add_row(c.name, str(c.instances), f"{c.ap50_95:.4f}", f"{c.ap50:.4f}")
-    table.add_row("all", str(result.instances), f"{result.map50_95:.4f}", f"{result.map50:.4f}", style="bold")
+    """AP of each class: box AP, and mask or keypoint AP beside it for those tasks."""
+    kinds = [(k, m) for k, m in (("box", result.box), ("mask", result.mask), ("pose", result.pose)) if m is not None]
+    table = Table(title=f"{result.model} on {result.dataset} ({result.protocol} AP)", title_justify="left")
+    table.add_column("class", justify="left")
+    table.add_column("instances", justify="right")
+    prefix = len(kinds) > 1
+    for kind, _ in kinds:
+        label = f"{kind} " if prefix else ""
+        table.add_column(f"{label}AP50-95", justify="right")
+        table.add_column(f"{label}AP50", justify="right")
+    rows: dict[int, list[str]] = {}
+    for kind_index, (_, metrics) in enumerate(kinds):
+        for c in metrics.per_class:
+            row = rows.setdefault(c.class_id, [c.name, str(c.instances)] + ["-"] * (2 * len(kinds)))
+            row[2 + 2 * kind_index:4 + 2 * kind_index] = [f"{c.ap50_95:.4f}", f"{c.ap50:.4f}"]
+    for class_id in sorted(rows):
+        table.add_row(*rows[class_id])
+    total = [f"{v:.4f}" for _, m in kinds for v in (m.map50_95, m.map50)]
+    table.add_row("all", str(result.instances), *total, style="bold")
     return table
 
 
@@ -64,5 +87,12 @@ def validation_progress(disable: bool) -> Progress:
 
 
 def write_json(path: Path, record: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2) + "\n")
+    """Write ``record`` as JSON, whole or not at all (a temporary file renamed into place)."""
+    part = path.with_name(f".{path.name}.part")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        part.write_text(json.dumps(record, indent=2) + "\n")
+        os.replace(part, path)
+    except OSError as exc:
+        part.unlink(missing_ok=True)
+        raise OutputError(f"{path}: cannot write JSON ({exc.strerror or exc})") from exc
