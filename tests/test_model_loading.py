@@ -188,3 +188,17 @@ def test_default_model_offline_gives_one_clear_line(monkeypatch, tmp_path):
     assert "--model" in text and "YOLO_OV_MODEL" in text and "\n" not in text
     assert not (tmp_path / "models" / "yolov8n.pt").exists()
     assert not list((tmp_path / "models").glob("*.part"))
+
+
+def test_a_closed_detector_says_it_is_closed(shared, image_path):
+    from yolo_ov import InferenceError
+
+    det = Detector(shared.int8_model, mode="throughput", warmup=False)
+    det.close()
+    det.close()  # idempotent
+    with pytest.raises(InferenceError, match="closed"):
+        det(image_path)
+    with pytest.raises(ConfigError, match="closed"):
+        det.submit(image_path)
+    with pytest.raises(ConfigError, match="closed"):
+        det.stream([image_path])
