@@ -422,3 +422,15 @@ def test_int8_export_of_an_ir_never_imports_torch(shared, tmp_path):
     assert "No CUDA runtime" not in proc.stderr
     assert (tmp_path / "q_int8_openvino_model" / "yolov8n.xml").exists()
 
+
+@pytest.mark.slow
+@pytest.mark.export
+def test_pt_int8_export_prints_no_torch_warning(shared, tmp_path):
+    pytest.importorskip("ultralytics", reason="needs the export extra: pip install 'yolo-ov[export]'")
+    pt = tmp_path / "yolov8n.pt"
+    shutil.copy(shared.pt_model, pt)
+    proc = _run(["export", pt, "--precision", "int8", "--data", shared.coco96, "--calib-size", 8])
+    assert proc.returncode == 0, proc.stderr
+    assert "No CUDA runtime" not in proc.stderr and "cpp_extension" not in proc.stderr
+    assert (tmp_path / "yolov8n_int8_openvino_model" / "yolov8n.xml").exists()
+

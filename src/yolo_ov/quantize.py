@@ -353,8 +353,11 @@ def _readable(images: Sequence[Path], skipped: list[str]) -> list[Path]:
     return usable
 
 
-def _hide_torch() -> bool:
-    """Make ``import torch`` fail until :func:`_unhide_torch`; True if it did (torch was not loaded yet).
+_TORCH_CPP_LOG = "torch.utils.cpp_extension"  # logs "No CUDA runtime is found" when first imported
+
+
+def _hide_torch() -> bool | int:
+    """Make ``import torch`` fail until :func:`_unhide_torch`; what to undo is returned.
 
     NNCF imports torch whenever it is installed, though quantizing an
     OpenVINO model never uses it: ``import nncf`` registers its torch tensor
@@ -362,18 +365,25 @@ def _hide_torch() -> bool:
     ``nncf.quantize`` asks ``is_torch_fx_model`` first (``get_backend``);
     both treat an ImportError as "no torch". Loading torch costs about 2 s
     and prints its "No CUDA runtime is found" warning, and the README
-    promises an IR/ONNX export without torch. If torch is already loaded,
-    nothing is hidden.
+    promises an IR/ONNX export without torch. If torch is already loaded
+    (a ``.pt`` export), nothing is hidden, but the warning NNCF's torch
+    extensions trigger is silenced (the previous log level is returned).
     """
     if "torch" in sys.modules:
-        return False
+        log_ = logging.getLogger(_TORCH_CPP_LOG)
+        level = log_.level
+        log_.setLevel(logging.ERROR)
+        return level
     sys.modules["torch"] = None  # type: ignore[assignment]  # Python's documented "import blocked" marker
     return True
 
 
-def _unhide_torch(hidden: bool) -> None:
-    if hidden and "torch" in sys.modules and sys.modules["torch"] is None:
-        del sys.modules["torch"]
+def _unhide_torch(hidden: bool | int) -> None:
+    if hidden is True:
+        if "torch" in sys.modules and sys.modules["torch"] is None:
+            del sys.modules["torch"]
+    elif hidden is not False:
+        logging.getLogger(_TORCH_CPP_LOG).setLevel(hidden)
 
 
 def _import_nncf() -> Any:
