@@ -19,7 +19,7 @@ import pytest
 
 from yolo_ov import ConfigError, DetectConfig, Detections
 from yolo_ov.masks import Masks
-from yolo_ov.serve.imagesize import HeaderError, image_size
+from yolo_ov.imagesize import HeaderError, image_size
 from yolo_ov.serve.kserve import (
     InferRequest,
     ProtocolError,
