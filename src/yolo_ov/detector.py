@@ -50,8 +50,13 @@ class Detector:
         device: ``CPU``, ``GPU``, ``NPU``, ``AUTO``, ``AUTO:GPU,CPU``, ...
         runtime: a full :class:`RuntimeConfig` instead of ``mode``/``device``
             (giving both is an error).
-        conf, iou, max_det, classes, agnostic: detection settings, or pass a
-            :class:`DetectConfig` as ``detect``.
+        detect: detection settings as one :class:`DetectConfig` (or use the
+            shortcuts below; giving both is an error).
+        conf: minimum confidence (a :class:`DetectConfig` shortcut).
+        iou: NMS IoU threshold.
+        max_det: most detections per image.
+        classes: keep only these class ids.
+        agnostic: NMS across classes.
         imgsz: network input size; default the model's own.
         warmup: run one inference at load so the first real call is not slow.
         pipeline: settings of the throughput engine used by :meth:`stream`

@@ -87,7 +87,8 @@ class FakeEngine:
         fn: ``fn(batch) -> list of outputs`` (each with the batch dimension first).
             Default: one output ``(B, 1)`` holding each frame's mean pixel value,
             so a test can tell which frame produced which result.
-        input_hw, batch: the shape the fake pretends to be compiled for.
+        input_hw: the ``(height, width)`` the fake pretends to be compiled for.
+        batch: images per request it expects.
         delay_s: seconds each request takes (``time.sleep``: releases the GIL, like a device).
         hang: a predicate on the batch; requests it accepts never call back
             (for hang/timeout tests) until :meth:`cancel`.
