@@ -317,3 +317,18 @@ def test_cli_track_on_a_live_camera_with_drops(shared, videos, reference, tmp_pa
     # re-encoded as JPEG by the camera, seen with gaps: the same people keep their ids
     assert frame_agreement(ours, truth, iou=0.5).both_ways >= 0.85
     assert idf1(truth, ours) >= 0.75
+
+
+def test_cli_predict_tracker_adds_ids_to_its_outputs(shared, two_clips, tmp_path):
+    out, video = tmp_path / "p.jsonl", tmp_path / "p.avi"
+    result = _invoke("predict", two_clips[1], "--model", shared.fp32_model, "--tracker", "botsort",
+                     "--save-json", out, "--save-video", video, "-q")
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["frame"] for r in records] == list(range(30))
+    ids = [d["track_id"] for r in records for d in r["detections"]]
+    assert ids and len(set(ids)) < len(ids) / 5  # the same cars keep their ids over 30 frames
+    assert all("predicted" not in d for r in records for d in r["detections"])
+    cap = cv2.VideoCapture(str(video))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 30
+    cap.release()

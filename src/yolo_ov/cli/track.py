@@ -11,7 +11,7 @@ import dataclasses
 import json
 import time
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import Annotated, Any
 
 import cv2
 import typer
@@ -22,12 +22,23 @@ from ..detector import Detector
 from ..errors import ConfigError
 from ..pipeline import PipelineConfig, Specialize
 from ..results import Detections, Failure
-from ..sinks import VideoSink
+from ..signals import deferred
+from ..sinks import JsonlSink, VideoSink, check_output_file
 from ..sources import is_video_file
 from ..track import Counters, Trails, load_tracker_config
 from ..track.counters import parse_line, parse_zone
 from ._app import EXIT_OK, EXIT_PARTIAL, app, err, guarded
-from ._options import ConfigOpt, DeviceOpt, ImgszOpt, ModelOpt, NoCacheOpt, NoMmapOpt, build_runtime, parse_classes
+from ._options import (
+    ConfigOpt,
+    DeviceOpt,
+    ImgszOpt,
+    ModelOpt,
+    NoCacheOpt,
+    NoMmapOpt,
+    build_runtime,
+    parse_classes,
+    resolve_classes,
+)
 
 
 @app.command()
@@ -57,7 +68,9 @@ def track(
     ] = 0.1,
     iou: Annotated[float, typer.Option(help="NMS IoU threshold")] = 0.7,
     max_det: Annotated[int, typer.Option("--max-det", help="most detections per frame")] = 300,
-    classes: Annotated[str | None, typer.Option(help="track only these classes, e.g. 0,2")] = None,
+    classes: Annotated[
+        str | None, typer.Option(help="track only these classes: ids or names, e.g. 0,2 or person,car")
+    ] = None,
     agnostic: Annotated[bool, typer.Option("--agnostic-nms", help="NMS across classes")] = False,
     line: Annotated[
         list[str] | None,
@@ -108,12 +121,16 @@ def track(
                         zones=[parse_zone(t, f"zone{i + 1}") for i, t in enumerate(zone or [])])
     pipe_cfg = PipelineConfig(specialize=Specialize.parse(specialize),
                               **({"workers": workers} if workers is not None else {}))
+    if save_json is not None:  # before the model loads: fail fast, say why
+        check_output_file(save_json, "JSONL output")
+    if save_video is not None:
+        VideoSink.check(save_video)
     source: Any = sources[0] if len(sources) == 1 else sources
     frames = failed = 0
     ids: set[tuple[int, int]] = set()
     with Detector(model, runtime=runtime, detect=detect) as det, _Outputs(save_json, save_video, sources) as outs:
         if wanted is not None:
-            detect = dataclasses.replace(detect, classes=_class_ids(wanted, det.names))
+            detect = dataclasses.replace(detect, classes=resolve_classes(wanted, det.names))
         t0 = time.perf_counter()
         with det.track(source, tracker=tracker_cfg, detect_every=detect_every, detect=detect,
                        with_images=save_video is not None, config=pipe_cfg) as run, _progress(quiet) as progress:
@@ -161,14 +178,6 @@ def _pairs(run: Any, with_images: bool) -> Any:
         yield got if with_images else (got, None)
 
 
-def _class_ids(wanted: tuple[Any, ...], names: dict[int, str]) -> tuple[int, ...]:
-    try:
-        from ._options import resolve_classes  # type: ignore[attr-defined]
-    except ImportError:  # an older _options without class names
-        return tuple(int(c) for c in wanted)
-    return resolve_classes(wanted, names)
-
-
 def _summary(counters: Counters) -> str:
     streams = counters.streams or [0]
     out = []
@@ -180,42 +189,59 @@ def _summary(counters: Counters) -> str:
     return "; ".join(out)
 
 
+@dataclasses.dataclass(frozen=True)
+class _CountedRecord:
+    """A record and its stream's counts so far: one JSONL line (``JsonlSink`` writes ``to_json()``)."""
+
+    record: Detections | Failure
+    counts: dict[str, Any] | None
+
+    def to_json(self) -> str:
+        row = self.record.to_dict()
+        if self.counts is not None:
+            row["counts"] = self.counts
+        return json.dumps(row, separators=(",", ":"))
+
+
 class _Outputs:
     """The JSONL file (records with ``counts``) and the annotated videos of a tracking run."""
 
     def __init__(self, jsonl: Path | None, video: Path | None, sources: list[str]) -> None:
-        self._jsonl_path, self._video_path = jsonl, video
         self.trails = Trails()
-        self._fh: IO[str] | None = None
-        if jsonl is not None:
-            try:
-                jsonl.parent.mkdir(parents=True, exist_ok=True)
-                self._fh = jsonl.open("w", encoding="utf-8")
-            except OSError as exc:
-                raise ConfigError(f"{jsonl}: cannot write JSONL output ({exc.strerror or exc})") from exc
-        self._video = VideoSink(video, fps=_video_fps(sources)) if video is not None else None
+        self._jsonl = self._video = None
+        try:
+            self._jsonl = JsonlSink(jsonl) if jsonl is not None else None
+            self._video = VideoSink(video, fps=_video_fps(sources)) if video is not None else None
+        except BaseException:
+            self.close()
+            raise
 
     def write(self, record: Detections | Failure, counts: dict[str, Any] | None, image: Any) -> None:
-        if self._fh is not None:
-            row = record.to_dict()
-            if counts is not None:
-                row["counts"] = counts
-            self._fh.write(json.dumps(row, separators=(",", ":")) + "\n")
-        if self._video is not None and isinstance(record, Detections) and image is not None:
-            self._video.write(record, image)
+        """One record to every output; Ctrl-C/SIGTERM wait until it is in all of them."""
+        with deferred():
+            if self._jsonl is not None:
+                self._jsonl.write(_CountedRecord(record, counts))  # type: ignore[arg-type]
+            if self._video is not None and isinstance(record, Detections) and image is not None:
+                self._video.write(record, image)
 
     def describe(self) -> str:
-        return "".join(f"; {name}: {path}" for name, path in (("JSONL", self._jsonl_path),
-                                                              ("video", self._video_path)) if path)
+        parts = []
+        if self._jsonl is not None:
+            parts.append(f"; JSONL: {self._jsonl.path} ({self._jsonl.count} lines)")
+        if self._video is not None:
+            parts.append(f"; video: {', '.join(str(p) for p in self._video.paths.values()) or self._video.path}")
+        return "".join(parts)
+
+    def close(self) -> None:
+        for sink in (self._jsonl, self._video):
+            if sink is not None:
+                sink.close()
 
     def __enter__(self) -> _Outputs:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._fh is not None:
-            self._fh.close()
-        if self._video is not None:
-            self._video.close()
+        self.close()
 
 
 def _video_fps(sources: list[str]) -> float:

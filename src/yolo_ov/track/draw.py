@@ -8,6 +8,8 @@ its box). One :class:`Trails` follows every stream of a run.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import cv2
 import numpy as np
@@ -61,3 +63,10 @@ class Trails:
                 pts = np.asarray(path, np.int32).reshape(-1, 1, 2)
                 cv2.polylines(image, [pts], False, palette_color(key[1]), lw, cv2.LINE_AA)
         return image
+
+    def annotate(self, pairs: Iterable[tuple[Any, Any]]) -> Iterator[tuple[Any, Any]]:
+        """Pass ``(result, image)`` pairs through, drawing trails on the images of tracked results."""
+        for result, image in pairs:
+            if image is not None and isinstance(result, Detections):
+                self.draw(image, result)
+            yield result, image
