@@ -99,9 +99,9 @@ def _invoke(*args: object):
 @pytest.mark.parametrize(("signum", "code", "word"), SIGNALS)
 def test_signal_during_a_folder_run_keeps_every_completed_image(shared, tmp_path, signum, code, word):
     repeats = 20  # 1,920 images: the run is still going when the signal comes
-    out = tmp_path / "out" / "o.jsonl"
+    out, coco, vis = tmp_path / "out" / "o.jsonl", tmp_path / "out" / "c.json", tmp_path / "vis"
     proc = _Proc(["predict", *[shared.coco96 / "images"] * repeats, "--model", shared.fp32_model,
-                  "--save-json", out, "-q"])
+                  "--save-json", out, "--save-coco", coco, "--save-dir", vis, "-q"])
     started = _wait_for(lambda: _line_count(out) >= 30, timeout=180)
     proc.popen.send_signal(signum)
     rc = proc.finish()
@@ -117,7 +117,11 @@ def test_signal_during_a_folder_run_keeps_every_completed_image(shared, tmp_path
     assert all("detections" in r for r in records)
     assert f"stopped: {len(records)} images" in proc.stderr  # the summary says what is on disk
     assert f"JSONL: {out} ({len(records)} lines)" in proc.stderr
-    assert [p.name for p in out.parent.iterdir()] == ["o.jsonl"]  # nothing temporary left
+    entries = json.loads(coco.read_text())  # the array was closed: valid JSON
+    assert len(entries) == sum(len(r["detections"]) for r in records)
+    assert len(list(vis.iterdir())) == len(records)  # one complete annotated image per record
+    assert all(cv2.imread(str(p)) is not None for p in sorted(vis.iterdir())[-3:])
+    assert sorted(p.name for p in out.parent.iterdir()) == ["c.json", "o.jsonl"]  # nothing temporary left
 
 
 @pytest.mark.parametrize(("signum", "code", "word"), SIGNALS)
