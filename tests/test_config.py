@@ -96,6 +96,8 @@ PUBLIC_API = {
     "YoloOvError", "__version__", "available_devices", "load_runtime_config",
     # the engine issue: submit(), the engine contract and its fake, all outputs described
     "Engine", "FakeEngine", "OverloadedError", "PipelineConfig", "Specialize", "TensorSpec",
+    # the reliability issue: an output that cannot be written (exit 2 in the CLI)
+    "OutputError",
 }
 
 

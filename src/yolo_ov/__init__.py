@@ -26,6 +26,7 @@ from .errors import (
     InputError,
     MissingExtraError,
     ModelLoadError,
+    OutputError,
     OverloadedError,
     YoloOvError,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "Mode",
     "ModelInfo",
     "ModelLoadError",
+    "OutputError",
     "OverloadedError",
     "PipelineConfig",
     "Precision",
