@@ -265,6 +265,16 @@ def test_unwritable_output_fails_before_the_model_loads(shared, read_only_dir, o
     assert "OpenCV" not in line
 
 
+def test_unwritable_export_and_val_outputs_are_one_line_exit_2(shared, read_only_dir):
+    reason = _reason_writing_into(read_only_dir)
+    export = _run(["export", shared.fp32_model, "--precision", "fp16", "-o", read_only_dir / "x_openvino_model"])
+    assert export.returncode == 2, export.stderr
+    assert str(read_only_dir / "x_openvino_model") in _one_line(export.stderr) and reason in export.stderr
+    val = _run(["val", shared.coco96, "--model", "/nonexistent/model", "--json", read_only_dir / "v.json"])
+    assert val.returncode == 2, val.stderr  # checked before the dataset and the model
+    assert str(read_only_dir / "v.json") in _one_line(val.stderr) and reason in val.stderr
+
+
 def test_output_checks_name_the_reason(tmp_path):
     with pytest.raises(OutputError, match="is a folder"):
         check_output_file(tmp_path, "JSONL output")

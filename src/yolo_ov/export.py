@@ -39,7 +39,7 @@ from typing import Any
 import yaml
 
 from .config import normalize_imgsz
-from .errors import ConfigError, ExportError, MissingExtraError, ModelLoadError, openvino_message
+from .errors import ConfigError, ExportError, MissingExtraError, ModelLoadError, OutputError, openvino_message
 from .heads import select_head
 from .model import HeadType, ModelInfo, inspect_model, read_model, resolve_model_path
 from .reshape import reshape_model
@@ -394,7 +394,10 @@ def _write(ov_model: Any, meta: dict[str, Any], xml: Path, *, fp16: bool) -> Non
         ov.save_model(ov_model, str(xml), compress_to_fp16=fp16)
     except Exception as exc:  # disk full, permissions...
         raise ExportError(f"{xml}: cannot save the model ({_first_line(exc)})") from exc
-    (xml.parent / "metadata.yaml").write_text(yaml.safe_dump(meta, sort_keys=False, allow_unicode=True))
+    try:
+        (xml.parent / "metadata.yaml").write_text(yaml.safe_dump(meta, sort_keys=False, allow_unicode=True))
+    except OSError as exc:
+        raise OutputError(f"{xml.parent / 'metadata.yaml'}: cannot write ({exc.strerror or exc})") from exc
 
 
 def _check_replaceable(output: Path) -> None:
@@ -412,8 +415,11 @@ def _check_replaceable(output: Path) -> None:
 @contextlib.contextmanager
 def _atomic_folder(output: Path) -> Iterator[Path]:
     """Yield a temporary folder beside ``output``; on success it replaces ``output``, on failure it vanishes."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent))
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent))
+    except OSError as exc:
+        raise OutputError(f"{output}: cannot write the exported model there ({exc.strerror or exc})") from exc
     umask = os.umask(0)
     os.umask(umask)
     tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the export is an ordinary folder
