@@ -191,14 +191,24 @@ class Detections:
         """COCO results entries: ``image_id``, ``category_id``, ``bbox`` (xywh), ``score``.
 
         ``category_ids`` maps class ids to COCO category ids (default: identity).
+        Segmentation results add ``segmentation`` (compressed RLE) and pose
+        results ``keypoints`` (flat ``x, y, v`` triples), as COCO's ``segm`` and
+        ``keypoints`` evaluations read them.
         """
         xywh = self.xyxy.astype(np.float64).copy()
         xywh[:, 2:] -= xywh[:, :2]
         cats = [category_ids[int(c)] if category_ids else int(c) for c in self.class_id]
-        return [
+        entries = [
             {"image_id": image_id, "category_id": cat, "bbox": [round(v, 3) for v in box], "score": round(float(s), 5)}
             for box, cat, s in zip(xywh.tolist(), cats, self.confidence.tolist(), strict=True)
         ]
+        if "masks" in self.data:
+            for entry, rle in zip(entries, self.data["masks"].to_rle(), strict=True):
+                entry["segmentation"] = rle
+        if "keypoints" in self.data:
+            for entry, kpts in zip(entries, np.asarray(self.data["keypoints"], np.float64), strict=True):
+                entry["keypoints"] = [round(float(v), 3) for v in kpts.reshape(-1)]
+        return entries
 
     def draw(self, image: np.ndarray, *, line_width: int | None = None) -> np.ndarray:
         """A copy of BGR ``image`` with boxes and ``name conf`` labels drawn on it.

@@ -157,6 +157,11 @@ def load(
     t1 = time.perf_counter()
     props = config.ov_properties()
     props["ENABLE_MMAP"] = bool(config.enable_mmap)
+    if path.suffix.lower() == ".tflite" and config.num_streams is None and config.device.split(".")[0] == "CPU":
+        # Measured with OpenVINO 2026.4 on CPU: Ultralytics' INT8 TFLite graphs compiled with two
+        # streams return garbage from one of them (8 of 16 requests for the OBB model, also seen for
+        # the classifier); with one stream every request is exact (36 of 36). One stream, then.
+        props["NUM_STREAMS"] = "1"
     if extra_properties:  # e.g. the throughput pipeline's extra shapes turn CPU pinning off
         props.update(extra_properties)
     try:

@@ -148,15 +148,20 @@ class JsonlSink:
     ``count`` is the number of lines written.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, polygons: bool = False) -> None:
         self.path = Path(path)
+        self.polygons = polygons  # segmentation: add each mask's largest outer contour as "polygon"
         self._file: _RecordFile | None = _RecordFile(self.path, "JSONL output")
         self.count = 0
 
     def write(self, record: Detections | Failure) -> None:
         if self._file is None:
             raise ConfigError(f"{self.path}: the JSONL sink is closed")
-        self._file.append((record.to_json() + "\n").encode("utf-8"))
+        if self.polygons and isinstance(record, Detections) and "masks" in record.data:
+            line = json.dumps(_with_polygons(record), separators=(",", ":"))
+        else:
+            line = record.to_json()
+        self._file.append((line + "\n").encode("utf-8"))
         self.count += 1
 
     def close(self) -> None:
@@ -169,6 +174,14 @@ class JsonlSink:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _with_polygons(record: Detections) -> dict:
+    """The JSONL record with ``"polygon": [[x, y], ...]`` (largest outer contour) per detection."""
+    out = record.to_dict()
+    for det, poly in zip(out["detections"], record.data["masks"].polygons(), strict=True):
+        det["polygon"] = np.round(poly.astype(np.float64), 1).tolist()
+    return out
 
 
 class AnnotatedImageSink:
@@ -257,7 +270,7 @@ class CocoJsonSink:
     def write(self, record: Detections | Failure) -> None:
         if self._file is None:
             raise ConfigError(f"{self.path}: the COCO sink is closed")
-        if isinstance(record, Failure):
+        if not isinstance(record, Detections):  # a failure, or a classification (COCO results have no image labels)
             return
         entries = record.to_coco(self.image_id(record), self._cats)
         if not entries:

@@ -52,6 +52,7 @@ def info(
         ("task / head", f"{m['task']} / {m['head']}"),
         ("input", f"{m['input']['name']} {m['input']['shape']}"),
         ("output", f"{m['output']['name']} {m['output']['shape']}"),
+        *_task_rows(m),
         ("classes", f"{m['num_classes']} (names from {m['names_source']})"),
         ("class names", ", ".join(f"{i} {n}" for i, n in sorted(names.items()))),
         ("imgsz / stride", f"{m['imgsz'][0]}x{m['imgsz'][1]} / {m['stride']}"),
@@ -71,3 +72,20 @@ def info(
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         out.print(f"{key:<{width}}  {value}", soft_wrap=True, markup=False)
+
+
+def _task_rows(m: dict) -> list[tuple[str, str]]:
+    """What the task head needs to know: every output, end-to-end or not, keypoints, mask prototypes."""
+    rows = []
+    if len(m["outputs"]) > 1:
+        rows.append(("outputs", ", ".join(f"{o['name']} {o['shape']}" for o in m["outputs"])))
+    if m["task"] != "classify":
+        rows.append(("end-to-end", "yes (the model de-duplicates; no NMS)" if m["end2end"] else "no (NMS on the host)"))
+    if m.get("kpt_shape"):
+        k, d = m["kpt_shape"]
+        rows.append(("keypoints", f"{k} x {d} ({'x, y, visibility' if d == 3 else 'x, y'})"))
+    if m.get("num_masks"):
+        rows.append(("mask prototypes", str(m["num_masks"])))
+    if m.get("layout") == "NHWC":
+        rows.append(("input layout", "NHWC (TFLite; runs at its own size only)"))
+    return rows

@@ -106,6 +106,10 @@ def predict(
         int, typer.Option("--detect-every", help="with --tracker: run the detector on every Nth frame of each "
                           "stream, the tracker predicts the rest (\"predicted\": true)")
     ] = 1,
+    save_polygons: Annotated[
+        bool, typer.Option("--save-polygons", help="with --save-json, segmentation models: add each mask's largest "
+                           "outer contour as \"polygon\": [[x, y], ...]")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
 ) -> None:
     """Detect objects; print a summary, optionally save JSONL, COCO JSON, annotated images or video.
@@ -139,7 +143,8 @@ def predict(
         with Detector(model, runtime=runtime, detect=detect) as det:
             if wanted_classes is not None:  # names and ids are known once the model is loaded
                 detect = dataclasses.replace(detect, classes=resolve_classes(wanted_classes, det.names))
-            with _Sinks(save_json, save_coco, coco91, save_dir, save_video, _video_fps(sources)) as sinks:
+            with _Sinks(save_json, save_coco, coco91, save_dir, save_video, _video_fps(sources),
+                        polygons=save_polygons) as sinks:
                 tally.start()
                 if tracker is not None or detect_every != 1:  # yolo_ov.track: a tracker per stream, same sinks
                     with det.track(sources[0] if len(sources) == 1 else sources, tracker=tracker or "bytetrack",
@@ -198,7 +203,7 @@ def _consume(results: Iterator[Any], source: FrameSource, sinks: _Sinks, tally: 
                     tally.failed += 1
                 else:
                     tally.done += 1
-                    tally.detections += len(record)
+                    tally.detections += len(record) if isinstance(record, Detections) else 0
             if isinstance(record, Failure):
                 err.print(f"[yellow]skipped:[/] {_esc(record.error)}", soft_wrap=True)
             now = time.perf_counter()
@@ -314,12 +319,12 @@ def _latency_results(
 
 class _Sinks:
     def __init__(self, jsonl: Path | None, coco: Path | None, coco91: bool, save_dir: Path | None,
-                 video: Path | None, fps: float) -> None:
+                 video: Path | None, fps: float, *, polygons: bool = False) -> None:
         from ..coco import COCO80_TO_COCO91
 
         self.jsonl = self.coco = self.images = self.video = None
         try:
-            self.jsonl = JsonlSink(jsonl) if jsonl else None
+            self.jsonl = JsonlSink(jsonl, polygons=polygons) if jsonl else None
             self.coco = CocoJsonSink(coco, category_ids=COCO80_TO_COCO91 if coco91 else None) if coco else None
             self.images = AnnotatedImageSink(save_dir) if save_dir else None
             self.video = VideoSink(video, fps=fps) if video else None
@@ -334,7 +339,7 @@ class _Sinks:
                 self.jsonl.write(record)
             if self.coco:
                 self.coco.write(record)
-            if isinstance(record, Detections) and image is not None:
+            if not isinstance(record, Failure) and image is not None:  # detections, or a classification
                 if self.images:
                     self.images.write(record, image)
                 if self.video:
