@@ -332,3 +332,19 @@ def test_cli_predict_tracker_adds_ids_to_its_outputs(shared, two_clips, tmp_path
     cap = cv2.VideoCapture(str(video))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 30
     cap.release()
+
+
+def test_detect_every_on_a_camera_decodes_only_the_inferred_frames(fp32_detector, videos, monkeypatch):
+    from yolo_ov.track import sources
+
+    decoded = []
+    real = sources._Grabbed.decode
+    monkeypatch.setattr(sources._Grabbed, "decode", lambda self: decoded.append(1) or real(self))
+    frames = list(_frames(videos / "walking_720p.mp4", 60))
+    with _MjpegCamera(frames, fps=50.0) as cam, \
+            fp32_detector.track(cam.url, detect_every=3, drop=None, config=SQUARE) as run:
+        results = list(run)
+    assert [r.frame for r in results] == list(range(60))  # drop=None: every camera frame answered, in order
+    assert (run.inferred, run.predicted) == (20, 40)
+    assert len(decoded) == 20  # skipped frames were grabbed, never decoded
+    assert all(r.data["predicted"].all() for r in results if r.frame % 3) and any(len(r) for r in results[1:3])

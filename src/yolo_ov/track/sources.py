@@ -11,7 +11,9 @@ On a live source the choice is made *before* the ``latest`` frame-drop
 policy: every camera frame is seen and counted, every Nth is offered for
 inference, and only those can be dropped when the device falls behind.
 So N times fewer frames compete for the device, and the tracker still
-reports every frame it was not forced to drop.
+reports every frame it was not forced to drop. Cameras and stream URLs are
+read here with ``grab`` for every frame and ``retrieve`` (the decode, most of
+a frame's host cost) only for the frames offered to the detector, or drawn.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from ..errors import ConfigError, InputError
@@ -101,9 +104,12 @@ class _Selector:
         if last is None or frame - last >= self.every or frame < last:
             self._last[stream or 0] = frame
             return True
-        shape = data.shape[:2] if isinstance(data, np.ndarray) else (0, 0)
+        if isinstance(data, _Grabbed):  # a camera frame not decoded: decode it only to draw it
+            shape, image = data.shape, (data.decode() if self.keep_images else None)
+        else:
+            shape, image = (data.shape[:2] if isinstance(data, np.ndarray) else (0, 0)), data
         note = SkippedFrame(stream, frame, source, (int(shape[0]), int(shape[1])),
-                            data if self.keep_images else None, self.offered)
+                            image if self.keep_images else None, self.offered)
         with self._lock:
             self.skipped.append(note)
         return False
@@ -154,14 +160,49 @@ def _live_producers(source: Any) -> tuple[list[Iterator[Any]], list[str], list[A
         return [iter(p) for p in source.producers], list(source.names), []
     specs = [source] if isinstance(source, (str, int)) else source
     if isinstance(specs, (list, tuple)) and specs and all(is_live(s) for s in specs):
-        opened = [open_source(s, drop=None) for s in specs]  # every frame of each camera, real indices
-        return [_frames(o) for o in opened], [str(s) for s in specs], opened
+        return [_camera(s) for s in specs], [str(s) for s in specs], []
     return None
 
 
-def _frames(src: FrameSource) -> Iterator[Any]:
-    for item in src:
-        yield item.data if isinstance(item.data, InputError) else (item.frame, item.data)
+class _Grabbed:
+    """A camera frame read (``grab``) but not decoded yet: decoding is most of a frame's cost,
+    and a frame the detector skips needs it only when it is drawn."""
+
+    __slots__ = ("_cap", "_shape")
+
+    def __init__(self, cap: cv2.VideoCapture, shape: list[int]) -> None:
+        self._cap, self._shape = cap, shape
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self._shape[0], self._shape[1]
+
+    def decode(self) -> np.ndarray | None:
+        ok, image = self._cap.retrieve()
+        if not ok or image is None:
+            return None
+        self._shape[:] = image.shape[:2]
+        return image
+
+
+def _camera(spec: Any) -> Iterator[Any]:
+    """Every frame of a camera or stream URL as ``(index, _Grabbed)``; an InputError when it cannot be opened."""
+    name = str(spec)
+    target: int | str = int(name) if name.isdigit() else name
+    cap = cv2.VideoCapture(target)
+    if not cap.isOpened():
+        cap.release()
+        what = "camera" if isinstance(target, int) else "stream"
+        yield InputError(f"{name}: cannot open {what} with OpenCV (check the URL/index and codecs)", name)
+        return
+    shape = [int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))]
+    try:
+        index = 0
+        while cap.grab():
+            yield index, _Grabbed(cap, shape)  # decoded (or not) before the next grab
+            index += 1
+    finally:
+        cap.release()
 
 
 def _chosen_items(stream: int, frames: Iterator[Any], name: str, selector: _Selector) -> Iterator[Any]:
@@ -171,10 +212,12 @@ def _chosen_items(stream: int, frames: Iterator[Any], name: str, selector: _Sele
         if isinstance(got, InputError):
             yield got
             return
-        # a camera opened here gives (its own frame index, image); a producer gives images
+        # a camera opened here gives (its own frame index, grabbed frame); a producer gives images
         index, image = got if isinstance(got, tuple) else (index, got)
         if selector.choose(stream, index, image, name):
-            yield SourceItem(image, name, stream, index)
+            decoded = image.decode() if isinstance(image, _Grabbed) else image
+            if decoded is not None:
+                yield SourceItem(decoded, name, stream, index)
         index += 1
 
 
