@@ -1,0 +1,187 @@
+"""Task heads piece by piece, against Ultralytics' own functions, and every task through the CLI.
+
+* the classification crop is byte-identical to torchvision ``Resize`` +
+  ``CenterCrop`` on a PIL image (what Ultralytics feeds its classifiers);
+* ``probiou`` and the rotated NMS equal Ultralytics' ``batch_probiou`` and
+  ``TorchNMS.fast_nms``;
+* masks computed at original resolution equal Ultralytics' ``process_mask``
+  (upsample, threshold, crop) where the letterbox gain is 1;
+* masks round-trip through COCO RLE; results index/filter their task data;
+* ``yolo-ov predict`` writes the JSONL (and COCO results) of every task.
+"""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from tests.tiny_models import classifier_model, save
+from yolo_ov import Detector
+from yolo_ov.cli import app
+from yolo_ov.heads._common import probiou, rotated_nms
+from yolo_ov.masks import Masks, masks_from_prototypes
+from yolo_ov.preprocess import letterbox_geometry
+from yolo_ov.resample import pil_bilinear_resize, resize_short_side
+from yolo_ov.results import Classification, Detections
+
+runner = CliRunner()
+
+
+# -- classification crop ------------------------------------------------------------------
+def test_classify_crop_is_byte_identical_to_torchvision_pil(shared):
+    pil = pytest.importorskip("PIL.Image")
+    transforms = pytest.importorskip("torchvision.transforms")
+    crop = transforms.Compose([transforms.Resize(224), transforms.CenterCrop(224)])
+    rng = np.random.default_rng(0)
+    images = [cv2.imread(str(p)) for p in shared.coco96_images[::8]]
+    images += [rng.integers(0, 256, (h, w, 3), np.uint8) for h, w in [(100, 150), (300, 200), (224, 500), (224, 224)]]
+    for image in images:
+        expected = np.asarray(crop(pil.fromarray(image)))
+        assert np.array_equal(resize_short_side(image, (224, 224)), expected), image.shape
+
+
+@pytest.mark.parametrize("size", [(224, 298), (37, 100), (700, 900), (5, 3)])
+def test_resize_equals_pillow_bilinear(shared, size):
+    pil = pytest.importorskip("PIL.Image")
+    image = cv2.imread(str(shared.coco96_images[0]))
+    expected = np.asarray(pil.fromarray(image).resize(size[::-1], pil.BILINEAR))
+    assert np.array_equal(pil_bilinear_resize(image, size), expected)
+
+
+def test_logits_classifier_gets_softmax(tmp_path):
+    with Detector(save(classifier_model(classes=10), tmp_path), warmup=False) as det:
+        result = det(np.full((80, 120, 3), 200, np.uint8))
+    assert isinstance(result, Classification)
+    assert result.probs.shape == (10,)
+    assert abs(float(result.probs.sum()) - 1.0) < 1e-5  # the tiny model outputs logits (all 600 * 200/255 * 3)
+    assert set(result.to_dict()) == {"source", "width", "height", "top5"}
+
+
+# -- OBB ------------------------------------------------------------------------------------
+def _random_rboxes(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.column_stack([rng.uniform(0, 200, (n, 2)), rng.uniform(5, 80, (n, 2)),
+                            rng.uniform(-np.pi / 4, 3 * np.pi / 4, n)]).astype(np.float32)
+
+
+def test_probiou_equals_ultralytics():
+    pytest.importorskip("ultralytics")
+    from ultralytics.utils.metrics import batch_probiou
+
+    a, b = _random_rboxes(20, 1), _random_rboxes(30, 2)
+    expected = batch_probiou(a.astype(np.float64), b.astype(np.float64)).numpy()
+    np.testing.assert_allclose(probiou(a, b), expected, atol=1e-6)
+
+
+def test_rotated_nms_equals_ultralytics_fast_nms():
+    pytest.importorskip("ultralytics")
+    import torch
+    from ultralytics.utils.metrics import batch_probiou
+    from ultralytics.utils.nms import TorchNMS
+
+    boxes = _random_rboxes(200, 3).astype(np.float64)
+    rng = np.random.default_rng(4)
+    scores = rng.uniform(0.3, 1.0, 200)
+    classes = rng.integers(0, 3, 200)
+    offset = boxes.copy()
+    offset[:, :2] += classes[:, None] * 7680.0
+    expected = TorchNMS.fast_nms(torch.from_numpy(offset), torch.from_numpy(scores), 0.2, iou_func=batch_probiou)
+    kept = rotated_nms(boxes, scores, classes, 0.2)
+    assert 0 < len(kept) < 200
+    assert kept.tolist() == expected.numpy().tolist()
+
+
+# -- masks ----------------------------------------------------------------------------------
+def test_masks_equal_ultralytics_process_mask_at_gain_one():
+    """640x480 image in a 640x640 input: every original pixel is one input pixel, so the masks must agree
+    pixel for pixel with Ultralytics' (upsample to the input, threshold, crop), shifted by the padding."""
+    pytest.importorskip("ultralytics")
+    import torch
+    from ultralytics.utils import ops
+
+    rng = np.random.default_rng(5)
+    protos = rng.normal(size=(32, 160, 160)).astype(np.float32)
+    coefs = rng.normal(size=(6, 32)).astype(np.float32) * 0.3
+    boxes = np.array([[10, 90, 300, 400], [200.5, 100.2, 639.9, 559.7], [0, 80, 640, 560], [50.3, 300.7, 90.1, 330.2],
+                      [600, 500, 640, 560], [320, 320, 321, 321]], np.float32)
+    geo = letterbox_geometry((480, 640), (640, 640))
+    ours = masks_from_prototypes(protos, coefs, boxes, geo, (640, 640)).dense()
+    theirs = ops.process_mask(torch.from_numpy(protos), torch.from_numpy(coefs), torch.from_numpy(boxes.copy()),
+                              (640, 640), upsample=True).numpy().astype(bool)
+    theirs = theirs[:, geo.pad_top : geo.pad_top + 480, :]
+    assert ours.shape == theirs.shape
+    assert (ours != theirs).sum() <= 0.001 * theirs.sum()  # only float ties at the 0 threshold may differ
+
+
+def test_masks_rle_round_trip_and_indexing():
+    from faster_coco_eval.core import mask as mask_api
+
+    crops = [np.eye(3, dtype=bool), np.ones((2, 4), bool), np.zeros((1, 1), bool)]
+    masks = Masks((6, 8), np.array([[1, 2], [4, 0], [7, 5]]), crops)
+    dense = masks.dense()
+    for rle, full in zip(masks.to_rle(), dense, strict=True):
+        assert rle["size"] == [6, 8] and isinstance(rle["counts"], str)
+        decoded = mask_api.decode({"size": rle["size"], "counts": rle["counts"].encode()})
+        assert np.array_equal(decoded.astype(bool), full)
+    assert masks.area.tolist() == [3, 8, 0]
+    det = Detections(np.tile([0, 0, 8, 6], (3, 1)), [0.9, 0.8, 0.7], [0, 1, 2], {0: "a", 1: "b", 2: "c"}, (6, 8),
+                     data={"masks": masks})
+    picked = det[det.confidence < 0.85]
+    assert np.array_equal(picked.data["masks"].dense(), dense[1:])
+    assert picked.data["masks"].polygons()[0].tolist() == [[4, 0], [4, 1], [7, 1], [7, 0]]
+
+
+# -- the CLI's records for every task -------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("name", "keys"),
+    [("yolo11n-seg_int8_openvino_model", {"mask", "polygon"}), ("yolov8n-pose_int8_openvino_model", {"keypoints"}),
+     ("yolo26n-obb_int8.tflite", {"obb", "corners"}), ("yolo26n_int8_openvino_model", set()),
+     ("yolo26n-cls_int8.tflite", None)],
+)
+def test_predict_jsonl_for_every_task(shared, tmp_path, name, keys):
+    images = [p for p in shared.coco96_images if p.stem in ("000000000036", "000000000064", "000000000389")]
+    out, coco = tmp_path / "out.jsonl", tmp_path / "coco.json"
+    args = ["predict", *map(str, images), "--model", str(shared.task_model(name)), "--save-json", str(out),
+            "--save-coco", str(coco), "--save-dir", str(tmp_path / "vis"), "-q"]
+    if keys and "polygon" in keys:
+        args.append("--save-polygons")
+    result = runner.invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == 3 and all({"source", "width", "height"} <= set(r) for r in records)
+    assert len(list((tmp_path / "vis").iterdir())) == 3
+    entries = json.loads(coco.read_text())
+    if keys is None:  # classification: top-5 per image, no detections, nothing for COCO
+        assert all(len(r["top5"]) == 5 and "detections" not in r for r in records)
+        assert all(set(t) == {"class_id", "class_name", "confidence"} for r in records for t in r["top5"])
+        assert entries == []
+        return
+    dets = [d for r in records for d in r["detections"]]
+    assert dets, "no detections on the three images"
+    for d in dets:
+        assert set(d) == {"box", "confidence", "class_id", "class_name", *keys}
+    by_source = {r["source"]: r for r in records}
+    if "mask" in keys:
+        from faster_coco_eval.core import mask as mask_api
+
+        for r in records:
+            for d in r["detections"]:
+                assert d["mask"]["size"] == [r["height"], r["width"]]
+                x, y, w, h = mask_api.toBbox({"size": d["mask"]["size"], "counts": d["mask"]["counts"].encode()})
+                bx1, by1, bx2, by2 = d["box"]  # the mask lies inside its box
+                assert bx1 - 1 <= x and by1 - 1 <= y and x + w <= bx2 + 1 and y + h <= by2 + 1
+                assert len(d["polygon"]) >= 3
+        assert all("segmentation" in e for e in entries)
+    if "keypoints" in keys:
+        assert all(len(d["keypoints"]) == 17 and len(d["keypoints"][0]) == 3 for d in dets)
+        assert all(len(e["keypoints"]) == 51 for e in entries)
+    if "obb" in keys:
+        for d in dets:
+            corners = np.array(d["corners"])
+            assert corners.shape == (4, 2) and len(d["obb"]) == 5
+            np.testing.assert_allclose([*corners.min(0), *corners.max(0)], d["box"], atol=0.02)
+    assert len(by_source) == 3
