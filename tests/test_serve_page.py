@@ -12,6 +12,8 @@ import json
 import os
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from tests.serve_support import ServerProcess
@@ -40,8 +42,11 @@ def browser():
 
 @pytest.fixture(scope="module")
 def server(shared, tmp_path_factory):
-    proc = ServerProcess(["--model", str(shared.int8_model)],
-                         cache_dir=tmp_path_factory.getbasetemp() / "yolo-ov-cache").start()
+    args = ["--model", str(shared.int8_model)]
+    seg = shared.root / "models" / "yolo11n-seg_int8_openvino_model"
+    if seg.exists():
+        args += ["--model", f"seg={seg}"]
+    proc = ServerProcess(args, cache_dir=tmp_path_factory.getbasetemp() / "yolo-ov-cache").start()
     yield proc
     assert proc.stop() == 0, proc.output()
 
@@ -70,7 +75,7 @@ def _shown_labels(pg) -> list[tuple[str, float]]:
 
 def test_upload_draws_the_detections_and_shows_their_json(shared, server, page, tmp_path):
     image = shared.coco96_images[0]  # bowls, broccoli, a hot dog
-    assert page.locator("#model").input_value() == "yolov8n_int8"
+    assert page.locator("#model").input_value() == "yolov8n_int8"  # the first model is preselected
     page.set_input_files("#file", str(image))
     page.wait_for_selector("body[data-state=done]", timeout=60_000)
 
@@ -140,3 +145,27 @@ def test_camera_frame_is_detected(page):
     assert (shown["width"], shown["height"]) == (width, height)
     assert shown["source"] == "camera.jpg"
     page.click("#camera-off")
+
+
+def test_segmentation_masks_are_drawn(shared, page, tmp_path):
+    if not page.locator("#model option[value=seg]").count():
+        pytest.skip("no segmentation model in the shared assets")
+    page.select_option("#model", "seg")
+    page.set_input_files("#file", str(shared.coco96_images[1]))
+    page.wait_for_selector("body[data-state=done]", timeout=60_000)
+    shown = json.loads(page.locator("#json").inner_text())
+    assert shown["detections"] and all("mask" in d for d in shown["detections"])
+    assert [n for n, _ in _shown_labels(page)] == [d["class_name"] for d in shown["detections"]]
+    # Inside the first mask, the canvas is tinted: it differs from the plain image at that pixel.
+    rle = shown["detections"][0]["mask"]
+    mask_api = pytest.importorskip("faster_coco_eval.core.mask")
+    mask = mask_api.decode({"size": rle["size"], "counts": rle["counts"].encode()})
+    ys, xs = np.nonzero(mask)
+    y, x = int(np.median(ys)), int(np.median(xs))
+    if not mask[y, x]:
+        y, x = int(ys[len(ys) // 2]), int(xs[len(xs) // 2])
+    drawn = page.evaluate("([x, y]) => Array.from(document.getElementById('canvas').getContext('2d')"
+                          ".getImageData(x, y, 1, 1).data)", [x, y])
+    plain = cv2.imread(str(shared.coco96_images[1]))[y, x][::-1]  # BGR -> RGB
+    assert np.abs(np.array(drawn[:3], int) - plain.astype(int)).max() > 20, (drawn, plain)
+    page.locator("#canvas").screenshot(path=str(tmp_path / "seg.png"))
