@@ -9,5 +9,9 @@ __all__ = ["app", "main"]
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point (``--ray`` may be given without a value: see ``_ray.optional_value_args``)."""
+    import sys
+
+    from ._ray import optional_value_args
+
+    app(args=optional_value_args(sys.argv[1:]))

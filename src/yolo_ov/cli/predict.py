@@ -42,6 +42,7 @@ from ._options import (
     parse_classes,
     resolve_classes,
 )
+from ._ray import RAY_HELP, RAY_OPTION, predict_on_ray, ray_address
 
 _MODE_HELP = (
     "latency | throughput | cumulative_throughput. Default: latency for a single image file, "
@@ -111,6 +112,15 @@ def predict(
                            "outer contour as \"polygon\": [[x, y], ...]")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+    ray: Annotated[str | None, typer.Option(RAY_OPTION, metavar="[ADDRESS]", help=RAY_HELP)] = None,
+    actors: Annotated[
+        int | None, typer.Option("--actors", help="with --ray: Ray actors, each owning one Detector (default: one "
+                                 "per node, whose streams use all its cores)")
+    ] = None,
+    save_parquet: Annotated[
+        str | None, typer.Option("--save-parquet", help="with --ray: also write the records as Parquet to this "
+                                 "folder or URI (Ray Data's writer)")
+    ] = None,
 ) -> None:
     """Detect objects; print a summary, optionally save JSONL, COCO JSON, annotated images or video.
 
@@ -119,6 +129,20 @@ def predict(
     exists or an output cannot be written; 130 on Ctrl-C and 143 on SIGTERM,
     after every output is flushed and closed.
     """
+    if ray is not None:  # the same records from a pool of Ray actors (yolo_ov.ray)
+        raise typer.Exit(predict_on_ray(
+            sources=sources, model=model, address=ray_address(ray),
+            runtime=build_runtime(mode=mode, device=device, imgsz=imgsz, config=config, no_cache=no_cache,
+                                  no_mmap=no_mmap, default_mode="throughput", num_requests=requests,
+                                  **({"batch": batch} if batch != 1 else {})),
+            detect=DetectConfig(conf=conf, iou=iou, max_det=max_det, agnostic=agnostic),
+            classes=parse_classes(classes), specialize=specialize, save_json=save_json, save_parquet=save_parquet,
+            actors=actors, quiet=quiet,
+            unsupported={"--save-coco": save_coco, "--save-dir": save_dir, "--save-video": save_video,
+                         "--tracker": tracker, "--detect-every": detect_every != 1, "--workers": workers},
+        ))
+    if actors is not None or save_parquet is not None:
+        raise ConfigError("--actors and --save-parquet go with --ray")
     sources = _expand(sources)
     default_mode = "latency" if _single_image(sources) else "throughput"
     extra: dict[str, Any] = {"num_requests": requests}

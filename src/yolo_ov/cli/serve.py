@@ -25,6 +25,7 @@ from ..config import DetectConfig
 from ..errors import ConfigError
 from ._app import app, err, guarded
 from ._options import ConfigOpt, DeviceOpt, ModeOpt, NoCacheOpt, NoMmapOpt, build_runtime, parse_classes
+from ._ray import RAY_HELP, RAY_OPTION, ray_address, serve_on_ray
 
 
 @app.command()
@@ -57,6 +58,13 @@ def serve(
     max_det: Annotated[int, typer.Option(help="default most detections per image")] = 300,
     classes: Annotated[str | None, typer.Option(help="default class filter, e.g. 0,2")] = None,
     access_log: Annotated[bool, typer.Option("--access-log", help="log every request")] = False,
+    ray: Annotated[str | None, typer.Option(RAY_OPTION, metavar="[ADDRESS]", help=RAY_HELP)] = None,
+    replicas: Annotated[int, typer.Option(help="with --ray: replicas, each with its own compiled models")] = 1,
+    min_replicas: Annotated[int | None, typer.Option(help="with --ray and --max-replicas: autoscaling floor")] = None,
+    max_replicas: Annotated[int | None, typer.Option(help="with --ray: autoscale up to this many replicas")] = None,
+    target_ongoing_requests: Annotated[
+        float, typer.Option(help="with --ray autoscaling: requests per replica the autoscaler aims for")
+    ] = 8.0,
 ) -> None:
     """Serve models over HTTP: KServe v2 REST, POST /predict, /metrics and a web page at /."""
     from ..serve import ServeConfig, model_spec, require_extra
@@ -76,6 +84,10 @@ def serve(
         max_queue=max_queue, max_wait_ms=max_wait_ms, timeout_s=timeout_s, max_body_mb=max_body_mb,
         max_pixels=max_pixels, api_key=api_key, cors_origins=tuple(cors or ()),
     )
+    if ray is not None:  # the same app on Ray Serve replicas (yolo_ov.ray)
+        serve_on_ray(settings, address=ray_address(ray), replicas=replicas, min_replicas=min_replicas,
+                     max_replicas=max_replicas, target_ongoing_requests=target_ongoing_requests, say=_say)
+        return
     sock = _listen(settings.host, settings.port)  # before loading: a busy port fails fast
     try:
         _run(settings, sock, access_log=access_log)
