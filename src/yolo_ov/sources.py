@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import glob
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,7 @@ __all__ = [
     "SourceItem",
     "iter_image_files",
     "open_source",
+    "probe_videos",
 ]
 
 _GLOB_CHARS = frozenset("*?[")
@@ -121,15 +122,41 @@ class FrameSource:
         video: frames come from videos or cameras (one aspect ratio per
             stream: shape specialisation is on by default).
         skipped: frames dropped by the ``latest`` policy, per stream index.
+        expected_frames: how many frames the source will yield, when known
+            before reading them (video files: ``CAP_PROP_FRAME_COUNT``);
+            ``None`` for cameras, URLs, iterables and images.
+        frame_hw: the ``(h, w)`` every frame shares, when known before
+            reading (video files of one size); else ``None``.
+
+    The pipeline uses ``expected_frames`` and ``frame_hw`` to decide whether
+    compiling a video's own shape can repay its compile time
+    (:mod:`yolo_ov.pipeline.payoff`). For video files they are read on first
+    use (opening each file once more, a few milliseconds), not before.
     """
 
     def __init__(self, items: Iterable[SourceItem], *, live: bool = False, video: bool = False,
-                 closers: list[Any] | None = None, skipped: dict[int, int] | None = None) -> None:
+                 closers: list[Any] | None = None, skipped: dict[int, int] | None = None,
+                 probe: Callable[[], tuple[int | None, tuple[int, int] | None]] | None = None) -> None:
         self._items = items
         self.live = live
         self.video = video
         self._closers = closers or []
         self.skipped: dict[int, int] = skipped if skipped is not None else {}
+        self._probe = probe
+        self._probed: tuple[int | None, tuple[int, int] | None] | None = None
+
+    def _known(self) -> tuple[int | None, tuple[int, int] | None]:
+        if self._probed is None:
+            self._probed = self._probe() if self._probe is not None else (None, None)
+        return self._probed
+
+    @property
+    def expected_frames(self) -> int | None:
+        return self._known()[0]
+
+    @property
+    def frame_hw(self) -> tuple[int, int] | None:
+        return self._known()[1]
 
     def __iter__(self) -> Iterator[SourceItem]:
         return iter(self._items)
@@ -200,7 +227,8 @@ def open_source(source: Any, *, drop: str | None = "auto", live: bool | None = N
         if policy == "latest":  # a file forced to behave live (e.g. a recording replayed as a camera)
             reader = LatestFrames([_capture_frames(s) for s in specs], names=names)
             return FrameSource(reader, live=True, video=True, closers=[reader], skipped=reader.skipped)
-        return FrameSource(_sequential_videos(specs), live=bool(live), video=True)
+        return FrameSource(_sequential_videos(specs), live=bool(live), video=True,
+                           probe=lambda: probe_videos(specs))
     return FrameSource(_image_items(specs), live=bool(live))
 
 
@@ -246,6 +274,30 @@ def _open_capture(spec: Any) -> cv2.VideoCapture:
         what = "camera" if isinstance(target, int) else "video or stream"
         raise InputError(f"{name}: cannot open {what} with OpenCV (check the path/URL/index and codecs)", name)
     return cap
+
+
+def probe_videos(specs: list[Any]) -> tuple[int | None, tuple[int, int] | None]:
+    """``(total frames, common (h, w))`` of video files from their containers, without decoding.
+
+    Either is ``None`` when a file cannot be opened or does not say
+    (``CAP_PROP_FRAME_COUNT`` is 0 or negative for some streams and
+    containers), or, for the size, when the files differ.
+    """
+    total: int | None = 0
+    sizes: set[tuple[int, int]] = set()
+    for spec in specs:
+        try:
+            cap = _open_capture(spec)
+        except InputError:
+            return None, None
+        try:
+            count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+            sizes.add((int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))))
+        finally:
+            cap.release()
+        total = total + count if total is not None and count > 0 else None
+    hw = sizes.pop() if len(sizes) == 1 else None
+    return total, hw if hw and min(hw) > 0 else None
 
 
 def _capture_frames(spec: Any) -> Iterator[np.ndarray | InputError]:

@@ -27,6 +27,7 @@ from ..images import ImageInput
 from ..sources import FrameSource, open_source
 from .config import PipelineConfig, Specialize
 from .lanes import LaneSet, ShapePlanner
+from .payoff import video_shape_pays_off
 from .run import RunStats, StreamRun
 from .submit import Submitter
 
@@ -153,11 +154,18 @@ class Pipeline:
 
     # -- streams --------------------------------------------------------------
     def specialisation_mode(self, source: FrameSource) -> str:
-        """``off``, ``exact`` (videos/cameras) or ``bucket`` (image folders, opt-in) for this source."""
+        """``off``, ``exact`` (videos/cameras) or ``bucket`` (image folders, opt-in) for this source.
+
+        ``auto`` keeps a video file at the model's own shape when it is too
+        short to repay compiling its shape (:mod:`~yolo_ov.pipeline.payoff`).
+        """
         spec = self.config.specialize
         if spec is Specialize.OFF or not self.head.specializable:
             return "off"
         if source.video:
+            if spec is Specialize.AUTO and not video_shape_pays_off(
+                    source.expected_frames, source.frame_hw, self.base.input_hw, self.stride, self.compiled_shapes):
+                return "off"
             return "exact"
         return "bucket" if spec is Specialize.ON else "off"
 
