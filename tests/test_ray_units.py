@@ -1,0 +1,166 @@
+"""``yolo_ov.ray`` without a cluster: lazy import, the missing extra, settings, model shipping, inputs, ``--ray``."""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from yolo_ov.cli import app
+from yolo_ov.cli._ray import optional_value_args, ray_address
+from yolo_ov.errors import ConfigError, MissingExtraError
+from yolo_ov.ray import BatchConfig, Scaling
+from yolo_ov.ray.shipping import ModelSource, pack, unpack
+
+runner = CliRunner()
+
+
+def test_importing_yolo_ov_ray_imports_no_ray():
+    code = ("import sys, yolo_ov.ray, yolo_ov.cli; "
+            "assert not [m for m in sys.modules if m == 'ray' or m.startswith('ray.')], 'ray imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+@pytest.fixture
+def no_ray(monkeypatch):
+    """Make Ray look uninstalled (find_spec is what the extra check asks)."""
+    real = importlib.util.find_spec
+
+    def find_spec(name, *args, **kwargs):
+        if name == "ray" or name.startswith("ray."):
+            return None
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+
+
+def test_missing_extra_names_it(no_ray):
+    import yolo_ov.ray
+
+    with pytest.raises(MissingExtraError, match=r"pip install 'yolo-ov\[ray\]'") as info:
+        yolo_ov.ray.predict_dataset  # noqa: B018 - attribute access loads the module
+    assert info.value.extra == "ray"
+    with pytest.raises(MissingExtraError, match="ray"):
+        yolo_ov.ray.deployment  # noqa: B018
+
+
+@pytest.mark.parametrize("command", [["predict", "x.jpg", "--ray="], ["serve", "--model", "m.xml", "--ray="]])
+def test_cli_without_the_extra_exits_5_with_one_line(no_ray, tmp_path, command):
+    model = tmp_path / "m.xml"
+    model.write_text("<net/>")
+    args = [a.replace("m.xml", str(model)) for a in command]
+    result = runner.invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 5, result.output
+    assert "pip install 'yolo-ov[ray]'" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["predict", "imgs", "--ray"], ["predict", "imgs", "--ray="]),
+    (["predict", "imgs", "--ray", "-q"], ["predict", "imgs", "--ray=", "-q"]),
+    (["predict", "imgs", "--ray", "10.0.0.1:6379"], ["predict", "imgs", "--ray", "10.0.0.1:6379"]),
+    (["serve", "-m", "m", "--ray", "--replicas", "2"], ["serve", "-m", "m", "--ray=", "--replicas", "2"]),
+    (["predict", "imgs", "--ray=auto"], ["predict", "imgs", "--ray=auto"]),
+    (["predict", "imgs"], ["predict", "imgs"]),
+])
+def test_ray_takes_an_optional_address(argv, expected):
+    assert optional_value_args(argv) == expected
+
+
+def test_ray_address_refuses_a_path_it_swallowed(tmp_path):
+    assert ray_address("") is None
+    assert ray_address("auto") == "auto"
+    assert ray_address("ray://head:10001") == "ray://head:10001"
+    with pytest.raises(ConfigError, match="not a cluster address; put --ray after the inputs"):
+        ray_address(str(tmp_path))
+
+
+def test_ray_only_options_need_ray(shared, tmp_path):
+    result = runner.invoke(app, ["predict", str(shared.coco96_images[0]), "--save-parquet", str(tmp_path / "pq")],
+                           catch_exceptions=False)
+    assert result.exit_code == 2 and "go with --ray" in result.output
+
+
+def test_unsupported_outputs_with_ray_are_refused_before_anything_starts(shared, tmp_path):
+    result = runner.invoke(app, ["predict", str(shared.coco96 / "images"), "--ray=", "--save-dir", str(tmp_path)],
+                           catch_exceptions=False)
+    assert result.exit_code == 2, result.output
+    assert "--save-dir: not available with --ray" in result.output
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"concurrency": 0}, "concurrency must be"),
+    ({"concurrency": (3, 2)}, "concurrency must be"),
+    ({"batch_size": 0}, "batch_size must be"),
+    ({"batch_size": 65}, "larger than max_queue"),
+    ({"ship": "nfs"}, "ship='nfs'"),
+    ({"num_cpus": -1}, "num_cpus must be"),
+])
+def test_batch_config_refuses_bad_values(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        BatchConfig(**kwargs)
+
+
+def test_batch_config_accepts_a_range():
+    assert BatchConfig(concurrency=[1, 4]).concurrency == (1, 4)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"replicas": 0}, "replicas must be"),
+    ({"min_replicas": 1}, "min_replicas needs max_replicas"),
+    ({"min_replicas": 3, "max_replicas": 2}, "more than max_replicas"),
+    ({"max_replicas": 2, "target_ongoing_requests": 0}, "target_ongoing_requests must be positive"),
+])
+def test_scaling_refuses_bad_values(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        Scaling(**kwargs)
+
+
+def test_scaling_becomes_ray_serve_options():
+    fixed = Scaling(replicas=3).deployment_options(default_max_ongoing=64)
+    assert fixed["num_replicas"] == 3 and "autoscaling_config" not in fixed
+    assert fixed["max_ongoing_requests"] == 64 and fixed["ray_actor_options"] == {"num_cpus": 1.0}
+    auto = Scaling(min_replicas=0, max_replicas=4, target_ongoing_requests=6).deployment_options(default_max_ongoing=8)
+    assert "num_replicas" not in auto
+    assert auto["autoscaling_config"] == {"min_replicas": 0, "max_replicas": 4, "initial_replicas": 1,
+                                          "target_ongoing_requests": 6}
+
+
+def test_pack_and_unpack_a_model_folder(shared, tmp_path):
+    package = pack(shared.fp32_model)
+    assert set(package.files) == {"yolov8n.xml", "yolov8n.bin", "metadata.yaml"}
+    assert package.folder == "yolov8n_openvino_model" and package.entry == "yolov8n.xml"
+    assert pack(shared.fp32_model / "yolov8n.xml").digest == package.digest  # same files, same name
+    assert pack(shared.int8_model).digest != package.digest
+    entry = unpack(package, tmp_path)
+    assert entry == tmp_path / package.digest / "yolov8n_openvino_model" / "yolov8n.xml"
+    for name, data in package.files.items():
+        assert (entry.parent / name).read_bytes() == data
+    entry.with_name("yolov8n.bin").write_bytes(b"changed")  # a second unpack reuses the folder, does not rewrite
+    assert unpack(package, tmp_path) == entry and entry.with_name("yolov8n.bin").read_bytes() == b"changed"
+    assert [p.name for p in (tmp_path / package.digest).iterdir()] == ["yolov8n_openvino_model"]  # no temp left
+    assert ModelSource(package=package).resolve(tmp_path) == entry
+    assert ModelSource(path=shared.fp32_model).resolve() == shared.fp32_model
+    with pytest.raises(ConfigError, match="exactly one"):
+        ModelSource()
+
+
+def test_expand_inputs_lists_what_predict_lists(shared, tmp_path):
+    from yolo_ov.ray.batch import expand_inputs
+    from yolo_ov.sources import open_source
+
+    images = shared.coco96 / "images"
+    listed = expand_inputs([str(images), str(tmp_path / "missing.jpg")])
+    local = [item.source for item in open_source([str(images)])]
+    assert [s for s, _ in listed[:-1]] == local and all(err is None for _, err in listed[:-1])
+    assert listed[-1] == (str(tmp_path / "missing.jpg"), f"{tmp_path / 'missing.jpg'}: no such file or folder")
+    pattern = str(images / "0000000000[0-2]*.jpg")
+    assert [s for s, _ in expand_inputs(pattern)] == sorted(glob.glob(pattern)) != []
+    with pytest.raises(ConfigError, match="no such file"):
+        expand_inputs(str(tmp_path / "nothing.jpg"))
+    with pytest.raises(ConfigError, match="live streams are not batch inputs"):
+        expand_inputs(["rtsp://camera/stream"])
