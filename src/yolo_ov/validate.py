@@ -126,12 +126,18 @@ def validate(
             ds = match_classes(ds, det.names)
         images = list(ds.images)
         resize = protocol == "ultralytics" and task != "classify"
-        t0 = time.perf_counter()
-        if own and det.compiled_info.mode != "latency":
-            results = _run_pipeline(det, images, resize, progress)
-        else:
-            results = _run(det, detect, images, resize, progress)
-        elapsed = time.perf_counter() - t0
+        head = det.head
+        if protocol == "ultralytics" and task == "segment":  # Ultralytics scores its prototype-grid masks
+            det.head = _MaskGridHead(head, det.model_info.num_classes)
+        try:
+            t0 = time.perf_counter()
+            if own and det.compiled_info.mode != "latency":
+                results = _run_pipeline(det, images, resize, progress)
+            else:
+                results = _run(det, detect, images, resize, progress)
+            elapsed = time.perf_counter() - t0
+        finally:
+            det.head = head
         info = det.compiled_info
         settings: dict[str, Any] = {"imgsz": list(det.input_hw)}
         if task != "classify":
@@ -144,6 +150,31 @@ def validate(
     finally:
         if own:
             det.close()
+
+
+class _MaskGridHead:
+    """The model's own head, adding Ultralytics' validation masks to each result (``data["mask_grid"]``).
+
+    Ultralytics' ``val`` scores masks on the prototypes' grid (see
+    :mod:`yolo_ov.evaluate_ultralytics`), which only the network outputs
+    determine; everything else is the wrapped head's.
+    """
+
+    def __init__(self, head: Any, num_classes: int) -> None:
+        self._head = head
+        self._num_classes = num_classes
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._head, name)
+
+    def decode(self, outputs: Sequence[np.ndarray], geo: Any, cfg: DetectConfig) -> Any:
+        from .evaluate_ultralytics import mask_grid
+
+        result = self._head.decode(outputs, geo, cfg)
+        proto = next(k for k, o in enumerate(outputs) if np.ndim(o) == 3)
+        result.data["mask_grid"] = mask_grid(result, outputs[1 - proto], outputs[proto],
+                                             num_classes=self._num_classes, end2end=bool(self._head.end2end))
+        return result
 
 
 def load_for_task(path: str | os.PathLike[str], task: str) -> YoloDataset | ClassifyDataset:
