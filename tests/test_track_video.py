@@ -260,6 +260,11 @@ def test_cli_track_bad_options_are_one_line_errors(shared, two_clips, args, mess
     assert message in result.output and "Traceback" not in result.output
 
 
+def test_cli_track_missing_input_is_a_usage_error(shared, tmp_path):
+    result = _invoke("track", tmp_path / "nope.mp4", "--model", shared.fp32_model)
+    assert result.exit_code == 2 and "nope.mp4: no such file or folder" in result.output
+
+
 def test_cli_detect_every_refuses_image_files(shared):
     result = _invoke("track", shared.coco96 / "images", "--model", shared.fp32_model, "--detect-every", "2")
     assert result.exit_code == 2 and "not image files" in result.output

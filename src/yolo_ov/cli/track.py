@@ -24,7 +24,7 @@ from ..pipeline import PipelineConfig, Specialize
 from ..results import Detections, Failure
 from ..signals import deferred
 from ..sinks import JsonlSink, VideoSink, check_output_file
-from ..sources import is_video_file
+from ..sources import is_live, is_video_file
 from ..track import Counters, Trails, load_tracker_config
 from ..track.counters import parse_line, parse_zone
 from ._app import EXIT_OK, EXIT_PARTIAL, app, err, guarded
@@ -121,6 +121,10 @@ def track(
                         zones=[parse_zone(t, f"zone{i + 1}") for i, t in enumerate(zone or [])])
     pipe_cfg = PipelineConfig(specialize=Specialize.parse(specialize),
                               **({"workers": workers} if workers is not None else {}))
+    missing = [s for s in sources if not is_live(s) and not Path(s).expanduser().exists()]
+    if missing and len(missing) == len(sources):  # nothing to track: a usage error before the model loads
+        raise ConfigError(f"{missing[0]}: no such file or folder" if len(missing) == 1
+                          else f"none of the inputs exist: {', '.join(missing)}")
     if save_json is not None:  # before the model loads: fail fast, say why
         check_output_file(save_json, "JSONL output")
     if save_video is not None:
