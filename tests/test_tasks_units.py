@@ -185,3 +185,39 @@ def test_predict_jsonl_for_every_task(shared, tmp_path, name, keys):
             assert corners.shape == (4, 2) and len(d["obb"]) == 5
             np.testing.assert_allclose([*corners.min(0), *corners.max(0)], d["box"], atol=0.02)
     assert len(by_source) == 3
+
+
+# -- the throughput path carries every head ---------------------------------------------------
+def test_submit_and_specialised_stream_carry_task_heads(shared):
+    """submit() gives the latency path's result; the specialised pipeline (rectangular letterboxes,
+    extra compiled shapes of the dynamic seg IR) still finds the same objects with their masks."""
+    from yolo_ov.pipeline import PipelineConfig
+
+    images = shared.coco96_images[:8]
+    with Detector(shared.task_model("yolo11n-seg_int8_openvino_model"), mode="throughput") as det:
+        direct = [det(p) for p in images]
+        submitted = [f.result(timeout=120) for f in [det.submit(str(p)) for p in images]]
+        config = PipelineConfig(specialize="on")
+        list(det.stream(images, config=config))  # starts compiling the rectangular shapes in the background
+        det.pipeline(config).lanes.wait_compiled(timeout=300)
+        run = det.stream(images, config=config)
+        special = list(run)
+    for a, b, c in zip(direct, submitted, special, strict=True):
+        np.testing.assert_allclose(a.xyxy, b.xyxy, atol=1e-3)
+        assert np.array_equal(a.data["masks"].dense(), b.data["masks"].dense())
+        assert len(c.data["masks"]) == len(c)
+        for box, conf, cls in zip(a.xyxy, a.confidence, a.class_id, strict=True):
+            if conf < 0.5:
+                continue
+            # another letterbox moves INT8 confidences (one dog: 0.60 square, 0.38 at 480x640): class + IoU only
+            ious = [_iou(box, other) for other in c.xyxy[c.class_id == cls]]
+            assert ious and max(ious) > 0.8, (a.source, box)
+    assert any(shape != "640x640" for shape in run.stats.shapes), run.stats.shapes
+    with Detector(shared.task_model("yolo26n-cls_int8.tflite"), mode="throughput") as det:
+        assert det.submit(str(images[0])).result(timeout=60).top5 == det(images[0]).top5
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    lt, rb = np.maximum(a[:2], b[:2]), np.minimum(a[2:], b[2:])
+    inter = float(np.prod(np.clip(rb - lt, 0, None)))
+    return inter / (float(np.prod(a[2:] - a[:2])) + float(np.prod(b[2:] - b[:2])) - inter)
