@@ -137,6 +137,7 @@ class TrackRun:
                     yield self._out(record, None)
                     continue
                 yield self._out(self._tracked(record, image), image if self._with_images else None)
+                yield from self._flush_settled()
             yield from self._flush_all()
         finally:
             self.close()
@@ -181,6 +182,17 @@ class TrackRun:
             stream, frame = record.stream, record.frame
             notes = selector.take(lambda n: n.stream == stream and n.frame < frame)
         for note in notes:
+            yield self._predicted(note)
+
+    def _flush_settled(self) -> Iterator[Any]:
+        """Live streams: a skipped frame fewer than N frames after its stream's last inferred frame
+        precedes every later inferred frame of that stream (chosen frames are at least N apart), so it
+        goes out now instead of waiting for the stream's next result."""
+        selector = self._selector
+        if selector is None or selector.sequential:
+            return
+        last, every = self._counts, self.detect_every
+        for note in selector.take(lambda n: (n.stream or 0) in last and n.frame < last[n.stream or 0] + every):
             yield self._predicted(note)
 
     def _flush_all(self) -> Iterator[Any]:
