@@ -219,31 +219,35 @@ class PeerServer(ServerProcess):
 
 
 # -- the run -------------------------------------------------------------------------------------------------
-def in_process_stream(model: Path, payloads: list[bytes], n: int, specialize: str) -> float:
-    with Detector(model, mode="throughput") as det:
-        config = PipelineConfig(specialize=specialize)
-        list(det.stream(payloads[:16], config=config))
+def stream_rate(det: Detector, payloads: list[bytes], n: int, specialize: str) -> float:
+    """Images/s of ``det.stream()`` over ``n`` of the JPEG bytes (decode included)."""
+    config = PipelineConfig(specialize=specialize)
+    t0 = time.perf_counter()
+    count = sum(1 for _ in det.stream([payloads[i % len(payloads)] for i in range(n)], config=config))
+    return count / (time.perf_counter() - t0)
+
+
+def latency_times(det: Detector, payloads: list[bytes]) -> list[float]:
+    """Seconds per image of the latency path, one image at a time (decode included)."""
+    times = []
+    for p in payloads:
         t0 = time.perf_counter()
-        count = sum(1 for _ in det.stream([payloads[i % len(payloads)] for i in range(n)], config=config))
-        return count / (time.perf_counter() - t0)
+        det(p)
+        times.append(time.perf_counter() - t0)
+    return times
 
 
-def in_process_latency(model: Path, payloads: list[bytes]) -> dict[str, float]:
-    with Detector(model, mode="latency") as det:
-        for p in payloads[:8]:
-            det(p)
-        times = []
-        for p in payloads:
-            t0 = time.perf_counter()
-            det(p)
-            times.append(time.perf_counter() - t0)
-    return _latency(times)
+def _median_run(runs: list[dict[str, Any]], key: str = "images_per_s") -> dict[str, Any]:
+    """The run with the median figure (its own statuses and latencies kept together)."""
+    ordered = sorted(runs, key=lambda r: r[key])
+    return {**ordered[len(ordered) // 2], "rounds": [r[key] for r in runs]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", choices=["fp32", "int8"], default="fp32")
     parser.add_argument("--requests", type=int, default=384, help="requests per closed-loop measurement (a)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of (a) and (b); medians reported")
     parser.add_argument("--max-seconds", type=float, default=120, help="time bound of each measurement")
     parser.add_argument("--overload-seconds", type=float, default=10, help="how long (c) offers 4x the load")
     parser.add_argument("--overload-queue", type=int, default=4, help="--max-queue of the server in (c)")
@@ -263,27 +267,41 @@ def main() -> None:
     with Detector(model, mode="throughput") as det:  # reference detections, the server's letterbox
         reference = [det.submit(p).result() for p in payloads]
     out: dict[str, Any] = {"model": args.model, "machine": info, "loadavg_before": load_before,
-                           "clients": CLIENTS, "requests": args.requests}
+                           "clients": CLIENTS, "requests": args.requests, "rounds": args.rounds}
 
-    # (a) throughput: in process, then the server, then the peer
-    stream_off = in_process_stream(model, payloads, args.requests, "off")
-    stream_auto = in_process_stream(model, payloads, args.requests, "auto")
-    print(f"(a) in-process stream: {stream_off:.1f} img/s at 640x640, {stream_auto:.1f} with specialisation",
-          flush=True)
+    # (a) throughput, in interleaved rounds: in-process stream (640x640 and specialised), then the server
     server = ServerProcess(["--model", str(model)], cache_dir=cache).start()
+    streams_off, streams_auto, server_runs = [], [], []
     try:
         url = f"{server.url}/predict"
         asyncio.run(_closed_loop(url, payloads, 64, CLIENTS, args.max_seconds))  # warm the connections
-        a = asyncio.run(_closed_loop(url, payloads, args.requests, CLIENTS, args.max_seconds))
-        a["checked"] = _check_records(a.pop("_records"), reference, names)
+        with Detector(model, mode="throughput") as det:
+            list(det.stream(payloads[:16], config=PipelineConfig(specialize="off")))
+            list(det.stream(payloads, config=PipelineConfig(specialize="auto")))  # compile its shapes
+            for r in range(args.rounds):
+                order = ("stream", "server") if r % 2 == 0 else ("server", "stream")
+                for what in order:
+                    if what == "stream":
+                        streams_off.append(stream_rate(det, payloads, args.requests, "off"))
+                        streams_auto.append(stream_rate(det, payloads, args.requests, "auto"))
+                    else:
+                        run = asyncio.run(_closed_loop(url, payloads, args.requests, CLIENTS, args.max_seconds))
+                        run["checked"] = _check_records(run.pop("_records"), reference, names)
+                        server_runs.append(run)
+                print(f"(a) round {r + 1}: stream {streams_off[-1]:.1f} img/s (specialised {streams_auto[-1]:.1f}), "
+                      f"server {server_runs[-1]['images_per_s']:.1f} img/s {server_runs[-1]['statuses']}", flush=True)
         one_thr = asyncio.run(_closed_loop(url, payloads, len(payloads), 1, args.max_seconds))
         one_thr.pop("_records")
         rss_a = _rss_mb(server.pid)
     finally:
         server_exit = server.stop()
-    print(f"(a) server: {a['images_per_s']:.1f} img/s, statuses {a['statuses']}, exit {server_exit}", flush=True)
+    a = _median_run(server_runs)
+    stream_off, stream_auto = statistics.median(streams_off), statistics.median(streams_auto)
     out["a"] = {"in_process_stream_640": round(stream_off, 2), "in_process_stream_specialised": round(stream_auto, 2),
-                "server": a, "ratio_vs_stream_640": round(a["images_per_s"] / stream_off, 3),
+                "stream_640_rounds": [round(v, 2) for v in streams_off],
+                "stream_specialised_rounds": [round(v, 2) for v in streams_auto],
+                "server": a, "server_statuses_all_rounds": [r["statuses"] for r in server_runs],
+                "ratio_vs_stream_640": round(a["images_per_s"] / stream_off, 3),
                 "ratio_vs_stream_specialised": round(a["images_per_s"] / stream_auto, 3),
                 "server_rss_mb": round(rss_a, 1), "server_exit_code": server_exit,
                 "single_client_throughput_server": one_thr}
@@ -304,16 +322,27 @@ def main() -> None:
         out["a"]["speedup_vs_peer"] = round(a["images_per_s"] / p["images_per_s"], 2)
         print(f"(a) peer: {p['images_per_s']:.1f} img/s, statuses {p['statuses']}", flush=True)
 
-    # (b) one client: a latency-mode server against the in-process latency path
-    lat = in_process_latency(model, payloads)
+    # (b) one client, interleaved rounds: a latency-mode server against the in-process latency path
     server = ServerProcess(["--model", str(model), "--mode", "latency"], cache_dir=cache).start()
+    local_times: list[float] = []
+    server_b: list[dict[str, Any]] = []
     try:
         url = f"{server.url}/predict"
         asyncio.run(_closed_loop(url, payloads, 16, 1, args.max_seconds))
-        b = asyncio.run(_closed_loop(url, payloads, len(payloads), 1, args.max_seconds))
-        b["checked"] = _check_records(b.pop("_records"), reference, names)
+        with Detector(model, mode="latency") as det:
+            latency_times(det, payloads[:8])
+            for r in range(args.rounds):
+                for what in (("local", "server") if r % 2 == 0 else ("server", "local")):
+                    if what == "local":
+                        local_times += latency_times(det, payloads)
+                    else:
+                        run = asyncio.run(_closed_loop(url, payloads, len(payloads), 1, args.max_seconds))
+                        run["checked"] = _check_records(run.pop("_records"), reference, names)
+                        server_b.append(run)
     finally:
         server.stop()
+    lat = _latency(local_times)
+    b = {**_median_run([{**r, "median": r["latency_ms"]["median"]} for r in server_b], key="median")}
     out["b"] = {"in_process_latency_ms": lat, "server": b,
                 "median_difference_ms": round(b["latency_ms"]["median"] - lat["median"], 2)}
     print(f"(b) server median {b['latency_ms']['median']} ms vs in-process {lat['median']} ms", flush=True)
@@ -382,7 +411,8 @@ def _markdown(out: dict[str, Any], args: argparse.Namespace) -> str:
         machine_line(out["machine"]),
         f"Load average (1/5/15 min) before: {out['loadavg_before']}, after: {out['loadavg_after']}.",
         "",
-        f"Command: `python benchmarks/bench_serve.py --model {out['model']} --requests {args.requests}`",
+        f"Command: `python benchmarks/bench_serve.py --model {out['model']} --requests {args.requests} "
+        f"--rounds {args.rounds}` (medians of {args.rounds} interleaved rounds for (a) and (b))",
         "",
         f"**(a) {out['clients']} concurrent clients**, one coco96 JPEG per `POST /predict`, {a['server']['requests']} "
         "requests:",
@@ -402,7 +432,9 @@ def _markdown(out: dict[str, Any], args: argparse.Namespace) -> str:
         f"Server / in-process stream at 640x640: **{a['ratio_vs_stream_640']}x** (target >= 0.8x); "
         f"vs the specialised stream: {a['ratio_vs_stream_specialised']}x"
         + (f"; vs the peer: **{a['speedup_vs_peer']}x**." if peer else "."),
-        f"Every 200 checked against the in-process detections ({a['server']['checked']} responses).",
+        f"Rounds (images/s): server {a['server']['rounds']}, stream at 640x640 {a['stream_640_rounds']}, "
+        f"specialised {a['stream_specialised_rounds']}. Every 200 of the median round checked against the "
+        f"in-process detections ({a['server']['checked']} responses; every round is checked).",
         "",
         "**(b) 1 client**, one request at a time over the 96 images:",
         "",
@@ -415,7 +447,7 @@ def _markdown(out: dict[str, Any], args: argparse.Namespace) -> str:
         f"| yolo-ov serve (throughput mode), 1 client | {one['median']} | {one['p90']} |",
         "",
         f"Difference of medians (latency-mode server - in process): **{b['median_difference_ms']} ms** "
-        "(target within 5).",
+        f"(target within 5); the server's median per round: {b['server']['rounds']} ms.",
         "",
         f"**(c) 4x overload**: {c['offered_requests']} requests offered at {c['offered_rate']}/s "
         f"(achieved {c['achieved_offer_rate']}/s) to a server with `--max-queue {c['max_queue']}`:",
