@@ -164,3 +164,28 @@ def test_expand_inputs_lists_what_predict_lists(shared, tmp_path):
         expand_inputs(str(tmp_path / "nothing.jpg"))
     with pytest.raises(ConfigError, match="live streams are not batch inputs"):
         expand_inputs(["rtsp://camera/stream"])
+
+
+def test_the_rayservice_manifest_builds_the_app_it_names(shared):
+    """deploy/rayservice.yaml: its serveConfigV2 names build_app, and build_app accepts its args as they are."""
+    import yaml
+
+    from tests.assets import REPO
+
+    manifest = yaml.safe_load((REPO / "deploy" / "rayservice.yaml").read_text())
+    assert (manifest["apiVersion"], manifest["kind"]) == ("ray.io/v1", "RayService")
+    (application,) = yaml.safe_load(manifest["spec"]["serveConfigV2"])["applications"]
+    module, _, name = application["import_path"].partition(":")
+    builder = getattr(importlib.import_module(module), name)
+    args = dict(application["args"])
+    args["model"] = args["model"].replace("/models/yolov8n_openvino_model", str(shared.fp32_model))
+    bound = builder(args)._bound_deployment
+    config = bound._deployment_config
+    assert bound.name == "YoloOv" and config.max_ongoing_requests == args["max_queue"]
+    scaling = config.autoscaling_config
+    assert (scaling.min_replicas, scaling.max_replicas, scaling.target_ongoing_requests) == (1, 4, 8)
+    (source,) = bound.init_args[1].values()
+    assert source.path == shared.fp32_model and source.package is None  # read where it is on every node
+    cluster = yaml.safe_load((REPO / "deploy" / "raycluster.yaml").read_text())
+    assert (cluster["kind"], cluster["spec"]["rayVersion"]) == ("RayCluster", manifest["spec"]["rayClusterConfig"]
+                                                                ["rayVersion"])
