@@ -248,6 +248,44 @@ def child(method: str, urls: list[str], model: str, warmup: float, seconds: floa
     os._exit(0)  # camera readers may still block on their sockets; the parent has what it needs
 
 
+# -- what detect-every costs in agreement (the same clip, every frame in order) ----------------------------
+def agreement(model: Path, clip_path: Path, reference_path: Path) -> list[dict[str, Any]]:
+    """ByteTrack on our detections of every frame, updated on every Nth frame and predicted between,
+    against every-frame tracking and against Ultralytics' own (when the reference is there)."""
+    from yolo_ov import DetectConfig, Detector
+    from yolo_ov.pipeline import PipelineConfig
+    from yolo_ov.track import FrameTracks, Tracker, TrackerConfig, frame_agreement, idf1
+
+    with Detector(model, mode="throughput", detect=DetectConfig(conf=0.25, iou=0.7)) as det, \
+            det.stream(clip_path, config=PipelineConfig(specialize="off")) as run:
+        detections = list(run)
+    truth = None
+    if reference_path.exists():
+        frames = json.loads(reference_path.read_text())["trackers"]["bytetrack"]["frames"]
+        truth = [FrameTracks.of(f["xyxy"], f["cls"], f["id"]) for f in frames]
+
+    def tracked(every: int) -> list[FrameTracks]:
+        tracker, out = Tracker(TrackerConfig.defaults("bytetrack")), []
+        for k, d in enumerate(detections):
+            objs = tracker.predict(frame=k) if k % every else tracker.update(d.xyxy, d.confidence, d.class_id,
+                                                                              frame=k)
+            out.append(FrameTracks.of(objs.xyxy, objs.class_id, objs.track_id))
+        return out
+
+    base = tracked(1)
+    rows = []
+    for every in (1, 2, 3):
+        ours = tracked(every)
+        row = {"detect_every": every, "idf1_vs_every_frame": idf1(base, ours),
+               "objects_iou50": frame_agreement(ours, base, iou=0.5).both_ways,
+               "objects_iou90": frame_agreement(ours, base, iou=0.9).both_ways,
+               "ids": len({int(i) for f in ours for i in f.track_id})}
+        if truth is not None:
+            row["idf1_vs_ultralytics"] = idf1(truth, ours)
+        rows.append(row)
+    return rows
+
+
 # -- the parent: cameras, children, figures ---------------------------------------------------------------
 def run_config(method: str, n: int, jpegs: list[bytes], fps: float, args: argparse.Namespace) -> dict[str, Any]:
     cams = Cameras(jpegs, n, fps)
@@ -301,8 +339,8 @@ def run_config(method: str, n: int, jpegs: list[bytes], fps: float, args: argpar
     }
 
 
-def markdown(rows: list[dict[str, Any]], info: dict[str, Any], args: argparse.Namespace, fps: float,
-             load_before: list[float]) -> str:
+def markdown(rows: list[dict[str, Any]], agree: list[dict[str, Any]], info: dict[str, Any],
+             args: argparse.Namespace, fps: float, load_before: list[float]) -> str:
     lines = [
         f"# Stream density: N live {args.clip.name} cameras ({fps:g} fps, looped) on one machine",
         "",
@@ -327,6 +365,15 @@ def markdown(rows: list[dict[str, Any]], info: dict[str, Any], args: argparse.Na
             f"| {r['cpu_s_per_answered_frame'] * 1e3:.1f} |"
         )
     by = {(r["streams"], r["method"]): r for r in rows}
+    if agree:
+        lines += ["", f"What `--detect-every N` costs (ByteTrack on {args.clip.name}, every frame in order, "
+                  "against every-frame tracking; square 640 input as Ultralytics):", "",
+                  "| N | IDF1 vs every frame | objects IoU>=0.5 | objects IoU>=0.9 | distinct ids "
+                  "| IDF1 vs Ultralytics' every-frame ByteTrack |", "|---|---|---|---|---|---|"]
+        for a in agree:
+            vs_ul = f"{a['idf1_vs_ultralytics']:.3f}" if "idf1_vs_ultralytics" in a else "-"
+            lines.append(f"| {a['detect_every']} | {a['idf1_vs_every_frame']:.3f} | {a['objects_iou50']:.3f} "
+                         f"| {a['objects_iou90']:.3f} | {a['ids']} | {vs_ul} |")
     lines += ["", "Ratios against Ultralytics' thread-per-stream way (answered fps):", ""]
     for n in sorted({r["streams"] for r in rows}):
         base = by.get((n, "ultralytics"))
@@ -349,6 +396,7 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--warmup", type=float, default=6.0)
+    parser.add_argument("--no-agreement", action="store_true", help="skip the detect-every agreement part")
     args = parser.parse_args()
     if args.child:
         child(args.child, args.urls, str(args.model), args.warmup, args.seconds, args.out)
@@ -372,6 +420,10 @@ def main() -> None:
     del clip
     load_before = [round(v, 2) for v in os.getloadavg()]
     info = machine_info()
+    agree = [] if args.no_agreement else agreement(
+        args.model, args.clip, args.clip.parent / "tracking_reference_walking_720p.json")
+    for a in agree:
+        print(f"detect-every {a['detect_every']}: IDF1 vs every frame {a['idf1_vs_every_frame']:.3f}", flush=True)
     rows = []
     for n in [int(v) for v in args.streams.split(",")]:
         for method in args.methods.split(","):
@@ -381,8 +433,9 @@ def main() -> None:
                   f"{row['dropped_share']:.0%}, fairness {row['fairness']:.2f}, latency median "
                   f"{row['latency_median_ms']:.0f} ms p95 {row['latency_p95_ms']:.0f} ms", flush=True)
     data = {"machine": info, "clip": str(args.clip.name), "fps": fps, "seconds": args.seconds,
-            "warmup": args.warmup, "load_average_before": load_before, "rows": rows}
-    paths = write_results("density", data, markdown(rows, info, args, fps, load_before))
+            "warmup": args.warmup, "load_average_before": load_before, "rows": rows, "detect_every_agreement": agree,
+            "load_average_after": [round(v, 2) for v in os.getloadavg()]}
+    paths = write_results("density", data, markdown(rows, agree, info, args, fps, load_before))
     print("wrote", *paths)
 
 
