@@ -327,6 +327,20 @@ def test_zone_reports_occupancy_and_distinct_entries():
     assert drawn.any()
 
 
+def test_counters_forget_old_ids_but_keep_their_counts():
+    from yolo_ov.track.counters import FORGET_AFTER
+
+    c = Counters(lines=[Line(name="gate", start=(0, 100), end=(200, 100))],
+                 zones=[Zone(name="z", points=((0, 0), (200, 0), (200, 200), (0, 200)))])
+    for k in range(3 * FORGET_AFTER):  # a new object every frame, each crossing the line once
+        y = 80 if k % 2 == 0 else 120
+        c.update(_frame([[10, y - 5, 30, y + 5]], [k // 2]))
+    lines, zones = c._state(0)
+    assert len(lines[0].tracks) <= FORGET_AFTER + 2 and len(zones[0].seen) <= FORGET_AFTER + 2
+    assert c.counts()["lines"]["gate"] == {"in": 3 * FORGET_AFTER // 2, "out": 0}
+    assert c.counts()["zones"]["z"]["entered"] == 3 * FORGET_AFTER // 2
+
+
 @pytest.mark.parametrize(
     ("parse", "text", "message"),
     [

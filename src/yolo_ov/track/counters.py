@@ -94,43 +94,61 @@ def _segments_cross(line: Line, a: np.ndarray, b: np.ndarray) -> bool:
     return orient(a, b, q1) != orient(a, b, q2) and orient(q1, q2, a) != orient(q1, q2, b)
 
 
+#: Frames after which an id not seen any more is forgotten by the counters (its counts stay): a
+#: tracker forgets a lost track after ``track_buffer`` (30) frames, so its id never comes back
+#: later than that; forgetting keeps memory flat on a camera that runs for weeks.
+FORGET_AFTER = 300
+
+
 @dataclass
 class _LineState:
     line: Line
-    last: dict[int, np.ndarray] = field(default_factory=dict)
-    counted_in: set[int] = field(default_factory=set)
-    counted_out: set[int] = field(default_factory=set)
+    count_in: int = 0
+    count_out: int = 0
+    # id -> (last centre, frame tick last seen, directions already counted: bit 1 in, bit 2 out)
+    tracks: dict[int, tuple[np.ndarray, int, int]] = field(default_factory=dict)
 
-    def update(self, ids: np.ndarray, centres: np.ndarray) -> None:
+    def update(self, ids: np.ndarray, centres: np.ndarray, tick: int) -> None:
         for tid, c in zip(ids.tolist(), centres, strict=True):
-            prev = self.last.get(tid)
-            self.last[tid] = c
+            prev, _, done = self.tracks.get(tid, (None, 0, 0))
+            self.tracks[tid] = (c, tick, done)
             if prev is None:
                 continue
             before, after = _side(self.line, prev), _side(self.line, c)
             if before == after or before == 0 or after == 0 or not _segments_cross(self.line, prev, c):
                 continue
-            (self.counted_in if after > 0 else self.counted_out).add(tid)
+            direction = 1 if after > 0 else 2
+            if not done & direction:
+                self.count_in += direction == 1
+                self.count_out += direction == 2
+                self.tracks[tid] = (c, tick, done | direction)
+        if tick % FORGET_AFTER == 0:
+            self.tracks = {k: v for k, v in self.tracks.items() if tick - v[1] <= FORGET_AFTER}
 
     def to_dict(self) -> dict[str, int]:
-        return {"in": len(self.counted_in), "out": len(self.counted_out)}
+        return {"in": self.count_in, "out": self.count_out}
 
 
 @dataclass
 class _ZoneState:
     zone: Zone
     inside: int = 0
-    entered: set[int] = field(default_factory=set)
+    entered: int = 0
+    seen: dict[int, int] = field(default_factory=dict)  # id that has been inside -> frame tick last inside
 
-    def update(self, ids: np.ndarray, centres: np.ndarray) -> None:
+    def update(self, ids: np.ndarray, centres: np.ndarray, tick: int) -> None:
         poly = np.asarray(self.zone.points, np.float32).reshape(-1, 1, 2)
         now = [tid for tid, c in zip(ids.tolist(), centres, strict=True)
                if cv2.pointPolygonTest(poly, (float(c[0]), float(c[1])), False) >= 0]
         self.inside = len(now)
-        self.entered.update(now)
+        for tid in now:
+            self.entered += tid not in self.seen
+            self.seen[tid] = tick
+        if tick % FORGET_AFTER == 0:
+            self.seen = {k: t for k, t in self.seen.items() if tick - t <= FORGET_AFTER}
 
     def to_dict(self) -> dict[str, int]:
-        return {"occupancy": self.inside, "entered": len(self.entered)}
+        return {"occupancy": self.inside, "entered": self.entered}
 
 
 class Counters:
@@ -155,6 +173,7 @@ class Counters:
         if len(set(names)) != len(names):
             raise ConfigError(f"counter names must be unique, got {names}")
         self._streams: dict[int, tuple[list[_LineState], list[_ZoneState]]] = {}
+        self._ticks: dict[int, int] = {}
 
     def __bool__(self) -> bool:
         return bool(self.lines or self.zones)
@@ -174,10 +193,12 @@ class Counters:
         """Count one tracked frame; returns this stream's counts so far (the JSONL ``counts``)."""
         ids = np.asarray(result.data.get("track_id", np.zeros(0, np.int64)))
         centres = (result.xyxy[:, :2] + result.xyxy[:, 2:]) / 2 if len(ids) else np.zeros((0, 2), np.float32)
-        lines, zones = self._state(result.stream or 0)
+        stream = result.stream or 0
+        lines, zones = self._state(stream)
+        tick = self._ticks[stream] = self._ticks.get(stream, 0) + 1
         for s in (*lines, *zones):
-            s.update(ids, centres)
-        return self.counts(result.stream or 0)
+            s.update(ids, centres, tick)
+        return self.counts(stream)
 
     def counts(self, stream: int = 0) -> dict[str, Any]:
         lines, zones = self._state(stream)
@@ -192,12 +213,12 @@ class Counters:
         for s in zones:
             pts = np.asarray(s.zone.points, np.int32).reshape(-1, 1, 2)
             cv2.polylines(image, [pts], True, (255, 144, 30), lw, cv2.LINE_AA)
-            _label(image, f"{s.zone.name}: {s.inside} (entered {len(s.entered)})", tuple(pts[0, 0]), scale, lw)
+            _label(image, f"{s.zone.name}: {s.inside} (entered {s.entered})", tuple(pts[0, 0]), scale, lw)
         for s in lines:
             p1 = tuple(int(v) for v in s.line.start)
             p2 = tuple(int(v) for v in s.line.end)
             cv2.arrowedLine(image, p1, p2, (0, 220, 255), lw, cv2.LINE_AA, tipLength=0.02)
-            _label(image, f"{s.line.name}: in {len(s.counted_in)} out {len(s.counted_out)}", p1, scale, lw)
+            _label(image, f"{s.line.name}: in {s.count_in} out {s.count_out}", p1, scale, lw)
         return image
 
 
