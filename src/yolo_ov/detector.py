@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,6 +36,9 @@ from .images import ImageInput, describe_source, load_image
 from .pipeline import Pipeline, PipelineConfig, RunStats, StreamRun
 from .results import Detections, Failure, Timings
 from .runtime import CompiledInfo, LoadTimings, OpenVINOEngine, load
+
+if TYPE_CHECKING:
+    from .track import TrackerConfig, TrackRun
 
 __all__ = ["Detector"]
 
@@ -318,7 +321,7 @@ class Detector:
         return f"Detector({str(self.model_info.path)!r}, mode={c.mode!r}, device={c.device!r}, input={self.input_hw})"
 
     # -- tracking (see yolo_ov.track) ----------------------------------------
-    def track(self, source: Any, tracker: Any = "bytetrack", **kwargs: Any) -> Any:
+    def track(self, source: Any, tracker: str | Path | TrackerConfig = "bytetrack", **kwargs: Any) -> TrackRun:
         """Track objects through videos or live streams: each result carries ``data["track_id"]``.
 
         ``tracker``: ``"bytetrack"``, ``"botsort"``, a YAML file in Ultralytics'
