@@ -34,7 +34,7 @@ from .tracker import TrackedObjects, Tracker, id_counter
 if TYPE_CHECKING:
     from ..config import DetectConfig
     from ..detector import Detector
-    from ..pipeline import PipelineConfig
+    from ..pipeline import PipelineConfig, RunStats
 
 __all__ = ["TrackRun", "track"]
 
@@ -108,7 +108,7 @@ class TrackRun:
         self._emitted = 0
 
     @property
-    def stats(self) -> Any:
+    def stats(self) -> RunStats:
         """The pipeline's counters (frames read, done, failed; ``skipped`` by the drop policy)."""
         return self._run.stats
 
