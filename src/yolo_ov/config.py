@@ -241,6 +241,12 @@ class DetectConfig:
         agnostic: NMS across classes instead of per class.
         multi_label: let one anchor yield several classes above ``conf``
             (what Ultralytics' validator does; off for prediction).
+        fast_decode: decode a JPEG at a half, quarter or eighth of its size
+            when the letterbox needs no more pixels (12 MP photos, 4K frames;
+            see :func:`yolo_ov.images.load_image_for`): much less decoding
+            work, boxes still in original pixels, but the network sees
+            slightly different pixels than after Ultralytics' full decode.
+            Inputs already near the model's size are never affected.
     """
 
     conf: float = 0.25
@@ -249,6 +255,7 @@ class DetectConfig:
     classes: tuple[int, ...] | None = None
     agnostic: bool = False
     multi_label: bool = False
+    fast_decode: bool = False
     max_candidates: int = field(default=30000, repr=False)
 
     def __post_init__(self) -> None:

@@ -32,7 +32,7 @@ from .default_model import resolve_or_default
 from .engine import Engine
 from .errors import ConfigError, InputError
 from .heads import Head, select_head
-from .images import ImageInput, describe_source, load_image
+from .images import ImageInput, describe_source, load_image_for
 from .pipeline import Pipeline, PipelineConfig, RunStats, StreamRun
 from .results import Detections, Failure, Timings
 from .runtime import CompiledInfo, LoadTimings, OpenVINOEngine, load
@@ -157,12 +157,14 @@ class Detector:
             )
         name = source or describe_source(image)
         t0 = time.perf_counter()
-        img = load_image(image, name)
-        frame, geo = self.head.prepare(img, self._engine.input_hw)
+        cfg = detect or self.detect_config
+        img, original = load_image_for(image, self._engine.input_hw, name, reduce=cfg.fast_decode,
+                                       reduction=self.head.decode_reduction)
+        frame, geo = self.head.prepare(img, self._engine.input_hw, original)
         t1 = time.perf_counter()
         outputs = self._engine.infer(frame[None])
         t2 = time.perf_counter()
-        result = self.head.decode([o[0] for o in outputs], geo, detect or self.detect_config)
+        result = self.head.decode([o[0] for o in outputs], geo, cfg)
         t3 = time.perf_counter()
         result.source = name
         result.timing = Timings((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3)

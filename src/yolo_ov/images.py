@@ -5,18 +5,34 @@ array. Unusual but valid images are converted rather than rejected: grayscale,
 BGRA, 16-bit and float images all become 8-bit BGR. What cannot be used raises
 :class:`~yolo_ov.errors.InputError` with a one-line message that names the
 input. Pure OpenCV/numpy: nothing here imports OpenVINO.
+
+Reduced decoding (:func:`load_image_for`): a JPEG much larger than the network
+input is decoded at a half, quarter or eighth of its size by libjpeg's DCT
+scaling (``cv2.IMREAD_REDUCED_COLOR_2/4/8``) when the letterbox needs no more
+pixels than that, which skips most of the decoding work on 12 MP photos and 4K
+frames. The size is read from the header first (:mod:`yolo_ov.imagesize`), and
+the letterbox geometry stays that of the full image, so boxes still come back
+in original pixels; only the pixels fed to the network differ slightly (DCT
+scaling averages where a full decode + ``INTER_LINEAR`` samples), which is
+why it is a setting (``DetectConfig.fast_decode``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from .errors import InputError
+from .imagesize import HeaderError, image_size, jpeg_orientation
+from .preprocess import letterbox_geometry
 
-__all__ = ["IMAGE_SUFFIXES", "ImageInput", "describe_source", "load_image", "to_bgr8"]
+__all__ = [
+    "IMAGE_SUFFIXES", "REDUCTIONS", "ImageInput", "describe_source", "load_image", "load_image_for",
+    "reduction_factor", "to_bgr8",
+]
 
 #: File suffixes treated as images when a folder or glob is expanded.
 IMAGE_SUFFIXES = frozenset(
@@ -29,6 +45,9 @@ _JPEG_SOI = b"\xff\xd8"
 _JPEG_EOI = b"\xff\xd9"
 _PNG_SIG = b"\x89PNG\r\n\x1a\n"
 _PNG_IEND = b"IEND"
+
+#: Reduced JPEG decoding: factor -> OpenCV flag (libjpeg's DCT scaling by 1/2, 1/4, 1/8).
+REDUCTIONS = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
 
 
 def describe_source(image: ImageInput) -> str:
@@ -65,6 +84,80 @@ def load_image(image: ImageInput, source: str | None = None) -> np.ndarray:
             name,
         )
     return _decode(data, name)
+
+
+def reduction_factor(original_hw: tuple[int, int], target_hw: tuple[int, int]) -> int:
+    """The largest of 8, 4 and 2 by which an ``original_hw`` image can be decoded and still
+    hold its letterbox into ``target_hw`` without upscaling; 1 when none can.
+
+    The reduced decode is ``ceil(side / f)``; the floor is used here, so the
+    decoded image is never smaller than the letterbox's resized image.
+
+    Example:
+        >>> reduction_factor((2160, 3840), (640, 640)), reduction_factor((480, 640), (640, 640))
+        (4, 1)
+    """
+    nh, nw = letterbox_geometry(original_hw, target_hw).resized
+    h, w = original_hw
+    for f in sorted(REDUCTIONS, reverse=True):
+        if h // f >= nh and w // f >= nw:
+            return f
+    return 1
+
+
+def load_image_for(image: ImageInput, target_hw: tuple[int, int] | None, source: str | None = None, *,
+                   reduce: bool = True,
+                   reduction: Callable[[tuple[int, int], tuple[int, int]], int] = reduction_factor,
+                   ) -> tuple[np.ndarray, tuple[int, int]]:
+    """Decode ``image`` for letterboxing into ``target_hw``: ``(pixels, original (h, w))``.
+
+    With ``reduce`` (and a ``target_hw``), a JPEG whose letterbox needs at most
+    a half, quarter or eighth of its pixels is decoded at that size
+    (``reduction``: :func:`reduction_factor`, or a head's own rule);
+    ``pixels`` is then smaller than ``original``, and the letterbox must use
+    ``original`` for its geometry (:func:`~yolo_ov.preprocess.letterbox`'s
+    ``original_hw``). Anything else is decoded as :func:`load_image` does and
+    ``original`` is its shape. Shape specialisation does not change the
+    factor: every compiled shape holds the minimal letterbox of the model's
+    own size, which has the same scale, so pass the model's own input size.
+
+    Raises:
+        InputError: as :func:`load_image`.
+    """
+    name = source or describe_source(image)
+    if not reduce or target_hw is None or isinstance(image, np.ndarray):
+        img = load_image(image, name)
+        return img, (int(img.shape[0]), int(img.shape[1]))
+    data = _read_file(Path(image), name) if isinstance(image, (str, Path)) else image
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        img = load_image(data, name)  # the unsupported type gets load_image's message
+        return img, (int(img.shape[0]), int(img.shape[1]))
+    data = bytes(data)
+    original = _jpeg_hw(data)
+    factor = reduction(original, target_hw) if original else 1
+    if factor == 1:
+        img = _decode(data, name)
+        return img, (int(img.shape[0]), int(img.shape[1]))
+    _check_not_truncated(data, name)
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), REDUCTIONS[factor])
+    h, w = original  # type: ignore[misc]
+    if img is None or img.shape[:2] != (-(-h // factor), -(-w // factor)):
+        # The header and the decoder disagree (an EXIF layout this parser does
+        # not read, a damaged file): decode in full, which names any error.
+        img = _decode(data, name)
+        return img, (int(img.shape[0]), int(img.shape[1]))
+    return img, original  # type: ignore[return-value]
+
+
+def _jpeg_hw(data: bytes) -> tuple[int, int] | None:
+    """A JPEG's ``(h, w)`` as OpenCV will return it (EXIF orientation applied), from its header."""
+    if not data.startswith(_JPEG_SOI):
+        return None
+    try:
+        _fmt, w, h = image_size(data)
+    except HeaderError:
+        return None
+    return (w, h) if jpeg_orientation(data) >= 5 else (h, w)
 
 
 def _read_file(path: Path, name: str) -> bytes:

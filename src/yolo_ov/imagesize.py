@@ -1,6 +1,8 @@
 """Read an encoded image's width and height from its header, without decoding it.
 
-The server must refuse a decompression bomb (a few kilobytes of PNG or JPEG
+Two users: the pipeline decodes a large JPEG at a half, quarter or eighth of
+its size when the letterbox needs no more (:mod:`yolo_ov.images`), which it
+can only choose before decoding; and the server must refuse a decompression bomb (a few kilobytes of PNG or JPEG
 that declare 50,000 x 50,000 pixels) *before* OpenCV allocates the pixels.
 ``cv2.imdecode`` has no header-only mode, and its own cap
 (``OPENCV_IO_MAX_IMAGE_PIXELS``) is a process-wide setting read once when the
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import struct
 
-__all__ = ["FORMATS", "HeaderError", "image_size"]
+__all__ = ["FORMATS", "HeaderError", "image_size", "jpeg_orientation"]
 
 #: The formats whose size this module can read (and so the server accepts).
 FORMATS = ("JPEG", "PNG", "WebP", "BMP", "TIFF")
@@ -154,3 +156,55 @@ def _tiff(data: bytes | bytearray | memoryview) -> tuple[int, int]:
     if 256 not in found or 257 not in found:
         raise HeaderError("TIFF has no image width/length in its first directory")
     return found[256], found[257]
+
+
+def jpeg_orientation(data: bytes | bytearray | memoryview) -> int:
+    """The EXIF orientation (1-8) a JPEG declares; 1 (as stored) when it declares none.
+
+    OpenCV's ``IMREAD_COLOR`` applies it, so orientations 5-8 swap the decoded
+    width and height. Only the ``APP1`` segments before the first frame header
+    are read (where EXIF lives); anything malformed counts as 1, never an error:
+    the caller compares the decoded size with what it expected anyway.
+
+    Example:
+        >>> jpeg_orientation(b"\\xff\\xd8\\xff\\xd9")
+        1
+    """
+    pos, n = 2, len(data)
+    if bytes(data[:2]) != b"\xff\xd8":
+        return 1
+    while pos + 4 <= n and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker in _SOF or marker in (0xD9, 0xDA):
+            return 1
+        if marker in _STANDALONE or marker == 0xFF:
+            pos += 1 if marker == 0xFF else 2
+            continue
+        length = (data[pos + 2] << 8) | data[pos + 3]
+        if length < 2:
+            return 1
+        if marker == 0xE1 and bytes(data[pos + 4:pos + 10]) == b"Exif\x00\x00":
+            value = _exif_orientation(data, pos + 10, min(pos + 2 + length, n))
+            if value is not None:
+                return value
+        pos += 2 + length
+    return 1
+
+
+def _exif_orientation(data: bytes | bytearray | memoryview, start: int, end: int) -> int | None:
+    """Tag 0x0112 of IFD0 in the TIFF structure at ``data[start:end]``."""
+    tiff = bytes(data[start:end])
+    if tiff[:4] not in (b"II*\x00", b"MM\x00*"):
+        return None
+    order = "<" if tiff[:2] == b"II" else ">"
+    try:
+        (ifd,) = struct.unpack_from(order + "I", tiff, 4)
+        (count,) = struct.unpack_from(order + "H", tiff, ifd)
+        for i in range(count):
+            tag, kind, _n = struct.unpack_from(order + "HHI", tiff, ifd + 2 + 12 * i)
+            if tag == 0x0112 and kind == 3:
+                (value,) = struct.unpack_from(order + "H", tiff, ifd + 2 + 12 * i + 8)
+                return value if 1 <= value <= 8 else None
+    except struct.error:
+        return None
+    return None

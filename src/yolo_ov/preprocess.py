@@ -45,17 +45,22 @@ def letterbox_geometry(original: tuple[int, int], target: tuple[int, int]) -> Le
     return Letterbox(scale=r, pad_left=left, pad_top=top, resized=(new_h, new_w), original=(h0, w0))
 
 
-def letterbox(image: np.ndarray, target: tuple[int, int], pad_value: int = PAD_VALUE) -> tuple[np.ndarray, Letterbox]:
+def letterbox(image: np.ndarray, target: tuple[int, int], pad_value: int = PAD_VALUE, *,
+              original_hw: tuple[int, int] | None = None) -> tuple[np.ndarray, Letterbox]:
     """Resize ``image`` keeping its aspect ratio and pad it, centred, to ``target``.
 
     Args:
         image: BGR ``uint8`` ``HxWx3``.
         target: network input ``(height, width)``.
+        original_hw: when ``image`` was decoded at reduced size (see
+            :func:`yolo_ov.images.load_image_for`), the size of the full
+            image: the geometry is that of the full image (so boxes map back
+            to its pixels) and ``image`` is resized to the same letterbox.
 
     Returns:
         The ``target``-sized ``uint8`` image and its :class:`Letterbox` geometry.
     """
-    geo = letterbox_geometry(image.shape[:2], target)
+    geo = letterbox_geometry(original_hw or image.shape[:2], target)
     new_h, new_w = geo.resized
     if (new_h, new_w) != image.shape[:2]:
         image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)

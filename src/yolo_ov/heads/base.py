@@ -18,6 +18,7 @@ import numpy as np
 
 from ..config import DetectConfig
 from ..errors import ModelLoadError
+from ..images import reduction_factor
 from ..model import ModelInfo
 from ..preprocess import letterbox
 
@@ -50,14 +51,21 @@ class Head(abc.ABC):
         if info.layout == "NHWC":  # TFLite graphs run at their own input size only (runtime.prepare)
             self.specializable = False
 
-    def prepare(self, image: np.ndarray, target_hw: tuple[int, int]) -> tuple[np.ndarray, Any]:
+    def prepare(self, image: np.ndarray, target_hw: tuple[int, int],
+                original_hw: tuple[int, int] | None = None) -> tuple[np.ndarray, Any]:
         """Host pre-processing of one BGR image into ``target_hw``: the letterbox by default.
 
-        Returns the ``uint8`` ``HxWx3`` network frame and the geometry that
-        :meth:`decode` needs to map results back (it has ``.original``: the
-        image's ``(h, w)``).
+        ``original_hw``: the full size when ``image`` was decoded reduced
+        (:meth:`decode_reduction`). Returns the ``uint8`` ``HxWx3`` network
+        frame and the geometry that :meth:`decode` needs to map results back
+        (it has ``.original``: the image's ``(h, w)``).
         """
-        return letterbox(image, target_hw)
+        return letterbox(image, target_hw, original_hw=original_hw)
+
+    def decode_reduction(self, original_hw: tuple[int, int], target_hw: tuple[int, int]) -> int:
+        """By how much (1, 2, 4, 8) a JPEG may be decoded smaller and still fill :meth:`prepare`'s
+        resize without upscaling (reduced decoding); the letterbox's rule by default."""
+        return reduction_factor(original_hw, target_hw)
 
     @abc.abstractmethod
     def decode(self, outputs: Sequence[np.ndarray], geo: Any, cfg: DetectConfig) -> Any:

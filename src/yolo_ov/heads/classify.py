@@ -51,8 +51,12 @@ class ClassifyHead(Head):
             raise ModelLoadError(f"{info.path}: metadata lists {len(info.names)} class names but the output has "
                                  f"{classes} classes")
 
-    def prepare(self, image: np.ndarray, target_hw: tuple[int, int]) -> tuple[np.ndarray, Crop]:
+    def prepare(self, image: np.ndarray, target_hw: tuple[int, int],
+                original_hw: tuple[int, int] | None = None) -> tuple[np.ndarray, Crop]:
         return resize_short_side(image, target_hw), Crop(tuple(image.shape[:2]))  # type: ignore[arg-type]
+
+    def decode_reduction(self, original_hw: tuple[int, int], target_hw: tuple[int, int]) -> int:
+        return 1  # the crop's resize is not the letterbox's: always decoded in full
 
     def decode(self, outputs: Sequence[np.ndarray], geo: Crop, cfg: DetectConfig) -> Classification:
         scores = np.asarray(outputs[0], np.float32).reshape(-1)

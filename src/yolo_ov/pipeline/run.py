@@ -38,7 +38,7 @@ import numpy as np
 from ..config import DetectConfig
 from ..engine import Engine
 from ..errors import InferenceError, InputError
-from ..images import load_image
+from ..images import load_image_for
 from ..preprocess import PAD_VALUE
 from ..results import Failure, Timings
 from ..sources import FrameSource, SourceItem
@@ -281,9 +281,11 @@ class StreamRun:
 
     def _prepare(self, index: int, item: SourceItem) -> _Prepared:
         t0 = time.perf_counter()
-        img = load_image(item.data, item.source)
-        lane = self._planner.lane_for(img.shape[:2])
-        frame, geo = self._p.head.prepare(img, lane.input_hw)
+        img, original = load_image_for(item.data, self._p.base.input_hw, item.source,
+                                       reduce=self._detect.fast_decode and not self._with_images,
+                                       reduction=self._p.head.decode_reduction)
+        lane = self._planner.lane_for(original)
+        frame, geo = self._p.head.prepare(img, lane.input_hw, original)
         prep_ms = (time.perf_counter() - t0) * 1e3
         return _Prepared(index, item, frame, geo, lane, prep_ms, img if self._with_images else None)
 

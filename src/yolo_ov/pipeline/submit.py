@@ -35,7 +35,7 @@ import numpy as np
 
 from ..config import DetectConfig
 from ..errors import InferenceError, OverloadedError
-from ..images import ImageInput, describe_source, load_image
+from ..images import ImageInput, describe_source, load_image_for
 from ..preprocess import PAD_VALUE
 from ..results import Timings
 
@@ -130,8 +130,9 @@ class Submitter:
             return
         t0 = time.perf_counter()
         try:
-            img = load_image(image, name)
-            frame, geo = self._p.head.prepare(img, self._lane.input_hw)
+            img, original = load_image_for(image, self._lane.input_hw, name, reduce=detect.fast_decode,
+                                            reduction=self._p.head.decode_reduction)
+            frame, geo = self._p.head.prepare(img, self._lane.input_hw, original)
         except BaseException as exc:  # noqa: BLE001 - an unreadable image fails its own future only
             self._settle_waiting(1, failed=1)
             future.set_exception(exc)
