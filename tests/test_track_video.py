@@ -260,6 +260,20 @@ def test_cli_track_bad_options_are_one_line_errors(shared, two_clips, args, mess
     assert message in result.output and "Traceback" not in result.output
 
 
+def test_cli_track_reads_an_ultralytics_format_tracker_file(shared, two_clips, tmp_path):
+    cfg = tmp_path / "mine.yaml"
+    cfg.write_text("tracker_type: botsort\ntrack_high_thresh: 0.5\nnew_track_thresh: 0.6\ngmc_method: none\n")
+    out = tmp_path / "t.jsonl"
+    result = _invoke("track", two_clips[0], "--model", shared.fp32_model, "--tracker-config", cfg,
+                     "--save-json", out, "-q")
+    assert result.exit_code == 0, result.output
+    assert "(botsort)" in result.output
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    # on the first frame every track is new: only detections at or above the file's new_track_thresh start one
+    first = records[0]["detections"]
+    assert first and min(d["confidence"] for d in first) >= 0.6
+
+
 def test_cli_track_missing_input_is_a_usage_error(shared, tmp_path):
     result = _invoke("track", tmp_path / "nope.mp4", "--model", shared.fp32_model)
     assert result.exit_code == 2 and "nope.mp4: no such file or folder" in result.output
