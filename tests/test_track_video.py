@@ -386,3 +386,21 @@ def test_detect_every_on_live_streams_answers_every_frame_not_dropped_in_order(f
     # how many frames the detector gets depends on the machine's load (measured 0.84 with the 2-core machine
     # shared by several test runs at load 14-19; 0.96 for every-2nd-frame tracking without drops)
     assert idf1(truth, _tracks(ours)) >= 0.7
+
+
+def test_tracking_a_segmentation_model_keeps_each_tracked_object_its_mask(shared, two_clips, tmp_path):
+    from yolo_ov import Detector
+
+    model = shared.root / "models" / "yolo11n-seg_int8_openvino_model"
+    with Detector(model, mode="throughput") as det, det.track(two_clips[0], detect_every=2) as run:
+        results = list(run)
+    assert len(results) == 30
+    inferred = [r for r in results if r.frame % 2 == 0 and len(r)]
+    assert inferred
+    for r in inferred:
+        assert len(r.data["masks"]) == len(r) == len(r.data["track_id"])
+        record = r.to_dict()["detections"]
+        assert all("mask" in d and "track_id" in d for d in record)
+    for r in results:
+        if r.frame % 2:
+            assert set(r.data) == {"track_id", "predicted"}  # a predicted frame has boxes only
