@@ -10,8 +10,13 @@ This module feeds it the same inputs:
   ``image_shape``. Under the ``ultralytics`` protocol the validator hands the
   model images already resized to the network size (the long side), so
   those are the network's pixels less the padding: IoU and OKS do not change
-  with a shift, so this is Ultralytics' comparison. OKS uses the labelled
-  box's area x 0.53 and visibility > 0 as Ultralytics does.
+  with a shift, so this is Ultralytics' comparison. Ultralytics does not
+  clip boxes or keypoints to the image before scoring; the validator
+  attaches the unclipped ones (``data["val_xyxy"]``, ``data["val_keypoints"]``,
+  :func:`ultralytics_extras`) and they are used when present (on coco96
+  clipping moved YOLOv8n INT8 box mAP50-95 by 0.0002 and pose mAP50-95 by
+  0.007). OKS uses the labelled box's area x 0.53 and visibility > 0 as
+  Ultralytics does.
 * **Masks** are compared where Ultralytics compares them: on the
   prototypes' grid, a quarter of the letterboxed network input (160x160 at
   640). Labelled polygons are filled at full input resolution and shrunk 4x
@@ -19,8 +24,9 @@ This module feeds it the same inputs:
   first so a smaller object owns the pixels it covers (its
   ``overlap_mask``). Predicted masks are Ultralytics' ``process_mask``
   without upsampling: ``coefficients @ prototypes > 0`` on the grid, cut to
-  the box scaled to the grid (:func:`mask_grid`, from the network outputs;
-  the validator attaches them to each result as ``data["mask_grid"]``).
+  the box scaled to the grid (from the network outputs: the validator
+  attaches them to each result as ``data["mask_grid"]``, see
+  :func:`ultralytics_extras`).
   Full-resolution masks cannot stand in for them: which grid cells a
   thresholded, upsampled mask implies is ambiguous along every edge, and
   mask AP at IoU 0.9-0.95 moved by up to 0.01 with the guess on coco96. A
@@ -46,7 +52,7 @@ from .metrics_ultralytics import (
 from .preprocess import letterbox_geometry
 from .results import Detections
 
-__all__ = ["MASK_RATIO", "mask_grid", "score_ultralytics"]
+__all__ = ["MASK_RATIO", "score_ultralytics", "ultralytics_extras"]
 
 #: Masks are compared at 1/MASK_RATIO of the network input (Ultralytics' mask_ratio).
 MASK_RATIO = 4
@@ -100,7 +106,8 @@ def score_ultralytics(
         cls = det.class_id.astype(np.int64)
         shape = det.image_shape
         gt_boxes = item.xyxy(shape)
-        pools["box"].add(match_predictions(cls, gt_cls, box_iou(gt_boxes, det.xyxy)), conf, cls, gt_cls)
+        boxes = det.data.get("val_xyxy", det.xyxy)
+        pools["box"].add(match_predictions(cls, gt_cls, box_iou(gt_boxes, boxes)), conf, cls, gt_cls)
         if task == "segment":
             gt_masks, gt_order = _label_masks(item, shape, network_hw)
             grid = det.data.get("mask_grid")
@@ -112,7 +119,8 @@ def score_ultralytics(
         if task == "pose":
             gt_kpts = item.keypoints_px(shape)
             area = (gt_boxes[:, 2:] - gt_boxes[:, :2]).prod(axis=1) * OKS_AREA_FACTOR
-            oks = keypoint_oks(gt_kpts, np.asarray(det.data["keypoints"]), area, sigmas)  # type: ignore[arg-type]
+            kpts = det.data.get("val_keypoints", det.data["keypoints"])
+            oks = keypoint_oks(gt_kpts, np.asarray(kpts), area, sigmas)  # type: ignore[arg-type]
             pools["pose"].add(match_predictions(cls, gt_cls, oks), conf, cls, gt_cls)
     kinds = ["box"] + (["mask"] if task == "segment" else []) + (["pose"] if task == "pose" else [])
     return {kind: pools[kind].result() for kind in kinds}
@@ -201,50 +209,63 @@ def _cell_taps(start: int, size: int, cells: int) -> tuple[np.ndarray, np.ndarra
     return idx, weights
 
 
-def mask_grid(
-    det: Detections, rows: np.ndarray, protos: np.ndarray, *, num_classes: int, end2end: bool
-) -> np.ndarray:
-    """Ultralytics' validation masks of ``det``'s detections, packed bits ``(N, ceil(gh * gw / 8))``.
+
+def ultralytics_extras(
+    det: Detections, rows: np.ndarray, protos: np.ndarray | None, *, task: str, num_classes: int,
+    end2end: bool, network_hw: tuple[int, int], kpt_shape: tuple[int, int] | None = None,
+) -> dict[str, np.ndarray]:
+    """What Ultralytics' validator scores that a deployed result no longer holds, from the network outputs.
+
+    Ultralytics matches and scores in network pixels, before anything is
+    clipped to the image: ``"val_xyxy"`` are the unclipped boxes, and for
+    pose ``"val_keypoints"`` the unclipped keypoints (both in the result's
+    pixels); for segmentation ``"mask_grid"`` are its ``process_mask``
+    masks on the prototype grid, as packed bits ``(N, ceil(gh * gw / 8))``.
 
     Args:
         det: one image's result (its confidences and classes identify the rows).
-        rows: the image's detection output: ``(4 + nc + nm, anchors)`` raw
-            (centre ``xywh``, class scores, coefficients) or ``(N, 6 + nm)``
-            end-to-end (``x1 y1 x2 y2 score class`` + coefficients).
-        protos: ``(nm, gh, gw)`` prototypes.
-        num_classes: classes of the model (raw layout).
-        end2end: which layout ``rows`` has.
+        rows: the image's detection output: ``(4 + nc + extra, anchors)`` raw
+            (centre ``xywh``, class scores, then mask coefficients or
+            keypoints) or ``(N, 6 + extra)`` end-to-end (``x1 y1 x2 y2 score class``).
+        protos: ``(nm, gh, gw)`` prototypes (segmentation).
+        network_hw: the letterboxed network input.
 
     Each detection's row is found by its exact score and class (ties: the
-    nearest box), so the mask comes from the very coefficients and unclipped
-    network box the head used.
+    nearest box), so the values come from the very row the head decoded.
     """
-    nm, gh, gw = protos.shape
-    if not len(det):
-        return np.zeros((0, -(-gh * gw // 8)), np.uint8)
     if end2end:
-        boxes, scores, classes, coefs = rows[:, :4], rows[:, 4], rows[:, 5].astype(np.int64), rows[:, 6:6 + nm]
+        boxes, extra = rows[:, :4], rows[:, 6:]
+        scores, classes = rows[:, 4], rows[:, 5].astype(np.int64)
     else:
         xywh = rows[:4].T
         boxes = np.concatenate([xywh[:, :2] - xywh[:, 2:] / 2, xywh[:, :2] + xywh[:, 2:] / 2], axis=1)
-        scores, classes, coefs = None, None, rows[4 + num_classes:4 + num_classes + nm].T
-    gain = letterbox_geometry(det.image_shape, (gh * MASK_RATIO, gw * MASK_RATIO))
-    shown = det.xyxy.astype(np.float64) * gain.scale + [gain.pad_left, gain.pad_top] * 2
+        extra = rows[4 + num_classes:].T
+    geo = letterbox_geometry(det.image_shape, network_hw)
+    pad = np.array([geo.pad_left, geo.pad_top] * 2, np.float64)
+    shown = det.xyxy.astype(np.float64) * geo.scale + pad
     picked = np.empty(len(det), np.int64)
     for k, (c, s) in enumerate(zip(det.class_id.astype(np.int64), det.confidence, strict=True)):
-        score = np.where(classes == c, scores, -np.inf) if end2end else rows[4 + c]  # type: ignore[operator]
+        score = np.where(classes == c, scores, -np.inf) if end2end else rows[4 + c]
         hits = np.flatnonzero(score == s)
         if not len(hits):
             hits = np.array([int(np.argmin(np.abs(score - s)))])
         if len(hits) > 1:
-            clipped = np.clip(boxes[hits], [gain.pad_left, gain.pad_top] * 2, None)
-            hits = hits[[int(np.argmin(np.abs(clipped - shown[k]).sum(axis=1)))]]
+            hits = hits[[int(np.argmin(np.abs(np.clip(boxes[hits], pad, None) - shown[k]).sum(axis=1)))]]
         picked[k] = hits[0]
-    logits = coefs[picked].astype(np.float32) @ protos.reshape(nm, -1).astype(np.float32)
-    box = boxes[picked].astype(np.float64) / MASK_RATIO  # to the grid, as Ultralytics scales them
-    cols = np.arange(gw)[None, :]
-    rws = np.arange(gh)[None, :]
-    inside_x = (cols >= box[:, 0:1]) & (cols < box[:, 2:3])
-    inside_y = (rws >= box[:, 1:2]) & (rws < box[:, 3:4])
-    masks = (logits.reshape(-1, gh, gw) > 0) & inside_y[:, :, None] & inside_x[:, None, :]
-    return np.packbits(masks.reshape(len(det), -1), axis=1)
+    net_boxes = boxes[picked].astype(np.float64)
+    out = {"val_xyxy": ((net_boxes - pad) / geo.scale).astype(np.float32)}
+    if task == "pose" and kpt_shape is not None:
+        k, d = kpt_shape
+        kpts = extra[picked, :k * d].astype(np.float64).reshape(len(det), k, d).copy()
+        kpts[..., :2] = (kpts[..., :2] - pad[:2]) / geo.scale
+        out["val_keypoints"] = kpts.astype(np.float32)
+    if task == "segment" and protos is not None:
+        nm, gh, gw = protos.shape
+        logits = extra[picked, :nm].astype(np.float32) @ protos.reshape(nm, -1).astype(np.float32)
+        box = net_boxes * np.array([gw / network_hw[1], gh / network_hw[0]] * 2)  # to the grid, as Ultralytics
+        cols, rws = np.arange(gw)[None, :], np.arange(gh)[None, :]
+        inside_x = (cols >= box[:, 0:1]) & (cols < box[:, 2:3])
+        inside_y = (rws >= box[:, 1:2]) & (rws < box[:, 3:4])
+        masks = (logits.reshape(-1, gh, gw) > 0) & inside_y[:, :, None] & inside_x[:, None, :]
+        out["mask_grid"] = np.packbits(masks.reshape(len(det), -1), axis=1)
+    return out

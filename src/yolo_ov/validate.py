@@ -127,8 +127,8 @@ def validate(
         images = list(ds.images)
         resize = protocol == "ultralytics" and task != "classify"
         head = det.head
-        if protocol == "ultralytics" and task == "segment":  # Ultralytics scores its prototype-grid masks
-            det.head = _MaskGridHead(head, det.model_info.num_classes)
+        if protocol == "ultralytics" and task != "classify" and not det.model_info.normalized_coords:
+            det.head = _UltralyticsValHead(head, det.model_info, det.input_hw)  # what Ultralytics scores, unclipped
         try:
             t0 = time.perf_counter()
             if own and det.compiled_info.mode != "latency":
@@ -152,28 +152,36 @@ def validate(
             det.close()
 
 
-class _MaskGridHead:
-    """The model's own head, adding Ultralytics' validation masks to each result (``data["mask_grid"]``).
+class _UltralyticsValHead:
+    """The model's own head, adding what Ultralytics' ``val`` scores to each result.
 
-    Ultralytics' ``val`` scores masks on the prototypes' grid (see
-    :mod:`yolo_ov.evaluate_ultralytics`), which only the network outputs
-    determine; everything else is the wrapped head's.
+    Ultralytics scores unclipped boxes and keypoints and prototype-grid masks
+    (see :mod:`yolo_ov.evaluate_ultralytics`), which only the network outputs
+    still hold; everything else is the wrapped head's.
     """
 
-    def __init__(self, head: Any, num_classes: int) -> None:
+    def __init__(self, head: Any, info: Any, network_hw: tuple[int, int]) -> None:
         self._head = head
-        self._num_classes = num_classes
+        self._info = info
+        self._network_hw = network_hw
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._head, name)
 
     def decode(self, outputs: Sequence[np.ndarray], geo: Any, cfg: DetectConfig) -> Any:
-        from .evaluate_ultralytics import mask_grid
+        from .evaluate_ultralytics import ultralytics_extras
 
         result = self._head.decode(outputs, geo, cfg)
-        proto = next(k for k, o in enumerate(outputs) if np.ndim(o) == 3)
-        result.data["mask_grid"] = mask_grid(result, outputs[1 - proto], outputs[proto],
-                                             num_classes=self._num_classes, end2end=bool(self._head.end2end))
+        if not len(result):
+            return result
+        ranks = [np.ndim(o) for o in outputs]
+        proto = ranks.index(3) if self._info.task == "segment" and 3 in ranks else None
+        rows = outputs[1 - proto] if proto is not None else outputs[0]
+        result.data.update(ultralytics_extras(
+            result, rows, outputs[proto] if proto is not None else None, task=self._info.task,
+            num_classes=self._info.num_classes, end2end=bool(self._head.end2end),
+            network_hw=self._network_hw, kpt_shape=self._info.kpt_shape,
+        ))
         return result
 
 
