@@ -44,7 +44,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..config import DetectConfig, Mode, RuntimeConfig
-from ..errors import ConfigError, InferenceError, InputError
+from ..errors import ConfigError, InferenceError, InputError, OverloadedError
 from ..images import IMAGE_SUFFIXES
 from ..pipeline import PipelineConfig, Specialize
 from ..results import Detections, Failure
@@ -264,10 +264,14 @@ class DetectorActor:
         return image
 
     def _submit(self, image: Any, source: str) -> Any:
-        try:
-            return self.detector.submit(image, source=source, detect=self.detect)
-        except InputError as exc:
-            return exc
+        """``Detector.submit()``; when its queue is full (the other call in flight filled it), wait a moment."""
+        while True:
+            try:
+                return self.detector.submit(image, source=source, detect=self.detect)
+            except OverloadedError:
+                time.sleep(0.002)
+            except InputError as exc:
+                return exc
 
     def _submit_path(self, source: str) -> Any:
         if not _is_uri(source):
@@ -382,8 +386,12 @@ def map_detections(
     import ray.data
 
     concurrency = config.concurrency or max(len(cpu_nodes()), 1)
-    pool = (ray.data.ActorPoolStrategy(min_size=concurrency[0], max_size=concurrency[1])
-            if isinstance(concurrency, tuple) else ray.data.ActorPoolStrategy(size=concurrency))
+    # Two calls at once per actor (threads): the next batch is submitted while the last one's final
+    # requests finish, so the device streams never drain between batches.
+    overlap = {"max_concurrent_calls_per_actor": config.calls_per_actor,
+               "enable_true_multi_threading": config.calls_per_actor > 1}
+    pool = (ray.data.ActorPoolStrategy(min_size=concurrency[0], max_size=concurrency[1], **overlap)
+            if isinstance(concurrency, tuple) else ray.data.ActorPoolStrategy(size=concurrency, **overlap))
     # Ray Data spreads actors over the nodes by default (DataContext.scheduling_strategy="SPREAD").
     return dataset.map_batches(
         DetectorActor,
@@ -448,16 +456,19 @@ class _Tally:
 
 
 @contextlib.contextmanager
-def _preserve_order(ordered: bool) -> Iterator[None]:
+def _data_context(config: BatchConfig) -> Iterator[None]:
+    """Ray Data settings for one run: input order kept or not; inputs handed out only once every actor is up
+    (so work spreads over all the nodes instead of piling onto the first actor that compiled its model)."""
     import ray.data
 
-    options = ray.data.DataContext.get_current().execution_options
-    before = options.preserve_order
-    options.preserve_order = ordered
+    ctx = ray.data.DataContext.get_current()
+    before = ctx.execution_options.preserve_order, ctx.wait_for_min_actors_s
+    ctx.execution_options.preserve_order = config.ordered
+    ctx.wait_for_min_actors_s = max(int(config.start_timeout_s), 1)
     try:
         yield
     finally:
-        options.preserve_order = before
+        ctx.execution_options.preserve_order, ctx.wait_for_min_actors_s = before
 
 
 def predict_dataset(
@@ -523,7 +534,7 @@ def predict_dataset(
     parts: list[Any] = []
     t0 = time.perf_counter()
     with JsonlSink(save_json) if save_json is not None else contextlib.nullcontext() as sink, \
-            _preserve_order(config.ordered):
+            _data_context(config):
         tally = _Tally(result, sink, on_record)
         if dataset_input:
             result.inputs = source.count()

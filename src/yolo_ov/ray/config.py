@@ -39,6 +39,12 @@ class BatchConfig:
         max_passes: an input missing after a pass (never seen with Ray's own
             retries, but checked) is run again, at most this many passes in all.
         max_queue: the actor's ``submit()`` queue bound.
+        calls_per_actor: batches an actor works on at once (threads sharing its
+            Detector): 2 submits the next batch while the last one finishes, so
+            the streams never drain between batches.
+        start_timeout_s: how long the pool may take to start (every actor
+            unpacks and compiles its model) before the run fails; inputs are
+            handed out once all actors are up, so every node gets its share.
         rows_per_block: for videos, records sent back per block (the unit
             re-sent if an actor dies mid-video; keyed, so never written twice).
     """
@@ -51,6 +57,8 @@ class BatchConfig:
     max_passes: int = 3
     max_queue: int = 64
     rows_per_block: int = 256
+    calls_per_actor: int = 2
+    start_timeout_s: float = 600.0
 
     def __post_init__(self) -> None:
         c = self.concurrency
@@ -59,7 +67,7 @@ class BatchConfig:
         if c is not None and not (_pos_int(c) or (isinstance(c, tuple) and len(c) == 2 and all(map(_pos_int, c))
                                                   and c[0] <= c[1])):
             raise ConfigError(f"concurrency must be a positive integer or a (min, max) pair, got {c!r}")
-        for name in ("batch_size", "max_passes", "max_queue", "rows_per_block"):
+        for name in ("batch_size", "max_passes", "max_queue", "rows_per_block", "calls_per_actor"):
             if not _pos_int(getattr(self, name)):
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if self.batch_size > self.max_queue:
@@ -67,6 +75,8 @@ class BatchConfig:
                               "an actor submits a whole batch at once")
         if not (isinstance(self.num_cpus, (int, float)) and self.num_cpus >= 0):
             raise ConfigError(f"num_cpus must be zero or more, got {self.num_cpus!r}")
+        if not float(self.start_timeout_s) > 0:
+            raise ConfigError(f"start_timeout_s must be positive, got {self.start_timeout_s!r}")
         if self.ship not in SHIP_MODES:
             raise ConfigError(f"ship={self.ship!r}: expected one of {', '.join(SHIP_MODES)}")
 
