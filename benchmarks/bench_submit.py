@@ -79,8 +79,8 @@ def main() -> None:
                 b = second(det, frames, args.images)
                 (streams if first is stream_rate else submits).append(a)
                 (submits if first is stream_rate else streams).append(b)
-                print(f"{name} round {r + 1}: stream {streams[-1]:.1f} img/s, submit x{CALLERS} {submits[-1]:.1f} img/s",
-                      flush=True)
+                print(f"{name} round {r + 1}: stream {streams[-1]:.1f} img/s, "
+                      f"submit x{CALLERS} {submits[-1]:.1f} img/s", flush=True)
             stats = det.pipeline().submitter.stats
             rows.append({"model": name, "stream_ips": streams, "submit_ips": submits,
                          "stream_median": median(streams), "submit_median": median(submits),

@@ -162,7 +162,7 @@ def test_submit_bad_image_fails_only_its_future():
     with _pipeline(engine) as pipe:
         bad = pipe.submit(b"not an image", source="upload.jpg")
         good = pipe.submit(_frame(9))
-        with pytest.raises(InputError, match="upload.jpg"):
+        with pytest.raises(InputError, match=r"upload\.jpg"):
             bad.result(timeout=5)
         assert _value(good.result(timeout=5)) == 9
 
@@ -230,9 +230,8 @@ def test_submit_failure_of_the_device_reaches_the_futures():
         raise RuntimeError("device lost")
 
     engine = FakeEngine(fn=broken, input_hw=HW)
-    with _pipeline(engine) as pipe:
-        with pytest.raises(InferenceError, match="device lost"):
-            pipe.submit(_frame(1)).result(timeout=5)
+    with _pipeline(engine) as pipe, pytest.raises(InferenceError, match="device lost"):
+        pipe.submit(_frame(1)).result(timeout=5)
 
 
 def test_background_compilation_never_blocks_the_feeder():

@@ -349,7 +349,7 @@ class OpenVINOEngine:
             if self._queue is not None:
                 try:
                     self._queue.wait_all()
-                except Exception:  # noqa: BLE001 - requests cancelled after a hang report it here; closing anyway
+                except Exception:  # requests cancelled after a hang report it here; closing anyway
                     log.debug("cancelled requests while closing", exc_info=True)
             self._queue = None
             self._callbacks.clear()
