@@ -44,7 +44,7 @@ from .heads import select_head
 from .model import HeadType, ModelInfo, inspect_model, read_model, resolve_model_path
 from .reshape import reshape_model
 
-__all__ = ["PRECISIONS", "ExportConfig", "ExportWarning", "default_output", "export_model"]
+__all__ = ["PRECISIONS", "ExportConfig", "ExportWarning", "default_output", "export_model", "place_model_folder"]
 
 log = logging.getLogger(__name__)
 
@@ -410,6 +410,25 @@ def _check_replaceable(output: Path) -> None:
     allowed = {".xml", ".bin", ".yaml"}
     if entries and any(p.is_dir() or p.suffix.lower() not in allowed for p in entries):
         raise ExportError(f"{output}: exists and holds files other than a model; choose another --output")
+
+
+def place_model_folder(built: Path, output: Path) -> Path:
+    """Move a complete model folder ``built`` (on the same drive) into place as ``output``.
+
+    For exports made in several candidates first (``export --precision auto``
+    keeps one): the same rules as :func:`export_model`'s own output, an
+    existing ``output`` is replaced only when it holds nothing but a model.
+    """
+    output = Path(output).resolve()
+    _check_replaceable(output)
+    old = None
+    if output.exists():
+        old = output.with_name(f".{output.name}.{os.getpid()}.old")
+        output.rename(old)
+    Path(built).rename(output)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return output
 
 
 @contextlib.contextmanager
