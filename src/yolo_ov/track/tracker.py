@@ -70,6 +70,12 @@ def id_counter(start: int = 1) -> Callable[[], int]:
     return lambda: next(counter)
 
 
+def _without(tracks: list[_Track], others: list[_Track]) -> list[_Track]:
+    """``tracks`` not in ``others`` (by identity), in order."""
+    seen = {id(t) for t in others}
+    return [t for t in tracks if id(t) not in seen]
+
+
 class _Track:
     """One object's Kalman state and bookkeeping (internal)."""
 
@@ -183,23 +189,24 @@ class Tracker:
 
         confirmed = [t for t in self._tracked if t.activated]
         unconfirmed = [t for t in self._tracked if not t.activated]
-        pool = confirmed + [t for t in self._lost if all(t is not c for c in confirmed)]
+        pool = confirmed + _without(self._lost, confirmed)
         self._predict(pool, now)
         if self._motion is not None and image is not None:
             self._compensate(pool + unconfirmed, self._motion.apply(image))
 
         matched: list[_Track] = []
+        pairs_seen: list[tuple[_Track, int]] = []  # Kalman corrections, applied together below
         # 1. confident detections against every known track
         cost = self._cost(pool, xyxy[high], scores[high])
         pairs, free_tracks, free_high = assign(cost, cfg.match_thresh)
         for ti, di in pairs:
-            self._correct(pool[ti], xyxy, scores, classes, int(high[di]), now)
+            self._match(pool[ti], scores, classes, int(high[di]), now, pairs_seen)
             matched.append(pool[ti])
         # 2. weak detections keep the remaining tracked (not lost) tracks alive
         rest = [pool[i] for i in free_tracks if pool[i].state is TrackState.TRACKED]
         pairs, free_rest, _ = assign(iou_cost(self._boxes(rest), xyxy[low]), _SECOND_MATCH)
         for ti, di in pairs:
-            self._correct(rest[ti], xyxy, scores, classes, int(low[di]), now)
+            self._match(rest[ti], scores, classes, int(low[di]), now, pairs_seen)
             matched.append(rest[ti])
         newly_lost = [rest[i] for i in free_rest]
         for track in newly_lost:
@@ -209,10 +216,11 @@ class Tracker:
         cost = self._cost(unconfirmed, xyxy[left], scores[left])
         pairs, free_unconfirmed, free_left = assign(cost, _UNCONFIRMED_MATCH)
         for ti, di in pairs:
-            self._correct(unconfirmed[ti], xyxy, scores, classes, int(left[di]), now)
+            self._match(unconfirmed[ti], scores, classes, int(left[di]), now, pairs_seen)
             matched.append(unconfirmed[ti])
         for i in free_unconfirmed:
             unconfirmed[i].state = TrackState.REMOVED
+        self._correct(pairs_seen, xyxy, now)
         # 4. new tracks from what is left
         born = [int(d) for d in left[free_left] if scores[d] >= cfg.new_track_thresh]
         if born:
@@ -239,7 +247,7 @@ class Tracker:
         """
         now = self._advance(frame)
         confirmed = [t for t in self._tracked if t.activated]
-        pool = confirmed + [t for t in self._lost if all(t is not c for c in confirmed)]
+        pool = confirmed + _without(self._lost, confirmed)
         self._predict(pool, now)
         return self._report(confirmed, predicted=True)
 
@@ -280,15 +288,28 @@ class Tracker:
         cost = iou_cost(self._boxes(tracks), boxes)
         return fuse_scores(cost, scores) if self.config.fuse_score else cost
 
-    def _correct(self, track: _Track, xyxy: np.ndarray, scores: np.ndarray, classes: np.ndarray, d: int,
-                 now: int) -> None:
-        mean, cov = self._kf.update(track.mean[None], track.cov[None], self._kf.to_measurement(xyxy[d]))
-        track.mean, track.cov, track.time = mean[0], cov[0], now
+    def _match(self, track: _Track, scores: np.ndarray, classes: np.ndarray, d: int, now: int,
+               pairs: list[tuple[_Track, int]]) -> None:
+        """Book a track's match with detection ``d``; its Kalman correction waits for :meth:`_correct`.
+
+        Each track is matched at most once per frame and no later stage looks at a matched
+        track's box, so correcting all of them together afterwards is the same as one by one.
+        """
         if not track.activated:
             self._confirm(track)
         track.state = TrackState.TRACKED
         track.score, track.class_id, track.det_index = float(scores[d]), int(classes[d]), d
         track.last_frame = now
+        pairs.append((track, d))
+
+    def _correct(self, pairs: list[tuple[_Track, int]], xyxy: np.ndarray, now: int) -> None:
+        if not pairs:
+            return
+        tracks = [t for t, _ in pairs]
+        mean, cov = self._kf.update(np.stack([t.mean for t in tracks]), np.stack([t.cov for t in tracks]),
+                                    self._kf.to_measurement(xyxy[[d for _, d in pairs]]))
+        for t, m, c in zip(tracks, mean, cov, strict=True):
+            t.mean, t.cov, t.time = m, c, now
 
     def _confirm(self, track: _Track) -> None:
         track.activated = True
@@ -296,8 +317,8 @@ class Tracker:
 
     def _merge(self, matched: list[_Track], newly_lost: list[_Track]) -> None:
         tracked = [t for t in self._tracked if t.state is TrackState.TRACKED]
-        tracked += [t for t in matched if all(t is not k for k in tracked)]
-        lost = [t for t in self._lost if t.state is TrackState.LOST and all(t is not k for k in tracked)]
+        tracked += _without(matched, tracked)
+        lost = [t for t in _without(self._lost, tracked) if t.state is TrackState.LOST]
         lost += newly_lost
         # One object both tracked and lost (a lost track came back as a new one): keep the older.
         if tracked and lost:
