@@ -207,16 +207,17 @@ def ultralytics_val_resize(image: np.ndarray, size: int) -> np.ndarray:
 def match_classes(ds: ClassifyDataset, names: dict[int, str]) -> ClassifyDataset:
     """The dataset with its labels as the model's class ids.
 
-    Class folders are matched to the model's class names (case, ``_`` and
-    ``-`` ignored); a dataset whose folders are not the model's names but
+    Class folders are matched to the model's class names (exactly, else with
+    case, ``_`` and ``-`` ignored); a dataset whose folders are not the model's names but
     number exactly the model's classes is taken in sorted order, as
     Ultralytics does (ImageNet's ``n01440764``-style folders).
 
     Raises:
         ConfigError: neither rule applies.
     """
-    wanted = {_norm(v): k for k, v in names.items()}
-    by_name = {k: wanted.get(_norm(v)) for k, v in ds.names.items()}
+    exact = {v: k for k, v in names.items()}  # first: ImageNet has both "Cardigan" and "cardigan"
+    loose = {_norm(v): k for k, v in names.items()}
+    by_name = {k: exact.get(v, loose.get(_norm(v))) for k, v in ds.names.items()}
     if all(v is not None for v in by_name.values()):
         ids = np.array([by_name[int(c)] for c in ds.class_id], np.int32)
         return replace(ds, class_id=ids, names=dict(names))
