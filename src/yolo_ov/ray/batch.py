@@ -3,14 +3,11 @@
 The flow (:func:`predict_dataset`):
 
 1. **Inputs** become a Ray Dataset of rows ``{index, source, stream, error}``
-   (a folder, glob or list is expanded on the driver, as ``yolo-ov predict``
-   expands it; ``s3://``-style URIs are listed with pyarrow's filesystems),
-   in blocks of ``batch_size`` rows: a block is what an actor gets per call
-   and what Ray re-runs if that actor dies. A Ray Dataset of images
+   (:mod:`yolo_ov.ray.inputs`) in blocks of ``batch_size`` rows. A Ray Dataset of images
    (``read_images``/``read_binary_files`` with ``include_paths=True``) is used
    as it is, keyed by its ``path`` column.
-2. **Actors** (``map_batches`` with a callable class and ``concurrency=``):
-   each unpacks the shipped model into its node's cache, compiles one
+2. **Actors** (``map_batches`` with :class:`~yolo_ov.ray.actor.DetectorActor`
+   and ``concurrency=``): each unpacks the shipped model into its node's cache, compiles one
    throughput ``Detector`` once, and feeds a whole batch through
    ``Detector.submit()`` so the device streams stay busy; a video input runs
    through ``Detector.stream()`` (one record per frame). Each output row holds
@@ -31,54 +28,27 @@ distributed writer (``Dataset.write_parquet``), from the checked results.
 from __future__ import annotations
 
 import contextlib
-import glob
 import json
 import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 
 from ..config import DetectConfig, Mode, RuntimeConfig
-from ..errors import ConfigError, InferenceError, InputError, OverloadedError
-from ..images import IMAGE_SUFFIXES
+from ..errors import ConfigError, InferenceError
 from ..pipeline import PipelineConfig, Specialize
-from ..results import Detections, Failure
 from ..sinks import JsonlSink, check_output_file
-from ..sources import is_live, is_video_file, iter_image_files
+from .actor import DetectorActor
 from .cluster import connect, cpu_nodes, require_extra
 from .config import BatchConfig
+from .inputs import expand_inputs, input_dataset
 from .shipping import ModelSource, pack
 
-__all__ = ["OUTPUT_SCHEMA", "BatchResult", "map_detections", "predict_dataset"]
+__all__ = ["BatchResult", "map_detections", "predict_dataset", "ship_model"]
 
-#: Columns of every output block. ``record`` is the JSONL line of ``yolo-ov predict``;
-#: ``error`` is set (and the structured columns empty) for a failure record.
-OUTPUT_SCHEMA = pa.schema([
-    ("index", pa.int64()),
-    ("source", pa.string()),
-    ("stream", pa.int64()),
-    ("frame", pa.int64()),
-    ("record", pa.string()),
-    ("error", pa.string()),
-    ("width", pa.int32()),
-    ("height", pa.int32()),
-    ("num_detections", pa.int32()),
-    ("boxes", pa.list_(pa.list_(pa.float32(), 4))),
-    ("confidence", pa.list_(pa.float32())),
-    ("class_id", pa.list_(pa.int32())),
-    ("class_name", pa.list_(pa.string())),
-    ("node_id", pa.string()),
-    ("worker_pid", pa.int64()),
-])
-
-_INPUT_SCHEMA = pa.schema([("index", pa.int64()), ("source", pa.string()), ("stream", pa.int64()),
-                           ("error", pa.string())])
-_URI_SCHEMES = ("s3://", "gs://", "gcs://", "hdfs://", "viewfs://", "abfs://", "abfss://", "az://", "file://")
 _KEY_COLUMNS = ("path", "source")
 
 
@@ -116,236 +86,6 @@ class BatchResult:
     def per_second(self) -> float:
         """Records (images or frames) per second over the run."""
         return self.records / self.elapsed_s if self.elapsed_s > 0 else 0.0
-
-
-# -- inputs ---------------------------------------------------------------------
-
-def _is_uri(spec: str) -> bool:
-    return spec.lower().startswith(_URI_SCHEMES)
-
-
-def _list_uri(spec: str) -> list[str]:
-    """Files under a pyarrow-filesystem URI (a file, or a folder searched recursively)."""
-    import pyarrow.fs as pafs
-
-    try:
-        fs, path = pafs.FileSystem.from_uri(spec)
-        info = fs.get_file_info(path)
-        if info.type == pafs.FileType.File:
-            return [spec]
-        if info.type == pafs.FileType.NotFound:
-            return []
-        scheme = spec.split("://", 1)[0]
-        found = fs.get_file_info(pafs.FileSelector(path, recursive=True))
-    except (OSError, ValueError, pa.ArrowException) as exc:
-        raise ConfigError(f"{spec}: cannot list it ({str(exc).splitlines()[0]})") from exc
-    files = sorted(f.path for f in found if f.type == pafs.FileType.File
-                   and Path(f.path).suffix.lower() in IMAGE_SUFFIXES | _video_suffixes())
-    return [f"{scheme}://{p}" for p in files]
-
-
-def _video_suffixes() -> frozenset[str]:
-    from ..sources import VIDEO_SUFFIXES
-
-    return VIDEO_SUFFIXES
-
-
-def expand_inputs(source: Any) -> list[tuple[str, str | None]]:
-    """``(source, error)`` per input, in ``yolo-ov predict``'s order: folders recursively, globs sorted.
-
-    Videos stay one input each (their frames come back as records); a name
-    that matches nothing is an input with an error (a failure record), unless
-    nothing at all exists (:class:`ConfigError`, as ``yolo-ov predict`` says).
-    """
-    specs = [source] if isinstance(source, (str, Path)) else list(source)
-    out: list[tuple[str, str | None]] = []
-    for spec in specs:
-        if not isinstance(spec, (str, Path)):
-            raise ConfigError(f"unsupported input {type(spec).__name__}: pass paths, URIs or a Ray Dataset")
-        text = str(spec)
-        if is_live(text):
-            raise ConfigError(f"{text}: live streams are not batch inputs; run them with yolo-ov predict on a node")
-        if _is_uri(text):
-            files = _list_uri(text)
-            out += [(f, None) for f in files] or [(text, f"{text}: no such file, or no images or videos under it")]
-        elif is_video_file(text):
-            out.append((text, None if Path(text).expanduser().exists() else f"{text}: no such video file"))
-        elif set("*?[") & set(text) and not Path(text).exists():
-            matches = sorted(glob.glob(text, recursive=True))
-            videos = [m for m in matches if is_video_file(m)]
-            images = [(str(p), None) if not isinstance(p, InputError) else (p.source or text, str(p))
-                      for p in iter_image_files([text])]
-            if videos:
-                out += [(v, None) for v in videos] + [i for i in images if i[1] is None]
-            else:
-                out += images
-        else:
-            out += [(str(p), None) if not isinstance(p, InputError) else (p.source or text, str(p))
-                    for p in iter_image_files([text])]
-    if out and all(err is not None for _, err in out):
-        raise ConfigError(out[0][1] if len(out) == 1 else f"none of the inputs exist: {', '.join(s for s, _ in out)}")
-    return out
-
-
-def _input_dataset(inputs: list[tuple[str, str | None]], indices: list[int], block_rows: int) -> Any:
-    """Rows ``{index, source, stream, error}`` in blocks of ``block_rows`` (one actor call each)."""
-    import ray.data
-
-    videos = {s for s, err in inputs if err is None and is_video_file(s)}
-    ordinal = {s: k for k, s in enumerate(s for s, _ in inputs if s in videos)}
-    tables = []
-    for start in range(0, len(indices), block_rows):
-        chunk = indices[start:start + block_rows]
-        tables.append(pa.table({
-            "index": pa.array(chunk, pa.int64()),
-            "source": pa.array([inputs[i][0] for i in chunk], pa.string()),
-            "stream": pa.array([ordinal.get(inputs[i][0]) for i in chunk], pa.int64()),
-            "error": pa.array([inputs[i][1] for i in chunk], pa.string()),
-        }, schema=_INPUT_SCHEMA))
-    return ray.data.from_arrow(tables)
-
-
-# -- the actor ----------------------------------------------------------------------
-
-class DetectorActor:
-    """A Ray Data actor: one throughput :class:`~yolo_ov.Detector`, compiled once, fed a batch at a time.
-
-    Built by Ray Data (``map_batches(DetectorActor, fn_constructor_kwargs=...)``);
-    see :func:`map_detections`.
-    """
-
-    def __init__(self, model: ModelSource, runtime: RuntimeConfig, detect: DetectConfig,
-                 pipeline: PipelineConfig, rows_per_block: int = 256, color: str = "rgb") -> None:
-        import ray
-
-        from ..detector import Detector
-
-        self.detector = Detector(model.resolve(), runtime=runtime, detect=detect, pipeline=pipeline)
-        self.detect = detect
-        self.rows_per_block = rows_per_block
-        self.color = color
-        self.node_id = ray.get_runtime_context().get_node_id()
-        self.pid = os.getpid()
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[pa.Table]:
-        rows: list[dict[str, Any]] = []
-        pending: list[tuple[dict[str, Any], Any]] = []
-        n = len(next(iter(batch.values())))
-        for i in range(n):
-            row = {k: _scalar(v[i]) for k, v in batch.items()}
-            index = int(row.get("index", -1) if row.get("index") is not None else -1)
-            source = str(row.get("source") or row.get("path") or f"<row {i}>")
-            stream = row.get("stream")
-            meta = {"index": index, "source": source, "stream": None if stream is None else int(stream)}
-            if row.get("error"):
-                pending.append((meta, InputError(str(row["error"]), source)))
-            elif "bytes" in row or "image" in row:
-                pending.append((meta, self._submit(self._image_of(row), source)))
-            elif is_video_file(source) and not _is_uri(source):
-                rows += self._drain(pending)
-                pending = []
-                for chunk in self._video(meta):
-                    rows += chunk
-                    if len(rows) >= self.rows_per_block:
-                        yield self._table(rows)
-                        rows = []
-            else:
-                pending.append((meta, self._submit_path(source)))
-        rows += self._drain(pending)
-        if rows:
-            yield self._table(rows)
-
-    def _image_of(self, row: dict[str, Any]) -> Any:
-        if "bytes" in row:
-            return row["bytes"]
-        image = np.asarray(row["image"])
-        if image.ndim == 3 and image.shape[2] == 3 and self.color == "rgb":
-            image = np.ascontiguousarray(image[:, :, ::-1])  # Ray's read_images gives RGB; the model wants BGR
-        return image
-
-    def _submit(self, image: Any, source: str) -> Any:
-        """``Detector.submit()``; when its queue is full (the other call in flight filled it), wait a moment."""
-        while True:
-            try:
-                return self.detector.submit(image, source=source, detect=self.detect)
-            except OverloadedError:
-                time.sleep(0.002)
-            except InputError as exc:
-                return exc
-
-    def _submit_path(self, source: str) -> Any:
-        if not _is_uri(source):
-            return self._submit(source, source)
-        import pyarrow.fs as pafs
-
-        try:
-            fs, path = pafs.FileSystem.from_uri(source)
-            with fs.open_input_stream(path) as f:
-                data = f.read()
-        except (OSError, ValueError, pa.ArrowException) as exc:
-            return InputError(f"{source}: cannot read it ({str(exc).splitlines()[0]})", source)
-        return self._submit(data, source)
-
-    def _drain(self, pending: list[tuple[dict[str, Any], Any]]) -> list[dict[str, Any]]:
-        out = []
-        for meta, job in pending:
-            if isinstance(job, InputError):
-                out.append(self._row(meta, Failure(meta["source"], str(job), meta["stream"])))
-                continue
-            try:
-                result = job.result()
-            except InputError as exc:  # unreadable: a failure record, never a retry
-                out.append(self._row(meta, Failure(meta["source"], str(exc), meta["stream"])))
-                continue
-            out.append(self._row(meta, result))
-        return out
-
-    def _video(self, meta: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
-        with self.detector.stream(meta["source"], detect=self.detect) as run:
-            chunk: list[dict[str, Any]] = []
-            for result in run:
-                result.stream = meta["stream"]
-                chunk.append(self._row({**meta, "frame": result.frame}, result))
-                if len(chunk) >= 32:
-                    yield chunk
-                    chunk = []
-            yield chunk
-
-    def _row(self, meta: dict[str, Any], result: Any) -> dict[str, Any]:
-        row = {"index": meta["index"], "source": meta["source"], "stream": meta["stream"],
-               "frame": meta.get("frame"), "node_id": self.node_id, "worker_pid": self.pid}
-        if isinstance(result, Failure):
-            return {**row, "record": result.to_json(), "error": result.error, "width": None, "height": None,
-                    "num_detections": 0, "boxes": [], "confidence": [], "class_id": [], "class_name": []}
-        result.source = meta["source"]
-        row["frame"] = getattr(result, "frame", None)
-        boxes = getattr(result, "xyxy", np.zeros((0, 4), np.float32))
-        return {**row, "record": result.to_json(), "error": None,
-                "width": int(result.image_shape[1]), "height": int(result.image_shape[0]),
-                "num_detections": len(result) if isinstance(result, Detections) else 0,
-                "boxes": np.asarray(boxes, np.float32).tolist(),
-                "confidence": np.asarray(getattr(result, "confidence", []), np.float32).tolist(),
-                "class_id": np.asarray(getattr(result, "class_id", []), np.int32).tolist(),
-                "class_name": list(getattr(result, "class_names", []))}
-
-    @staticmethod
-    def _table(rows: list[dict[str, Any]]) -> pa.Table:
-        return pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA)
-
-    def __del__(self) -> None:
-        det = getattr(self, "detector", None)
-        if det is not None:
-            with contextlib.suppress(Exception):
-                det.close()
-
-
-def _scalar(value: Any) -> Any:
-    """A numpy batch cell as a Python value; a null int column arrives as float NaN: ``None``."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and value != value:
-        return None
-    return value
 
 
 # -- building blocks ----------------------------------------------------------------
@@ -543,7 +283,7 @@ def predict_dataset(
         else:
             result.inputs = len(inputs)
             missing = list(range(len(inputs)))
-            todo = _input_dataset(inputs, missing, config.batch_size)
+            todo = input_dataset(inputs, missing, config.batch_size)
         for _ in range(config.max_passes):
             result.passes += 1
             out = map_detections(todo, model_source, runtime=runtime, detect=detect, config=config,
@@ -561,7 +301,7 @@ def predict_dataset(
             missing = [i for i in missing if i not in tally.answered]
             if not missing:
                 break
-            todo = _input_dataset(inputs, missing, config.batch_size)
+            todo = input_dataset(inputs, missing, config.batch_size)
         if not dataset_input and missing:
             names = ", ".join(inputs[i][0] for i in missing[:3])
             raise InferenceError(f"{len(missing)} inputs were not answered after {result.passes} passes "
