@@ -189,3 +189,23 @@ def test_the_rayservice_manifest_builds_the_app_it_names(shared):
     cluster = yaml.safe_load((REPO / "deploy" / "raycluster.yaml").read_text())
     assert (cluster["kind"], cluster["spec"]["rayVersion"]) == ("RayCluster", manifest["spec"]["rayClusterConfig"]
                                                                 ["rayVersion"])
+
+
+def test_the_replica_health_check_is_the_apps_readiness():
+    """Ray Serve calls check_health; raising marks the replica for replacement."""
+    from types import SimpleNamespace
+
+    from yolo_ov.ray.serving import YoloOvDeployment
+
+    model = SimpleNamespace(ready=True)
+    state = SimpleNamespace(accepting=True, models={"yolov8n": model})
+    replica = SimpleNamespace(_app=SimpleNamespace(state=SimpleNamespace(yolo=state)))
+    YoloOvDeployment.check_health(replica)  # ready: no exception
+    model.ready = False
+    with pytest.raises(RuntimeError, match=r"not ready: models \['yolov8n'\]"):
+        YoloOvDeployment.check_health(replica)
+    model.ready, state.accepting = True, False  # draining at shutdown
+    with pytest.raises(RuntimeError, match="not accepting"):
+        YoloOvDeployment.check_health(replica)
+    with pytest.raises(RuntimeError, match="not built yet"):
+        YoloOvDeployment.check_health(SimpleNamespace(_app=None))
