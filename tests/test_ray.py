@@ -195,3 +195,19 @@ def test_killing_an_actor_mid_run_loses_and_duplicates_nothing(cluster, shared, 
         assert np.allclose(record_arrays(r)[0], record_arrays(first[r["source"]])[0], atol=0.5)
     print(f"fault run: {result.records} records in {time.monotonic() - t0:.1f} s, "
           f"{result.duplicates} duplicates dropped, workers {result.workers}")
+
+
+@pytest.mark.timeout(MODULE_TIMEOUT_S)
+def test_a_ray_dataset_of_decoded_rgb_images(cluster, shared, local_records):
+    """``read_images`` gives RGB arrays (decoded by Pillow): turned to BGR, they give local predict's detections."""
+    from yolo_ov.ray import predict_dataset
+
+    paths = [str(p) for p in shared.coco96_images[10:14]]
+    result = predict_dataset(ray.data.read_images(paths, include_paths=True, mode="RGB"), shared.fp32_model,
+                             collect=True)
+    assert (result.inputs, result.records, result.failed) == (4, 4, 0)
+    want = {Path(r["source"]).name: r for r in local_records}
+    for record in result.records_list:
+        w = want[Path(record["source"]).name]
+        assert (record["width"], record["height"]) == (w["width"], w["height"])
+        assert_same_detections(record_arrays(record), record_arrays(w), where=w["source"], min_conf=0.4)

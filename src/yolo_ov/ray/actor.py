@@ -117,6 +117,9 @@ class DetectorActor:
     def _submit_path(self, source: str) -> Any:
         if not is_uri(source):
             return self._submit(source, source)
+        if is_video_file(source):
+            return InputError(f"{source}: videos are read with OpenCV from a path; copy it to a path every node "
+                              "can read (object storage is supported for images)", source)
         import pyarrow.fs as pafs
 
         try:
