@@ -96,13 +96,16 @@ def test_unreadable_inputs_are_failure_records_not_retries(cluster, shared, tmp_
     broken.write_bytes(shared.coco96_images[0].read_bytes()[:2000])  # a JPEG cut short
     text = tmp_path / "notes.png"
     text.write_text("not an image")
-    inputs = [str(shared.coco96_images[0]), str(broken), str(tmp_path / "missing.jpg"), str(text)]
+    uri = f"file://{shared.coco96_images[1]}"  # read through pyarrow's filesystem, as s3:// would be
+    inputs = [str(shared.coco96_images[0]), str(broken), str(tmp_path / "missing.jpg"), str(text), uri,
+              f"file://{tmp_path / 'gone.jpg'}"]
     result = predict_dataset(inputs, shared.fp32_model, collect=True)
-    assert (result.inputs, result.records, result.failed, result.passes) == (4, 4, 3, 1)
+    assert (result.inputs, result.records, result.failed, result.passes) == (6, 6, 4, 1)
     records = result.records_list
     assert [r["source"] for r in records] == inputs
-    assert "detections" in records[0] and "error" not in records[0]
-    for record in records[1:]:
+    for record in (records[0], records[4]):
+        assert "detections" in record and "error" not in record
+    for record in (*records[1:4], records[5]):
         assert set(record) == {"source", "error"} and record["source"] in record["error"]
 
 

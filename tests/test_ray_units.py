@@ -209,3 +209,15 @@ def test_the_replica_health_check_is_the_apps_readiness():
         YoloOvDeployment.check_health(replica)
     with pytest.raises(RuntimeError, match="not built yet"):
         YoloOvDeployment.check_health(SimpleNamespace(_app=None))
+
+
+def test_uris_are_listed_through_pyarrow_filesystems(shared, tmp_path):
+    """``file://`` goes through the same pyarrow code as ``s3://`` (listing recursively, images and videos)."""
+    from yolo_ov.ray.inputs import expand_inputs
+
+    listed = expand_inputs(f"file://{shared.coco96 / 'images'}")
+    assert [s for s, _ in listed] == [f"file://{p}" for p in shared.coco96_images]
+    assert expand_inputs(f"file://{shared.coco96_images[0]}") == [(f"file://{shared.coco96_images[0]}", None)]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="no images or videos under it"):
+        expand_inputs(f"file://{tmp_path / 'empty'}")
