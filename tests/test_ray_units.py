@@ -221,3 +221,9 @@ def test_uris_are_listed_through_pyarrow_filesystems(shared, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match="no images or videos under it"):
         expand_inputs(f"file://{tmp_path / 'empty'}")
+
+
+def test_replicas_need_ray(shared):
+    result = runner.invoke(app, ["serve", "--model", str(shared.fp32_model), "--replicas", "2"],
+                           catch_exceptions=False)
+    assert result.exit_code == 2 and "go with --ray" in result.output

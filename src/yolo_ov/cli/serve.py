@@ -88,6 +88,8 @@ def serve(
         serve_on_ray(settings, address=ray_address(ray), replicas=replicas, min_replicas=min_replicas,
                      max_replicas=max_replicas, target_ongoing_requests=target_ongoing_requests, say=_say)
         return
+    if replicas != 1 or min_replicas is not None or max_replicas is not None:
+        raise ConfigError("--replicas, --min-replicas and --max-replicas go with --ray")
     sock = _listen(settings.host, settings.port)  # before loading: a busy port fails fast
     try:
         _run(settings, sock, access_log=access_log)
