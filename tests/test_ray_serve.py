@@ -95,15 +95,18 @@ def test_kserve_and_predict_answer_like_yolo_ov_serve(ray_server, shared, fp32_d
     assert "total;dur=" in response.headers["Server-Timing"]
     bad = requests.post(f"{ray_server.url}/predict", data=b"not an image", timeout=60)
     assert bad.status_code == 400 and "error" in bad.json()
+    # /metrics is the answering replica's own (either of the two): the app's families and settings
     metrics = requests.get(f"{ray_server.url}/metrics", timeout=60).text
-    assert 'yolo_ov_requests_success_total{endpoint="predict",name="yolov8n"}' in metrics
+    assert "# TYPE yolo_ov_requests_success_total counter" in metrics
+    assert 'yolo_ov_max_queue{name="yolov8n"} 64.0' in metrics
     assert requests.get(f"{ray_server.url}/v2/health/ready", timeout=60).json() == {"ready": True}
 
 
 @pytest.mark.timeout(900)
 def test_keeps_answering_while_a_replica_is_killed(ray_server, shared):
     """One client sends /predict back to back; a replica is SIGKILLed after 5 answers; Ray Serve routes to
-    the other and starts a replacement. At most the one request in flight on the dead replica may fail."""
+    the other and starts a replacement. Only requests sent around the kill may fail (measured: the one in
+    flight on the dead replica, a 500); every later one is answered."""
     import os
     import signal
 
@@ -140,8 +143,11 @@ def test_keeps_answering_while_a_replica_is_killed(ray_server, shared):
     stop.set()
     thread.join(120)
     assert replaced, f"no replacement replica within 300 s: {_replica_pids()}"
-    failures = [s for s in statuses if s != 200]
-    assert len(failures) <= 1, f"failed requests: {failures} of {len(statuses)}"
+    failures = {i: s for i, s in enumerate(statuses) if s != 200}
+    print(f"replica kill after request {killed_at}: {len(statuses)} requests, {answered_during} answered while the "
+          f"replacement started, failed (index: status): {failures}")
+    # Only the request in flight on the dead replica (and one the router sent there before it learned) may fail.
+    assert all(killed_at - 1 <= i <= killed_at + 2 for i in failures), (killed_at, failures)
     assert statuses[-3:] == [200, 200, 200]
     assert answered_during >= 3, "the surviving replica should keep answering while the other restarts"
     assert requests.get(f"{ray_server.url}/v2/health/ready", timeout=60).json() == {"ready": True}
