@@ -106,7 +106,8 @@ def predict_on_ray(
     written += f"; Parquet: {save_parquet}" if save_parquet else ""
     again = f", {result.duplicates} duplicates dropped" if result.duplicates else ""
     err.print(f"{done} {noun}{failed} from {result.inputs} inputs, {result.detections} detections, "
-              f"{result.per_second:.1f} {noun}/s (Ray: {result.actors} actor(s) on "
+              f"{result.per_second:.1f} {noun}/s ({result.steady_per_second:.1f}/s after a {result.startup_s:.1f} s "
+              f"start; Ray: {result.actors} actor(s) on "
               f"{result.nodes} node(s), {runtime.mode.value}, {runtime.device}{again}){written}",
               soft_wrap=True, markup=False)
     return EXIT_PARTIAL if result.failed else EXIT_OK

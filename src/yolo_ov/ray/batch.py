@@ -66,6 +66,9 @@ class BatchResult:
         passes: how many passes over missing inputs it took (1 normally).
         actors: actors in the pool; ``nodes``: CPU nodes of the cluster.
         elapsed_s: from the first input handed out to the last record checked.
+        startup_s: from the first input handed out to the first record back:
+            the pool's start (actor processes, model unpacked and compiled)
+            plus one block's inference; Ray's fixed cost per run.
         records_list: every record as a dict, in order, when ``collect=True``.
         workers: records per ``node_id:pid`` (where the work ran).
     """
@@ -79,6 +82,7 @@ class BatchResult:
     actors: int | tuple[int, int] = 0
     nodes: int = 0
     elapsed_s: float = 0.0
+    startup_s: float = 0.0
     records_list: list[dict[str, Any]] | None = None
     workers: dict[str, int] = field(default_factory=dict)
 
@@ -86,6 +90,12 @@ class BatchResult:
     def per_second(self) -> float:
         """Records (images or frames) per second over the run."""
         return self.records / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def steady_per_second(self) -> float:
+        """Records per second once the first came back (the pool's start left out)."""
+        running = self.elapsed_s - self.startup_s
+        return (self.records - 1) / running if self.records > 1 and running > 0 else 0.0
 
 
 # -- building blocks ----------------------------------------------------------------
@@ -164,10 +174,13 @@ class _Tally:
     result: BatchResult
     sink: JsonlSink | None
     on_record: Callable[[dict[str, Any]], None] | None
+    t0: float = field(default_factory=time.perf_counter)
     seen: set[Any] = field(default_factory=set)
     answered: set[Any] = field(default_factory=set)
 
     def take(self, table: pa.Table, keyed_by_source: bool) -> None:
+        if not self.result.startup_s and table.num_rows:
+            self.result.startup_s = time.perf_counter() - self.t0
         cols = {n: table.column(n).to_pylist() for n in ("index", "source", "frame", "record", "error",
                                                           "num_detections", "node_id", "worker_pid")}
         r = self.result
@@ -275,7 +288,7 @@ def predict_dataset(
     t0 = time.perf_counter()
     with JsonlSink(save_json) if save_json is not None else contextlib.nullcontext() as sink, \
             _data_context(config):
-        tally = _Tally(result, sink, on_record)
+        tally = _Tally(result, sink, on_record, t0=t0)
         if dataset_input:
             result.inputs = source.count()
             missing: list[Any] = []
