@@ -142,7 +142,8 @@ def predict(
             classes=parse_classes(classes), specialize=specialize, save_json=save_json, save_parquet=save_parquet,
             actors=actors, quiet=quiet,
             unsupported={"--save-coco": save_coco, "--save-dir": save_dir, "--save-video": save_video,
-                         "--tracker": tracker, "--detect-every": detect_every != 1, "--workers": workers},
+                         "--tracker": tracker, "--detect-every": detect_every != 1, "--workers": workers,
+                         "--save-polygons": save_polygons},
         ))
     if actors is not None or save_parquet is not None:
         raise ConfigError("--actors and --save-parquet go with --ray")
