@@ -25,15 +25,15 @@ from typing import TYPE_CHECKING, Any
 from .config import BatchConfig, Scaling
 
 if TYPE_CHECKING:
-    from .batch import BatchResult, map_detections, predict_dataset
+    from .batch import BatchResult, map_detections, predict_dataset, ship_model
     from .cluster import connect
     from .serving import build_app, deployment, run, shutdown
 
 __all__ = ["BatchConfig", "BatchResult", "Scaling", "build_app", "connect", "deployment", "map_detections",
-           "predict_dataset", "require_extra", "run", "shutdown"]
+           "predict_dataset", "require_extra", "run", "ship_model", "shutdown"]
 
 _LAZY = {
-    "BatchResult": "batch", "map_detections": "batch", "predict_dataset": "batch",
+    "BatchResult": "batch", "map_detections": "batch", "predict_dataset": "batch", "ship_model": "batch",
     "connect": "cluster",
     "build_app": "serving", "deployment": "serving", "run": "serving", "shutdown": "serving",
 }

@@ -129,6 +129,13 @@ def map_detections(
     No count check here (:func:`predict_dataset` does it). ``color``: the
     channel order of an ``image`` column (``"rgb"``, as ``read_images``
     gives; ``"bgr"`` for OpenCV arrays).
+
+    Example:
+        >>> import ray.data  # doctest: +SKIP
+        >>> from yolo_ov.ray import map_detections, ship_model  # doctest: +SKIP
+        >>> ds = ray.data.read_images("s3://bucket/images/", include_paths=True)  # doctest: +SKIP
+        >>> out = map_detections(ds, ship_model("yolov8n_openvino_model"))  # doctest: +SKIP
+        >>> out.filter(lambda row: row["num_detections"] > 0).write_parquet("s3://bucket/hits/")  # doctest: +SKIP
     """
     config = config or BatchConfig()
     runtime = runtime or RuntimeConfig(mode=Mode.THROUGHPUT)
