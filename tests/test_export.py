@@ -227,14 +227,16 @@ def test_missing_ultralytics_extra_is_one_line(shared, tmp_path, monkeypatch):
 
 
 @pytest.mark.export
-def test_pt_that_is_not_a_detector(tmp_path):
+def test_pt_of_a_task_yolo_ov_does_not_run(tmp_path):
+    """Every detect/segment/pose/obb/classify checkpoint exports (tests/test_export_tasks.py); a depth model
+    does not, with one line naming its task, and leaves nothing behind."""
     from ultralytics import YOLO
 
-    cls = tmp_path / "cls.pt"
-    YOLO("yolov8n-cls.yaml").save(cls)
-    with pytest.raises(ExportError, match="a 'classify' model; yolo-ov exports detection models only"):
-        export_model(cls, ExportConfig(output=tmp_path / "c_openvino_model"))
-    _no_leftovers(tmp_path, "c_openvino_model")
+    depth = tmp_path / "depth.pt"
+    YOLO("yolo26n-depth.yaml").save(depth)
+    with pytest.raises(ExportError, match="a 'depth' model; yolo-ov exports detect, segment, pose, obb, classify"):
+        export_model(depth, ExportConfig(output=tmp_path / "d_openvino_model"))
+    _no_leftovers(tmp_path, "d_openvino_model")
 
 
 @pytest.mark.export

@@ -185,7 +185,7 @@ def test_classify_folders(tmp_path):
     mapped = match_classes(ds, {0: "zebra", 1: "Dog", 2: "cat"})
     np.testing.assert_array_equal(mapped.class_id, [2, 2, 1])
     assert match_classes(ds, {0: "n1", 1: "n2"}).class_id.tolist() == [0, 0, 1]  # same count: sorted order
-    with pytest.raises(ConfigError, match="not class names of the model"):
+    with pytest.raises(DatasetError, match="not class names of the model"):
         match_classes(ds, {0: "zebra", 1: "lion", 2: "emu"})
     with pytest.raises(DatasetError, match="no class folders"):
         load_classify_dataset(tmp_path / "ds" / "val" / "dog")

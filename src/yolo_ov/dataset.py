@@ -23,8 +23,9 @@ Pure numpy/yaml: nothing here imports OpenVINO.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ __all__ = [
     "find_images",
     "load_classify_dataset",
     "load_dataset",
+    "match_classes",
 ]
 
 _DATA_YAML = ("data.yaml", "data.yml", "dataset.yaml")
@@ -499,3 +501,34 @@ def load_classify_dataset(path: str | os.PathLike[str], split: str = "val") -> C
         root=root, split=used, names={k: p.name for k, p in enumerate(classes)},
         images=tuple(images), class_id=np.asarray(ids, np.int32),
     )
+
+
+def match_classes(ds: ClassifyDataset, names: dict[int, str]) -> ClassifyDataset:
+    """The dataset with its labels as the model's class ids.
+
+    Class folders are matched to the model's class names (exactly, else with
+    case, ``_`` and ``-`` ignored); a dataset whose folders are not the model's names but
+    number exactly the model's classes is taken in sorted order, as
+    Ultralytics does (ImageNet's ``n01440764``-style folders).
+
+    Raises:
+        DatasetError: neither rule applies.
+    """
+    exact = {v: k for k, v in names.items()}  # first: ImageNet has both "Cardigan" and "cardigan"
+    loose = {_norm(v): k for k, v in names.items()}
+    by_name = {k: exact.get(v, loose.get(_norm(v))) for k, v in ds.names.items()}
+    if all(v is not None for v in by_name.values()):
+        ids = np.array([by_name[int(c)] for c in ds.class_id], np.int32)
+        return replace(ds, class_id=ids, names=dict(names))
+    if len(ds.names) == len(names):
+        return replace(ds, names=dict(names))
+    unknown = [v for k, v in ds.names.items() if by_name[k] is None]
+    raise DatasetError(
+        f"{ds.root}: {len(ds.names)} class folders, {len(unknown)} of them not class names of the model "
+        f"(e.g. {unknown[0]!r}); name the folders after the model's classes, or give one folder per model class "
+        f"({len(names)}) in its order"
+    )
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[\s_\-]+", " ", str(name)).strip().lower()

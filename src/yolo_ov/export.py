@@ -1,4 +1,4 @@
-"""Export a detector to an OpenVINO folder: FP32, FP16 or INT8.
+"""Export a YOLO model of any task to an OpenVINO folder: FP32, FP16 or INT8.
 
 Sources:
 
@@ -49,6 +49,8 @@ __all__ = ["PRECISIONS", "ExportConfig", "ExportWarning", "default_output", "exp
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "fp16", "int8")
+#: Ultralytics tasks a ``.pt`` may hold for export (every head :mod:`yolo_ov.heads` runs).
+EXPORT_TASKS = ("detect", "segment", "pose", "obb", "classify")
 _SUFFIX = {"fp32": "openvino_model", "fp16": "fp16_openvino_model", "int8": "int8_openvino_model"}
 
 
@@ -133,7 +135,7 @@ def export_model(weights: Path, config: ExportConfig) -> Path:
     Raises:
         MissingExtraError: exporting a ``.pt`` without the ``export`` extra,
             or INT8 without NNCF; the message names the extra.
-        ExportError: the source is not a YOLO detector or conversion failed.
+        ExportError: the source is not a YOLO model yolo-ov runs, or conversion failed.
         CalibrationError: INT8 calibration could not run.
         DatasetError: the calibration/validation data is missing or malformed.
     """
@@ -159,6 +161,8 @@ def export_model(weights: Path, config: ExportConfig) -> Path:
     with _atomic_folder(output) as tmp:
         ov_model, info, provenance = _load_source(weights, kind, config, tmp / "_source")
         ov_model, info = _reshape(ov_model, info, config, weights, kind)
+        if config.max_drop is not None:
+            dataset = _labelled(config.data, info)  # type: ignore[arg-type]
         quant_report = None
         if config.precision == "int8":
             from .quantize import count_fake_quantize, quantize_model
@@ -265,13 +269,15 @@ def _export_pt(weights: Path, config: ExportConfig, workdir: Path) -> tuple[Path
             except Exception as exc:  # torch.load / Ultralytics raise many types for a bad checkpoint
                 why = _first_line(exc).replace(str(local), str(weights))
                 raise ExportError(f"{weights}: not an Ultralytics YOLO checkpoint ({why})") from exc
-            if model.task != "detect":
-                raise ExportError(f"{weights}: a '{model.task}' model; yolo-ov exports detection models only")
-            imgsz = list(config.imgsz) if config.imgsz else 640
+            if model.task not in EXPORT_TASKS:
+                raise ExportError(f"{weights}: a '{model.task}' model; yolo-ov exports {', '.join(EXPORT_TASKS)} "
+                                  "models")
+            # without --imgsz, the size the checkpoint was trained at (640 for detection, 224 for
+            # classification), as Ultralytics' own export does
+            size = {"imgsz": list(config.imgsz)} if config.imgsz else {}
             try:
                 out = model.export(
-                    format="openvino", imgsz=imgsz, batch=config.batch, dynamic=config.dynamic, nms=False,
-                    verbose=False,
+                    format="openvino", batch=config.batch, dynamic=config.dynamic, nms=False, verbose=False, **size,
                 )
             except Exception as exc:
                 why = _first_line(exc).replace(str(local), str(weights))
@@ -321,17 +327,26 @@ def _reshape(
 # -- calibration data --------------------------------------------------------
 
 def _calibration_inputs(config: ExportConfig) -> tuple[Any, list[Path]]:
-    """Calibration images (evenly spread, at most ``calib_size``) and, for ``max_drop``, the labelled split."""
+    """Calibration images (evenly spread, at most ``calib_size``); the labelled split for ``max_drop``
+    is read once the model's task is known (:func:`_labelled`)."""
     if config.precision != "int8":
         return None, []
-    from .dataset import find_images, load_dataset
+    from .dataset import find_images
 
     images = find_images(config.data)  # type: ignore[arg-type]
     if len(images) > config.calib_size:
         step = len(images) / config.calib_size
         images = [images[int(i * step)] for i in range(config.calib_size)]
-    dataset = load_dataset(config.data) if config.max_drop is not None else None  # type: ignore[arg-type]
-    return dataset, images
+    return None, images
+
+
+def _labelled(data: Path, info: ModelInfo) -> Any:
+    """The labelled split accuracy control measures on, in the form the model's task is scored on."""
+    from .dataset import load_classify_dataset, load_dataset, match_classes
+
+    if info.task == "classify":
+        return match_classes(load_classify_dataset(data), info.names)
+    return load_dataset(data)
 
 
 # -- output ----------------------------------------------------------------
@@ -362,6 +377,8 @@ def _metadata(
         "end2end": info.head is HeadType.END2END,
         "precision": config.precision,
     }
+    if info.kpt_shape is not None:  # pose: Ultralytics needs it to load the model, the pose head to decode
+        meta["kpt_shape"] = list(info.kpt_shape)
     made: dict[str, Any] = {
         "tool": f"yolo-ov {__version__}",
         **provenance,
@@ -388,8 +405,9 @@ def _write(ov_model: Any, meta: dict[str, Any], xml: Path, *, fp16: bool) -> Non
     ov_model.set_rt_info("0.7", ["model_info", "iou_threshold"])
     ov_model.set_rt_info("fit_to_window_letterbox", ["model_info", "resize_type"])
     ov_model.set_rt_info(" ".join(str(names[i]).replace(" ", "_") for i in sorted(names)), ["model_info", "labels"])
-    for key in ("names", "imgsz", "stride", "task", "precision", "end2end"):
-        ov_model.set_rt_info(str(meta[key]), ["yolo_ov", key])
+    for key in ("names", "imgsz", "stride", "task", "precision", "end2end", "kpt_shape"):
+        if key in meta:
+            ov_model.set_rt_info(str(meta[key]), ["yolo_ov", key])
     try:
         ov.save_model(ov_model, str(xml), compress_to_fp16=fp16)
     except Exception as exc:  # disk full, permissions...

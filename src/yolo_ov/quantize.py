@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .config import DetectConfig
-from .dataset import ImageLabels, YoloDataset
+from .dataset import ClassifyDataset, YoloDataset
 from .errors import CalibrationError, InputError, MissingExtraError, openvino_message
 from .evaluate import evaluate
 from .images import load_image
@@ -111,13 +111,16 @@ class QuantizeReport:
         return out
 
 
-def preprocess_for_graph(image: Any, imgsz: tuple[int, int]) -> np.ndarray:
+def preprocess_for_graph(image: Any, imgsz: tuple[int, int], head: Head | None = None) -> np.ndarray:
     """One image as the exported graph's input: ``(1, 3, h, w)`` float32 RGB in ``[0, 1]``.
 
     The host-side twin of the runtime's in-graph pre-processing (BGR->RGB,
-    NHWC->NCHW, multiply by ``float32(1/255)``), after the same letterbox.
+    NHWC->NCHW, multiply by ``float32(1/255)``), after the same host step:
+    the head's own (``head.prepare``: the letterbox, or classification's
+    resize and centre crop), the letterbox without a head.
     """
-    frame, _ = letterbox(load_image(image), imgsz)
+    img = load_image(image)
+    frame = head.prepare(img, imgsz)[0] if head is not None else letterbox(img, imgsz)[0]
     chw = frame[:, :, ::-1].transpose(2, 0, 1)
     return (chw.astype(np.float32) * _SCALE)[None]
 
@@ -176,7 +179,7 @@ def quantize_model(
     preset: str = "mixed",
     source: str = "",
     max_drop: float | None = None,
-    dataset: YoloDataset | None = None,
+    dataset: YoloDataset | ClassifyDataset | None = None,
     head: Head | None = None,
 ) -> tuple[Any, QuantizeReport]:
     """Quantize an ``openvino.Model`` (float ``NCHW`` input) to INT8 with NNCF.
@@ -215,7 +218,7 @@ def quantize_model(
         raise CalibrationError(f"none of the {len(images)} calibration images from {source} could be read")
 
     def transform(path: Path) -> np.ndarray:
-        return preprocess_for_graph(path, imgsz)
+        return preprocess_for_graph(path, imgsz, head)
 
     calib = nncf.Dataset(usable, transform)
     scope = head_ignored_scope(model)
@@ -237,7 +240,7 @@ def quantize_model(
             if head is None:
                 raise CalibrationError("max_drop needs the model's head to measure mAP (pass head=select_head(info))")
             validation = _MapValidation(dataset, imgsz, head)
-            val_data = nncf.Dataset(list(dataset.items), lambda item: item)
+            val_data = nncf.Dataset(list(range(len(dataset))), lambda index: index)
             quantized = nncf.quantize_with_accuracy_control(
                 model.clone(), calib, val_data,
                 validation_fn=validation,
@@ -280,40 +283,50 @@ def quantize_model(
 
 
 class _MapValidation:
-    """NNCF's ``validation_fn``: COCO mAP50-95 of a compiled float-input model on some dataset items.
+    """NNCF's ``validation_fn``: the task's headline accuracy of a compiled float-input model on
+    some images of the dataset (box mAP50-95 for detection, mask or keypoint mAP50-95 for
+    segmentation or pose, top-1 for classification: :attr:`~yolo_ov.evaluate.ValResult.primary`).
 
     NNCF calls it with the full validation set and with subsets when ranking
-    layers, so it scores exactly the items it is given.
+    layers, so it scores exactly the images (indices into the dataset) it is given.
     """
 
-    def __init__(self, dataset: YoloDataset, imgsz: tuple[int, int], head: Head) -> None:
+    def __init__(self, dataset: YoloDataset | ClassifyDataset, imgsz: tuple[int, int], head: Head) -> None:
         self.dataset = dataset
         self.imgsz = imgsz
         self.head = head
         self.detect = DetectConfig(conf=0.001, iou=0.7, max_det=300, multi_label=True)
         self.full_runs: list[float] = []  # mAP of every full-set validation: float model, first INT8, ..., final
 
-    def __call__(self, compiled: Any, items: Iterable[ImageLabels]) -> float:
-        chosen = list(items)
+    def __call__(self, compiled: Any, indices: Iterable[int]) -> float:
+        chosen = [int(i) for i in indices]
         request = compiled.create_infer_request()
         results = []
-        for item in chosen:
-            img = load_image(item.image)
+        images = self.dataset.images
+        for i in chosen:
+            img = load_image(images[i])
             frame, geo = self.head.prepare(img, self.imgsz)
             chw = (frame[:, :, ::-1].transpose(2, 0, 1).astype(np.float32) * _SCALE)[None]
             outs = request.infer({0: chw})
             result = self.head.decode([outs[o][0] for o in compiled.outputs], geo, self.detect)
-            result.source = str(item.image)
+            result.source = str(images[i])
             results.append(result)
-        subset = replace(self.dataset, items=tuple(chosen))
-        value = evaluate(subset, results).map50_95
+        value = evaluate(_subset(self.dataset, chosen), results, task=self.head.task).primary[1]
         if len(chosen) == len(self.dataset):
             self.full_runs.append(value)
         return value
 
 
+def _subset(dataset: YoloDataset | ClassifyDataset, indices: list[int]) -> YoloDataset | ClassifyDataset:
+    if isinstance(dataset, ClassifyDataset):
+        return replace(dataset, images=tuple(dataset.images[i] for i in indices),
+                       class_id=dataset.class_id[indices])
+    return replace(dataset, items=tuple(dataset.items[i] for i in indices))
+
+
 def _runtime_check(
-    model: Any, quantized: Any, dataset: YoloDataset, imgsz: tuple[int, int], head: Head, max_drop: float
+    model: Any, quantized: Any, dataset: YoloDataset | ClassifyDataset, imgsz: tuple[int, int], head: Head,
+    max_drop: float,
 ) -> tuple[float, float]:
     """Re-measure float and INT8 mAP with the CPU's default precision, as the runtime will run them.
 
@@ -326,8 +339,8 @@ def _runtime_check(
 
     core = get_core()
     measure = _MapValidation(dataset, imgsz, head)
-    before = measure(core.compile_model(model, "CPU"), dataset.items)
-    after = measure(core.compile_model(quantized, "CPU"), dataset.items)
+    before = measure(core.compile_model(model, "CPU"), range(len(dataset)))
+    after = measure(core.compile_model(quantized, "CPU"), range(len(dataset)))
     if before - after > max_drop:
         warnings.warn(
             f"NNCF kept the mAP50-95 drop within {max_drop} measured in f32, but with this CPU's default "

@@ -28,10 +28,8 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +37,7 @@ import cv2
 import numpy as np
 
 from .config import DetectConfig, RuntimeConfig
-from .dataset import ClassifyDataset, YoloDataset, load_classify_dataset, load_dataset
+from .dataset import ClassifyDataset, YoloDataset, load_classify_dataset, load_dataset, match_classes
 from .errors import ConfigError, InputError
 from .evaluate import PROTOCOLS, ClassAP, MapMetrics, ValResult, describe, evaluate
 from .images import load_image
@@ -202,37 +200,6 @@ def ultralytics_val_resize(image: np.ndarray, size: int) -> np.ndarray:
         return image
     w, h = min(math.ceil(w0 * r), size), min(math.ceil(h0 * r), size)
     return cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
-
-
-def match_classes(ds: ClassifyDataset, names: dict[int, str]) -> ClassifyDataset:
-    """The dataset with its labels as the model's class ids.
-
-    Class folders are matched to the model's class names (exactly, else with
-    case, ``_`` and ``-`` ignored); a dataset whose folders are not the model's names but
-    number exactly the model's classes is taken in sorted order, as
-    Ultralytics does (ImageNet's ``n01440764``-style folders).
-
-    Raises:
-        ConfigError: neither rule applies.
-    """
-    exact = {v: k for k, v in names.items()}  # first: ImageNet has both "Cardigan" and "cardigan"
-    loose = {_norm(v): k for k, v in names.items()}
-    by_name = {k: exact.get(v, loose.get(_norm(v))) for k, v in ds.names.items()}
-    if all(v is not None for v in by_name.values()):
-        ids = np.array([by_name[int(c)] for c in ds.class_id], np.int32)
-        return replace(ds, class_id=ids, names=dict(names))
-    if len(ds.names) == len(names):
-        return replace(ds, names=dict(names))
-    unknown = [v for k, v in ds.names.items() if by_name[k] is None]
-    raise ConfigError(
-        f"{ds.root}: {len(ds.names)} class folders, {len(unknown)} of them not class names of the model "
-        f"(e.g. {unknown[0]!r}); name the folders after the model's classes, or give one folder per model class "
-        f"({len(names)}) in its order"
-    )
-
-
-def _norm(name: str) -> str:
-    return re.sub(r"[\s_\-]+", " ", str(name)).strip().lower()
 
 
 def _check_fit(ds: Any, task: str, model_path: Path) -> None:
