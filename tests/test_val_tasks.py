@@ -375,3 +375,23 @@ def test_evaluate_scores_given_masks_and_refuses_wrong_labels(shared):
     assert ultra.box.map50_95 == pytest.approx(0.995) and ultra.mask.map50_95 > 0.8  # 0.995: Ultralytics' perfect
     with pytest.raises(ConfigError, match="needs polygon labels"):
         evaluate(load_dataset(shared.coco96), [], task="segment")
+
+
+def test_compare_pose_models_under_ultralytics_protocol(shared, tmp_path):
+    """compare shows the task's headline figure first (keypoint mAP for pose) and says which protocol."""
+    from typer.testing import CliRunner
+
+    from yolo_ov.cli import app
+
+    js, png = tmp_path / "cmp.json", tmp_path / "cmp.png"
+    res = CliRunner().invoke(app, ["compare", str(shared.task_model(POSE)), "--data",
+                                   str(shared.root / "data" / "coco96-pose"), "--protocol", "ultralytics",
+                                   "--json", str(js), "--plot", str(png), "--quiet"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    row = json.loads(js.read_text())[0]
+    ref = _task_ref(shared, POSE)
+    assert row["task"] == "pose" and row["protocol"] == "ultralytics"
+    assert abs(row["pose_map50_95"] - ref["pose"]["map50_95"]) <= 0.01
+    assert abs(row["map50_95"] - ref["box"]["map50_95"]) <= 0.01
+    assert "pose mAP50-95" in res.output and "ultralytics AP" in res.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from .config import RuntimeConfig
-from .dataset import YoloDataset, load_dataset
+from .dataset import ClassifyDataset, YoloDataset
 from .errors import MissingExtraError
 from .validate import ValResult, validate
 
-__all__ = ["Comparison", "compare_models", "plot_comparison", "table_rows"]
+__all__ = ["Comparison", "compare_models", "figures", "plot_comparison", "table_rows"]
 
 
 @dataclass(frozen=True)
@@ -33,33 +33,42 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         r = self.result
-        return {
-            "label": self.label, "model": self.model, "precision": self.precision,
-            "map50_95": round(r.map50_95, 6), "map50": round(r.map50, 6),
-            "images_per_s": None if r.images_per_s is None else round(r.images_per_s, 2),
-            "images": r.images, "instances": r.instances, "settings": r.settings,
-        }
+        out: dict[str, Any] = {"label": self.label, "model": self.model, "precision": self.precision,
+                               "task": r.task, "protocol": r.protocol}
+        if r.box is not None:
+            out.update(map50_95=round(r.map50_95, 6), map50=round(r.map50, 6))
+        out.update({key: round(value, 6) for key, value in _json_figures(r)})
+        out.update(
+            images_per_s=None if r.images_per_s is None else round(r.images_per_s, 2),
+            images=r.images, instances=r.instances, settings=r.settings,
+        )
+        return out
 
 
 def compare_models(
     models: Sequence[str | os.PathLike[str]],
-    dataset: YoloDataset | str | os.PathLike[str],
+    dataset: YoloDataset | ClassifyDataset | str | os.PathLike[str],
     *,
     imgsz: int | tuple[int, int] | None = None,
     conf: float = 0.001,
     iou: float = 0.7,
+    protocol: str = "coco",
     runtime: RuntimeConfig | None = None,
     on_model: Callable[[int, str], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[Comparison]:
-    """Validate each model on ``dataset`` with identical settings; one :class:`Comparison` per model."""
-    ds = dataset if isinstance(dataset, YoloDataset) else load_dataset(dataset)
+    """Validate each model on ``dataset`` with identical settings; one :class:`Comparison` per model.
+
+    A dataset given as a path is read in the form each model's task needs
+    (class folders for a classifier), so the models should share a task.
+    """
     labels = _labels([Path(m) for m in models])
     rows = []
     for i, (model, label) in enumerate(zip(models, labels, strict=True)):
         if on_model is not None:
             on_model(i, label)
-        result = validate(model, ds, imgsz=imgsz, conf=conf, iou=iou, runtime=runtime, progress=progress)
+        result = validate(model, dataset, imgsz=imgsz, conf=conf, iou=iou, protocol=protocol, runtime=runtime,
+                          progress=progress)
         rows.append(Comparison(label, str(model), _precision(result.model), result))
     return rows
 
@@ -67,17 +76,36 @@ def compare_models(
 def table_rows(rows: Sequence[Comparison]) -> list[list[str]]:
     """Header + one row per model; speed relative to the first model."""
     base = rows[0].result.images_per_s if rows else None
-    out = [["model", "precision", "mAP50-95", "mAP50", "images/s", "speed vs first"]]
+    names = [name for name, _ in figures(rows[0].result)] if rows else ["mAP50-95", "mAP50"]
+    out = [["model", "precision", *names, "images/s", "speed vs first"]]
     for row in rows:
         r = row.result
         speed = f"{r.images_per_s:.1f}" if r.images_per_s else "-"
         rel = f"{r.images_per_s / base:.2f}x" if r.images_per_s and base else "-"
-        out.append([row.label, row.precision, f"{r.map50_95:.4f}", f"{r.map50:.4f}", speed, rel])
+        out.append([row.label, row.precision, *(f"{v:.4f}" for _, v in figures(r)), speed, rel])
     return out
 
 
+def figures(result: ValResult) -> list[tuple[str, float]]:
+    """The two figures a comparison shows for the result's task (the first is the headline one)."""
+    if result.task == "classify":
+        return [("top-1", float(result.top1 or 0.0)), ("top-5", float(result.top5 or 0.0))]
+    second = {"segment": ("mask", result.mask), "pose": ("pose", result.pose)}.get(result.task)
+    if second is not None and second[1] is not None:
+        return [(f"{second[0]} mAP50-95", second[1].map50_95), ("box mAP50-95", result.map50_95)]
+    return [("mAP50-95", result.map50_95), ("mAP50", result.map50)]
+
+
+def _json_figures(result: ValResult) -> list[tuple[str, float]]:
+    if result.task == "classify":
+        return [("top1", float(result.top1 or 0.0)), ("top5", float(result.top5 or 0.0))]
+    name, kind = {"segment": ("mask", result.mask), "pose": ("pose", result.pose)}.get(result.task, ("", None))
+    return [(f"{name}_map50_95", kind.map50_95)] if kind is not None else []
+
+
 def plot_comparison(rows: Sequence[Comparison], path: str | os.PathLike[str], *, title: str = "") -> Path:
-    """Save a PNG of mAP50-95 (y) against images/s (x), one labelled point per model."""
+    """Save a PNG of the task's headline figure (y: mAP50-95, mask/keypoint mAP50-95 or top-1) against
+    images/s (x), one labelled point per model."""
     try:
         import matplotlib
 
@@ -90,13 +118,16 @@ def plot_comparison(rows: Sequence[Comparison], path: str | os.PathLike[str], *,
         xs = [row.result.images_per_s or 0.0 for row in rows]
         middle = (min(xs) + max(xs)) / 2 if xs else 0.0
         for row, x in zip(rows, xs, strict=True):
-            ax.scatter([x], [row.result.map50_95], s=60)
+            y = figures(row.result)[0][1]
+            ax.scatter([x], [y], s=60)
             right = x > middle  # label towards the inside so it stays on the canvas
-            ax.annotate(f"{row.label} ({row.precision})", (x, row.result.map50_95), textcoords="offset points",
+            ax.annotate(f"{row.label} ({row.precision})", (x, y), textcoords="offset points",
                         xytext=(-6 if right else 6, 6), ha="right" if right else "left", fontsize=8)
         mode = rows[0].result.settings.get("mode", "") if rows else ""
         ax.set_xlabel(f"images/s, end to end ({mode} mode: decode, letterbox, inference, NMS)")
-        ax.set_ylabel("COCO mAP50-95")
+        first = rows[0].result if rows else None
+        ax.set_ylabel(f"{figures(first)[0][0]} ({first.protocol} AP)" if first is not None and first.task != "classify"
+                      else "top-1 accuracy")
         ax.set_title(title or "accuracy vs speed")
         ax.grid(alpha=0.3)
         ax.margins(x=0.25, y=0.25)
