@@ -81,7 +81,8 @@ def deployment(config: ServeConfig, *, scaling: Scaling | None = None, ship: str
 
     Args:
         config: the settings of ``yolo-ov serve`` (models, runtime, limits,
-            API key, CORS); host and port are Ray Serve's proxy's, not these.
+            API key, CORS); its host and port are not used here (Ray Serve's
+            proxy listens where ``serve.start`` says; :func:`run` passes them).
         scaling: replicas or autoscaling, health-check periods, CPUs per replica.
         ship: ``"object_store"``: the models' files go through Ray's object
             store from this driver (it must stay connected while the app
