@@ -171,3 +171,28 @@ def test_int8_segment_from_pt_keeps_head_float_and_loads_in_ultralytics(task_che
                                                      verbose=False)
     assert res[0].masks is not None or res[0].boxes is not None
 
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["pose", "obb", "classify"])
+def test_int8_from_ir_keeps_each_head_float(task, task_irs, shared, tmp_path):
+    """FP32 IR -> INT8 (the ONNX/IR path, no torch): each head's scope gets no quantizer, metadata survives."""
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for image in shared.coco96_images[:6]:
+        shutil.copy(image, calib / image.name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = export_model(task_irs[task], ExportConfig(precision="int8", data=calib,
+                                                        output=tmp_path / f"{task}_int8_openvino_model"))
+    model = _read(out)
+    scope = set(head_ignored_scope(_read(task_irs[task])))
+    assert count_fake_quantize(model) > 20
+    fed = [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_friendly_name() in scope
+           and any(v.get_node().get_type_name() == "FakeQuantize" for v in op.input_values())]
+    assert not fed, fed[:5]
+    meta = yaml.safe_load((out / "metadata.yaml").read_text())
+    assert meta["task"] == task and meta["precision"] == "int8"
+    assert meta["yolo_ov"]["quantization"]["ignored_head_ops"] == len(scope)
+    if task == "pose":
+        assert meta["kpt_shape"] == [17, 3]
