@@ -23,6 +23,8 @@ Two scoring protocols (the JSON record says which):
   differ by about 0.004 mAP50-95 (COCO's is higher).
 
 Classification is top-1/top-5 accuracy, the same under both protocols.
+Oriented boxes have no COCO AP: they are matched by ``probiou`` and scored
+with Ultralytics' AP under both protocols (the record says so).
 """
 
 from __future__ import annotations
@@ -243,8 +245,9 @@ def evaluate(
         raise ConfigError(f"protocol {protocol!r} is not one of: {', '.join(PROTOCOLS)}")
     got, items = _collect(dataset, results)
     task = task or _infer_task(dataset, got.values())
+    scored_as = "ultralytics" if task == "obb" else protocol  # COCO has no rotated-box AP
     common: dict[str, Any] = {
-        "images": len(items), "task": task, "protocol": protocol, "missing": len(items) - len(got),
+        "images": len(items), "task": task, "protocol": scored_as, "missing": len(items) - len(got),
         "model": model, "dataset": str(dataset.root), "settings": dict(settings or {}),
         "images_per_s": (len(got) / elapsed_s) if elapsed_s and got else None,
     }
@@ -256,17 +259,20 @@ def evaluate(
         return ValResult(instances=len(dataset), top1=top1, top5=top5, **common)
     if not isinstance(dataset, YoloDataset):
         raise ConfigError(f"{dataset.root}: a {task} model needs a YOLO-format dataset (data.yaml, images/, labels/)")
-    if task not in ("detect", "segment", "pose"):
+    if task not in ("detect", "segment", "pose", "obb"):
         raise ConfigError(f"validating '{task}' models is not supported (it validates: detect, segment, pose, "
-                          "classify)")
+                          "obb, classify)")
     if task == "pose" and dataset.kpt_shape is None:
         raise ConfigError(f"{dataset.root}: a pose model needs keypoint labels: a dataset whose data.yaml sets "
                           "kpt_shape (e.g. [17, 3])")
     if task == "segment" and not dataset.has_segments:
         raise ConfigError(f"{dataset.root}: a segmentation model needs polygon labels ('class x1 y1 x2 y2 ...'); "
                           "this dataset has boxes only")
+    if task == "obb" and not dataset.has_segments:
+        raise ConfigError(f"{dataset.root}: an oriented-box model needs rotated labels, the four corners "
+                          "'class x1 y1 x2 y2 x3 y3 x4 y4' (DOTA-style); this dataset has boxes only")
     dets: dict[int, Detections] = got  # type: ignore[assignment]
-    if protocol == "ultralytics":
+    if protocol == "ultralytics" or task == "obb":  # COCO has no rotated-box AP: OBB is scored Ultralytics' way
         from .evaluate_ultralytics import score_ultralytics
 
         sigmas = keypoint_sigmas(dataset) if task == "pose" else None

@@ -48,11 +48,12 @@ from .metrics_ultralytics import (
     keypoint_oks,
     mask_iou,
     match_predictions,
+    probiou,
 )
 from .preprocess import letterbox_geometry
 from .results import Detections
 
-__all__ = ["MASK_RATIO", "score_ultralytics", "ultralytics_extras"]
+__all__ = ["MASK_RATIO", "rotated_labels", "score_ultralytics", "ultralytics_extras"]
 
 #: Masks are compared at 1/MASK_RATIO of the network input (Ultralytics' mask_ratio).
 MASK_RATIO = 4
@@ -106,6 +107,10 @@ def score_ultralytics(
         cls = det.class_id.astype(np.int64)
         shape = det.image_shape
         gt_boxes = item.xyxy(shape)
+        if task == "obb":  # rotated boxes, matched by probiou as Ultralytics' OBB validator does
+            iou = probiou(rotated_labels(item, shape), np.asarray(det.data["xywhr"], np.float64))
+            pools["box"].add(match_predictions(cls, gt_cls, iou), conf, cls, gt_cls)
+            continue
         boxes = det.data.get("val_xyxy", det.xyxy)
         pools["box"].add(match_predictions(cls, gt_cls, box_iou(gt_boxes, boxes)), conf, cls, gt_cls)
         if task == "segment":
@@ -124,6 +129,17 @@ def score_ultralytics(
             pools["pose"].add(match_predictions(cls, gt_cls, oks), conf, cls, gt_cls)
     kinds = ["box"] + (["mask"] if task == "segment" else []) + (["pose"] if task == "pose" else [])
     return {kind: pools[kind].result() for kind in kinds}
+
+
+def rotated_labels(item: ImageLabels, shape: tuple[int, int]) -> np.ndarray:
+    """The labelled objects as rotated boxes ``(N, 5)`` ``cx, cy, w, h, angle`` in pixels of ``shape``:
+    the minimum-area rectangle of each labelled polygon (DOTA-style labels give its four corners), as
+    Ultralytics converts them (``cv2.minAreaRect``)."""
+    out = np.zeros((len(item), 5), np.float64)
+    for k, poly in enumerate(item.polygons(shape)):
+        (cx, cy), (w, h), angle = cv2.minAreaRect(poly.astype(np.float32))
+        out[k] = (cx, cy, w, h, np.deg2rad(angle))
+    return out
 
 
 def _network_geometry(shape: tuple[int, int], network_hw: tuple[int, int]) -> tuple[float, int, int]:

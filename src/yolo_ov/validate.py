@@ -59,7 +59,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Tasks :func:`validate` scores.
-VAL_TASKS = ("detect", "segment", "pose", "classify")
+VAL_TASKS = ("detect", "segment", "pose", "obb", "classify")
 
 
 def validate(
@@ -125,7 +125,7 @@ def validate(
         images = list(ds.images)
         resize = protocol == "ultralytics" and task != "classify"
         head = det.head
-        if protocol == "ultralytics" and task != "classify" and not det.model_info.normalized_coords:
+        if protocol == "ultralytics" and task in ("detect", "segment", "pose") and not det.model_info.normalized_coords:
             det.head = _UltralyticsValHead(head, det.model_info, det.input_hw)  # what Ultralytics scores, unclipped
         try:
             t0 = time.perf_counter()
@@ -219,6 +219,9 @@ def _check_fit(ds: Any, task: str, model_path: Path) -> None:
     if task == "segment" and not ds.has_segments:
         raise ConfigError(f"{ds.root}: {model_path} is a segmentation model: the dataset needs polygon labels "
                           "('class x1 y1 x2 y2 ...'), it has boxes only")
+    if task == "obb" and not ds.has_segments:
+        raise ConfigError(f"{ds.root}: {model_path} is an oriented-box model: the dataset needs rotated labels "
+                          "('class x1 y1 x2 y2 x3 y3 x4 y4', DOTA-style), it has boxes only")
 
 
 def _frames(images: Sequence[Path], size: int) -> Iterator[Any]:
