@@ -24,15 +24,17 @@ from ..preprocess import min_rect_shape
 __all__ = ["COMPILE_COST_FRAMES", "saving", "shape_pays_off", "video_shape_pays_off"]
 
 #: The cost of compiling one extra shape, in frames of the model's own shape
-#: that its saving must add up to. From ``benchmarks/bench_shape_payoff.py``
-#: (Intel Xeon with AMX, 2 cores, shared YOLOv8n, 384x640 extra shape): a
-#: compile from the warm cache takes 0.46 s of CPU for the INT8 IR (0.23 s
-#: FP32; an empty cache 1.08 s / 0.40 s), about 24 frames' worth of the
-#: pipeline's CPU at ~105 frames/s on 2 cores, and the ~50 frames that arrive
-#: while it compiles gain nothing: at a 1.5x speed-up (16:9, 40% less area)
-#: that puts the break-even near 125 frames, i.e. 125 x 0.4 = 50 frames of
-#: saving. The INT8 figure is used (the dearer compile, so short clips are
-#: never made slower); FP32 breaks even sooner, around 50 frames of 16:9.
+#: that its saving must add up to. Measured with ``benchmarks/bench_shape_payoff.py``
+#: (Intel Xeon with AMX, 2 cores, shared YOLOv8n, 384x640 extra shape, on a
+#: busy machine, so CPU times rather than wall times): a compile from the warm
+#: cache takes 0.46 s of CPU for the INT8 IR (0.23 s FP32; with an empty cache
+#: 1.08 s / 0.40 s). At the ~105 frames/s the INT8 pipeline reaches on 2 cores
+#: (README, throughput table) that is ~24 frames' worth of the pipeline's CPU,
+#: and the ~50 frames that arrive while it compiles (~0.5 s) gain nothing: at
+#: a 1.5x speed-up (16:9, 40% less area) the break-even is near 125 frames,
+#: i.e. 125 x 0.4 = 50 frames of saving. The INT8 figure is used (the dearer
+#: compile, so a short clip is never made slower); FP32 breaks even sooner.
+#: The script's break-even rows check this on a quiet machine.
 COMPILE_COST_FRAMES = 50.0
 
 
