@@ -196,3 +196,35 @@ def test_int8_from_ir_keeps_each_head_float(task, task_irs, shared, tmp_path):
     assert meta["yolo_ov"]["quantization"]["ignored_head_ops"] == len(scope)
     if task == "pose":
         assert meta["kpt_shape"] == [17, 3]
+
+
+@pytest.mark.slow
+def test_accuracy_control_measures_a_classifier_by_top1(task_checkpoints, shared, tmp_path):
+    """--max-drop on a classifier: the labelled split is class folders, the bounded figure top-1."""
+    from yolo_ov.dataset import load_classify_dataset, match_classes
+    from yolo_ov.quantize import _MapValidation
+
+    data = tmp_path / "cls"
+    for k, image in enumerate(shared.coco96_images[:12]):
+        folder = data / "val" / str(k % 3)  # Ultralytics names a YAML-built classifier's classes 0, 1, ...
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(image, folder / image.name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = export_model(task_checkpoints["classify"], ExportConfig(
+            precision="int8", data=data, max_drop=0.5, output=tmp_path / "cls_int8_openvino_model"))
+    quant = yaml.safe_load((out / "metadata.yaml").read_text())["yolo_ov"]["quantization"]
+    assert quant["method"] == "nncf.quantize_with_accuracy_control"
+    for key in ("nncf_f32_float_map50_95", "runtime_float_map50_95", "runtime_int8_map50_95"):
+        assert 0.0 <= quant[key] <= 1.0  # top-1 of the random-weight model, as the primary figure
+    # the figure NNCF bounded is top-1 over the class folders, mapped to the model's class names
+    from yolo_ov.heads import select_head
+    from yolo_ov.model import inspect_model
+    from yolo_ov.runtime import get_core
+
+    model = _read(out)
+    info = inspect_model(model, next(out.glob("*.xml")))
+    ds = match_classes(load_classify_dataset(data), info.names)
+    assert sorted(set(ds.class_id.tolist())) == [0, 1, 2]
+    value = _MapValidation(ds, info.imgsz, select_head(info))(get_core().compile_model(model, "CPU"), range(len(ds)))
+    assert value == pytest.approx(quant["runtime_int8_map50_95"], abs=1e-9)
