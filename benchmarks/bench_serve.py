@@ -205,6 +205,7 @@ if __name__ == "__main__":
     import uvicorn
     sock = __import__("socket").socket()
     sock.bind(("127.0.0.1", 0))
+    sock.listen(1024)  # listening before the line is printed: no refused first connection
     print(f"serving on http://127.0.0.1:{sock.getsockname()[1]} ", file=sys.stderr, flush=True)
     uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
 '''
