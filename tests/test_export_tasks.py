@@ -214,7 +214,7 @@ def test_accuracy_control_measures_a_classifier_by_top1(task_checkpoints, shared
         out = export_model(task_checkpoints["classify"], ExportConfig(
             precision="int8", data=data, max_drop=0.5, output=tmp_path / "cls_int8_openvino_model"))
     quant = yaml.safe_load((out / "metadata.yaml").read_text())["yolo_ov"]["quantization"]
-    assert quant["method"] == "nncf.quantize_with_accuracy_control"
+    assert quant["method"] == "nncf.quantize_with_accuracy_control" and quant["accuracy_metric"] == "top1"
     for key in ("nncf_f32_float_map50_95", "runtime_float_map50_95", "runtime_int8_map50_95"):
         assert 0.0 <= quant[key] <= 1.0  # top-1 of the random-weight model, as the primary figure
     # the figure NNCF bounded is top-1 over the class folders, mapped to the model's class names

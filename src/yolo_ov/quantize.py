@@ -86,6 +86,7 @@ class QuantizeReport:
     initial_int8_map50_95: float | None = None
     runtime_float_map50_95: float | None = None
     runtime_int8_map50_95: float | None = None
+    accuracy_metric: str | None = None
     skipped_images: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -105,6 +106,8 @@ class QuantizeReport:
                 nncf_f32_int8_map50_95=self.int8_map50_95,
                 runtime_float_map50_95=self.runtime_float_map50_95,
                 runtime_int8_map50_95=self.runtime_int8_map50_95,
+                # what the *_map50_95 figures measure for this task (box/mask/pose mAP50-95, or top1)
+                accuracy_metric=self.accuracy_metric,
             )
         if self.skipped_images:
             out["skipped_images"] = len(self.skipped_images)
@@ -278,6 +281,7 @@ def quantize_model(
         initial_int8_map50_95=report.get("initial"),
         runtime_float_map50_95=runtime_maps[0],
         runtime_int8_map50_95=runtime_maps[1],
+        accuracy_metric=_metric_name(head) if max_drop is not None and head is not None else None,
         skipped_images=skipped,
     )
 
@@ -315,6 +319,10 @@ class _MapValidation:
         if len(chosen) == len(self.dataset):
             self.full_runs.append(value)
         return value
+
+
+def _metric_name(head: Head) -> str:
+    return {"segment": "mask mAP50-95", "pose": "pose mAP50-95", "classify": "top1"}.get(head.task, "box mAP50-95")
 
 
 def _subset(dataset: YoloDataset | ClassifyDataset, indices: list[int]) -> YoloDataset | ClassifyDataset:
