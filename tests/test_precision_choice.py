@@ -117,6 +117,7 @@ def test_tune_compares_models_and_keeps_accuracy(shared, small_dataset, tmp_path
     assert load_runtime_config(path) == result.best.runtime
 
 
+@pytest.mark.slow  # two exports, INT8 calibration, two validations, six timed rounds: about a minute
 def test_export_auto_keeps_the_faster_accurate_precision(shared, small_dataset, tmp_path):
     out = tmp_path / "auto_openvino_model"
     r = CliRunner().invoke(app, ["export", str(shared.fp32_model), "--precision", "auto", "--data", str(small_dataset),
