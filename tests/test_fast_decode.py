@@ -215,3 +215,22 @@ def test_cli_fast_decode(photos, shared, tmp_path):
     assert single.exit_code == 0, single.output
     (drawn,) = (tmp_path / "vis").iterdir()
     assert cv2.imread(str(drawn)).shape[:2] == cv2.imread(str(photos[0])).shape[:2]
+
+
+def test_serve_fast_decode(photos, shared, int8_detector, tmp_path_factory):
+    """`yolo-ov serve --fast-decode`: a 4K photo posted to /predict gets the in-process fast-decode answer."""
+    requests = pytest.importorskip("requests")
+    pytest.importorskip("fastapi")
+    from tests.serve_support import ServerProcess, assert_same_detections, record_arrays
+
+    server = ServerProcess(["--model", str(shared.int8_model), "--fast-decode", "--max-body-mb", "32"],
+                           cache_dir=tmp_path_factory.getbasetemp() / "yolo-ov-cache").start()
+    try:
+        for path in photos[:3]:
+            got = requests.post(f"{server.url}/predict", files={"file": (path.name, path.read_bytes())},
+                                timeout=120).json()
+            expected = int8_detector(path, detect=FAST).to_dict()
+            assert (got["width"], got["height"]) == (expected["width"], expected["height"])
+            assert_same_detections(record_arrays(got), record_arrays(expected), where=path.name)
+    finally:
+        assert server.stop() == 0, server.output()
