@@ -294,10 +294,17 @@ def run_config(method: str, n: int, jpegs: list[bytes], fps: float, args: argpar
         cmd = [sys.executable, __file__, "--child", method, "--model", str(args.model), "--warmup",
                str(args.warmup), "--seconds", str(args.seconds), "--out", str(out), *cams.urls]
         env = {**os.environ, "OPENCV_FFMPEG_CAPTURE_OPTIONS": f"recv_buffer_size;{RECV_BUFFER}"}
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.warmup + args.seconds + 300, env=env)
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.warmup + args.seconds + 240,
+                                  env=env)
+            error = None if proc.returncode == 0 and out.exists() else (proc.stderr or proc.stdout)[-1500:]
+        except subprocess.TimeoutExpired:  # subprocess.run kills it; the run goes on with the next config
+            error = f"no result within {args.warmup + args.seconds + 240:.0f} s (killed)"
         cams.close()
-        if proc.returncode != 0 or not out.exists():
-            raise RuntimeError(f"{method} x{n} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+        if error is not None:
+            print(f"{method} x{n} failed: {error}", flush=True)
+            return {"method": method, "streams": n, "error": error, "answered_fps": float("nan"),
+                    "load_average_after": [round(v, 2) for v in os.getloadavg()]}
         data = json.loads(out.read_text())
     t0 = data["ready"] + args.warmup
     t1 = t0 + args.seconds
@@ -358,6 +365,10 @@ def markdown(rows: list[dict[str, Any]], agree: list[dict[str, Any]], info: dict
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['streams']} | {r['method']} | failed: {r['error'].splitlines()[-1][:80]} "
+                         "| | | | | | | | |")
+            continue
         lines.append(
             f"| {r['streams']} | {r['method']} | {r['answered_fps']:.1f} | {np.mean(r['per_stream_fps']):.1f} "
             f"| {r['inferred_fps']:.1f} | {r['dropped_share']:.0%} | {r['fairness']:.2f} "
@@ -378,10 +389,10 @@ def markdown(rows: list[dict[str, Any]], agree: list[dict[str, Any]], info: dict
     lines += ["", "Ratios against Ultralytics' thread-per-stream way (answered fps):", ""]
     for n in sorted({r["streams"] for r in rows}):
         base = by.get((n, "ultralytics"))
-        if not base or not base["answered_fps"]:
+        if not base or "error" in base or not base["answered_fps"]:
             continue
         parts = [f"{m} {by[(n, m)]['answered_fps'] / base['answered_fps']:.2f}x" for m in METHODS
-                 if m != "ultralytics" and (n, m) in by]
+                 if m != "ultralytics" and (n, m) in by and "error" not in by[(n, m)]]
         lines.append(f"- {n} streams: " + ", ".join(parts))
     return "\n".join(lines)
 
@@ -433,6 +444,8 @@ def main() -> None:
             for method in args.methods.split(","):
                 row = {**run_config(method, n, jpegs, fps, args), "round": round_ + 1}
                 runs.append(row)
+                if "error" in row:
+                    continue
                 print(f"round {round_ + 1}: {n} streams {method:12s} answered {row['answered_fps']:6.1f} fps, "
                       f"dropped {row['dropped_share']:.0%}, fairness {row['fairness']:.2f}, latency median "
                       f"{row['latency_median_ms']:.0f} ms p95 {row['latency_p95_ms']:.0f} ms, load "
@@ -440,7 +453,7 @@ def main() -> None:
     for n in [int(v) for v in args.streams.split(",")]:
         for method in args.methods.split(","):  # the round with the median answered fps stands for the config
             mine = sorted((r for r in runs if r["streams"] == n and r["method"] == method),
-                          key=lambda r: r["answered_fps"])
+                          key=lambda r: (-1.0 if "error" in r else r["answered_fps"]))
             rows.append({**mine[len(mine) // 2], "answered_fps_rounds": [r["answered_fps"] for r in mine]})
     data = {"machine": info, "clip": str(args.clip.name), "fps": fps, "seconds": args.seconds,
             "warmup": args.warmup, "rounds": args.rounds, "load_average_before": load_before, "rows": rows,
