@@ -16,10 +16,27 @@ def _ref_arrays(pred: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     )
 
 
+#: Share of objects matched both ways against the *stored* reference. It was made on a CPU without
+#: AMX; on Intel Xeons with AMX, OpenVINO runs the INT8 IR with AMX-INT8 kernels whose results
+#: differ (measured 0.847 / 0.852 there, for Ultralytics' own predict too, which matches yolo-ov
+#: 452 of 452 on the same machine: see test_matches_ultralytics_live_on_this_cpu). FP32 (run in
+#: bf16) holds 0.99 on both kinds.
+STORED_REFERENCE_BOUND = {"fp32": 0.99, "int8": 0.8}
+
+
+def _has_amx() -> bool:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            return "amx_int8" in fh.read()
+    except OSError:
+        return False
+
+
 @pytest.mark.parametrize("which", ["fp32", "int8"])
 def test_matches_ultralytics_reference(which, shared, fp32_detector, int8_detector):
     det = fp32_detector if which == "fp32" else int8_detector
     model_dir = shared.fp32_model if which == "fp32" else shared.int8_model
+    bound = STORED_REFERENCE_BOUND[which] if _has_amx() else 0.99
     reference = shared.reference_model(model_dir)["predictions"]
     ours_to_ref = [0, 0]
     ref_to_ours = [0, 0]
@@ -32,8 +49,44 @@ def test_matches_ultralytics_reference(which, shared, fp32_detector, int8_detect
             acc[0] += m
             acc[1] += n
     assert ours_to_ref[1] > 300 and ref_to_ours[1] > 300, "too few detections to judge"
-    assert ours_to_ref[0] / ours_to_ref[1] >= 0.99, f"ours->reference matched {ours_to_ref}"
-    assert ref_to_ours[0] / ref_to_ours[1] >= 0.99, f"reference->ours matched {ref_to_ours}"
+    assert ours_to_ref[0] / ours_to_ref[1] >= bound, f"ours->reference matched {ours_to_ref}"
+    assert ref_to_ours[0] / ref_to_ours[1] >= bound, f"reference->ours matched {ref_to_ours}"
+
+
+_LIVE = """
+import json, sys
+from pathlib import Path
+from ultralytics import YOLO
+model, images, out = sys.argv[1], sys.argv[2:-1], sys.argv[-1]
+m = YOLO(model, task="detect")
+rows = {}
+for p in images:
+    r = m.predict(p, imgsz=640, conf=0.25, iou=0.7, verbose=False)[0]
+    rows[Path(p).name] = {"xyxy": r.boxes.xyxy.tolist(), "conf": r.boxes.conf.tolist(), "cls": r.boxes.cls.tolist()}
+Path(out).write_text(json.dumps(rows))
+"""
+
+
+@pytest.mark.parametrize("which", ["fp32", "int8"])
+def test_matches_ultralytics_live_on_this_cpu(which, shared, fp32_detector, int8_detector, tmp_path):
+    """The oracle that holds on every CPU kind: Ultralytics' own predict of the same IR, run here,
+    now (in a subprocess, so torch never enters this process)."""
+    pytest.importorskip("ultralytics", reason="needs the export extra: pip install 'yolo-ov[export]'")
+    import json
+    import subprocess
+    import sys
+
+    det = fp32_detector if which == "fp32" else int8_detector
+    model_dir = shared.fp32_model if which == "fp32" else shared.int8_model
+    out = tmp_path / "live.json"
+    images = [str(p) for p in shared.coco96_images]
+    proc = subprocess.run([sys.executable, "-c", _LIVE, str(model_dir), *images, str(out)],
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    reference = json.loads(out.read_text())
+    results = {p.name: det(p) for p in shared.coco96_images}
+    ours_to_live, live_to_ours = _agreement(results, reference)
+    assert ours_to_live >= 0.99 and live_to_ours >= 0.99, (ours_to_live, live_to_ours)
 
 
 def _agreement(results: dict[str, object], reference: dict) -> tuple[float, float]:
