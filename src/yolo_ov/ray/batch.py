@@ -217,18 +217,21 @@ class _Tally:
 
 @contextlib.contextmanager
 def _data_context(config: BatchConfig) -> Iterator[None]:
-    """Ray Data settings for one run: input order kept or not; inputs handed out only once every actor is up
-    (so work spreads over all the nodes instead of piling onto the first actor that compiled its model)."""
+    """Ray Data settings for one run: input order kept or not; inputs handed out only once every actor is up,
+    and to the least busy actor wherever it is (the input blocks are a few paths made on the driver's node:
+    Ray's actor locality would send them all to the actor beside the driver)."""
     import ray.data
 
     ctx = ray.data.DataContext.get_current()
-    before = ctx.execution_options.preserve_order, ctx.wait_for_min_actors_s
-    ctx.execution_options.preserve_order = config.ordered
+    options = ctx.execution_options
+    before = options.preserve_order, options.actor_locality_enabled, ctx.wait_for_min_actors_s
+    options.preserve_order = config.ordered
+    options.actor_locality_enabled = False
     ctx.wait_for_min_actors_s = max(int(config.start_timeout_s), 1)
     try:
         yield
     finally:
-        ctx.execution_options.preserve_order, ctx.wait_for_min_actors_s = before
+        options.preserve_order, options.actor_locality_enabled, ctx.wait_for_min_actors_s = before
 
 
 def predict_dataset(
