@@ -38,7 +38,8 @@ def export_cmd(
     preset: Annotated[str, typer.Option(help="NNCF preset: mixed (measured best) | performance")] = "mixed",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="output folder")] = None,
 ) -> None:
-    """Export a detector to an OpenVINO folder (.xml, .bin, metadata.yaml) that yolo-ov and Ultralytics load."""
+    """Export a YOLO model (detect, segment, pose, obb, classify) to an OpenVINO folder (.xml, .bin, metadata.yaml)
+    that yolo-ov and Ultralytics load."""
     if precision.strip().lower() == "auto":
         _export_auto(weights, ExportConfig(
             precision="fp32", imgsz=parse_imgsz(imgsz), batch=batch, dynamic=dynamic, data=data,
