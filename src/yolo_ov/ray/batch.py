@@ -224,14 +224,29 @@ def _data_context(config: BatchConfig) -> Iterator[None]:
 
     ctx = ray.data.DataContext.get_current()
     options = ctx.execution_options
-    before = options.preserve_order, options.actor_locality_enabled, ctx.wait_for_min_actors_s
+    before = options.preserve_order, _locality(options), ctx.wait_for_min_actors_s
     options.preserve_order = config.ordered
-    options.actor_locality_enabled = False
+    _locality(options, False)
     ctx.wait_for_min_actors_s = max(int(config.start_timeout_s), 1)
     try:
         yield
     finally:
-        options.preserve_order, options.actor_locality_enabled, ctx.wait_for_min_actors_s = before
+        options.preserve_order, ctx.wait_for_min_actors_s = before[0], before[2]
+        _locality(options, before[1])
+
+
+def _locality(options: Any, value: bool | None = None) -> bool | None:
+    """Read or set ``actor_locality_enabled`` (deprecated in Ray 2.60, to be managed by Ray Data itself:
+    still honoured there, so set quietly while it exists)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if not hasattr(options, "actor_locality_enabled"):
+            return None
+        if value is not None:
+            options.actor_locality_enabled = value
+        return options.actor_locality_enabled
 
 
 def predict_dataset(
