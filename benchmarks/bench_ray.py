@@ -131,10 +131,15 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=180, help="time bound of each serving round")
     parser.add_argument("--max-load", type=float, default=2.5, help="refuse to start above this 1-minute load")
     parser.add_argument("--force", action="store_true", help="run even on a busy machine (figures noted as such)")
+    parser.add_argument("--wait-minutes", type=float, default=0, help="wait this long for the load to drop first")
     parser.add_argument("--skip-serve", action="store_true")
     args = parser.parse_args()
 
     load_before = _loadavg()
+    waited_until = time.monotonic() + args.wait_minutes * 60
+    while load_before[0] > args.max_load and time.monotonic() < waited_until:
+        time.sleep(30)
+        load_before = _loadavg()
     if load_before[0] > args.max_load and not args.force:
         raise SystemExit(f"1-minute load {load_before[0]} > {args.max_load}: figures would measure the other "
                          "users of this machine; run it when it is quiet (or --force)")
