@@ -228,3 +228,30 @@ def test_accuracy_control_measures_a_classifier_by_top1(task_checkpoints, shared
     assert sorted(set(ds.class_id.tolist())) == [0, 1, 2]
     value = _MapValidation(ds, info.imgsz, select_head(info))(get_core().compile_model(model, "CPU"), range(len(ds)))
     assert value == pytest.approx(quant["runtime_int8_map50_95"], abs=1e-9)
+
+
+@pytest.mark.parametrize("task", ["segment", "obb"])
+def test_scope_from_onnx_graphs(task, task_checkpoints, tmp_path):
+    """From ONNX (names are ONNX's, not Ultralytics' module paths) the structural walk finds the same head parts."""
+    from ultralytics import YOLO
+
+    pt = tmp_path / task_checkpoints[task].name
+    shutil.copy(task_checkpoints[task], pt)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        onnx = Path(YOLO(str(pt)).export(format="onnx", imgsz=320, simplify=False, verbose=False))
+    folder = export_model(onnx, ExportConfig(output=tmp_path / f"{task}_onnx_openvino_model"))
+    model = _read(folder)
+    scope = set(head_ignored_scope(model))
+    ops = _ops(model, scope)
+    convs = [op for op in ops if op.get_type_name() in ("Convolution", "GroupConvolution")]
+    assert all(_out_channels(op) == 1 for op in convs)
+    kinds = {op.get_type_name() for op in ops}
+    assert {"Softmax", "Sigmoid"} <= kinds  # the DFL and the class scores
+    if task == "segment":
+        head_concat = model.outputs[0].get_node().input_value(0).get_node()
+        assert head_concat.get_friendly_name() in scope
+        assert [v.get_node() for v in head_concat.input_values()][-1].get_friendly_name() in scope
+        assert model.outputs[1].get_node().input_value(0).get_node().get_friendly_name() in scope
+    else:
+        assert {"Cos", "Sin"} <= kinds
