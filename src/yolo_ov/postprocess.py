@@ -20,7 +20,7 @@ from .config import DetectConfig
 from .model import HeadType
 from .preprocess import Letterbox
 
-__all__ = ["decode_end2end", "decode_raw", "nms", "postprocess", "scale_boxes"]
+__all__ = ["decode_end2end", "decode_raw", "nms", "postprocess", "scale_boxes", "xywhr_to_corners"]
 
 _EMPTY = (np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32))
 
@@ -110,3 +110,13 @@ def postprocess(
     if len(xyxy):
         xyxy = scale_boxes(xyxy, geo)
     return xyxy, conf, cls
+
+
+def xywhr_to_corners(xywhr: np.ndarray) -> np.ndarray:
+    """``(N, 4, 2)`` corners of rotated boxes, in Ultralytics' order (``ops.xywhr2xyxyxyxy``)."""
+    ctr = xywhr[:, None, :2]
+    w, h, a = xywhr[:, 2:3], xywhr[:, 3:4], xywhr[:, 4:5]
+    cos, sin = np.cos(a), np.sin(a)
+    v1 = np.concatenate([w / 2 * cos, w / 2 * sin], axis=-1)[:, None]
+    v2 = np.concatenate([-h / 2 * sin, h / 2 * cos], axis=-1)[:, None]
+    return np.concatenate([ctr + v1 + v2, ctr + v1 - v2, ctr - v1 - v2, ctr - v1 + v2], axis=1).astype(np.float32)

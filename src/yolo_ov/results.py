@@ -287,7 +287,7 @@ def _round(points: np.ndarray, digits: tuple[int, ...]) -> list[list[float]]:
 
 
 def _obb_records(xywhr: np.ndarray) -> list[dict[str, Any]]:
-    from .heads.obb import xywhr_to_corners
+    from .postprocess import xywhr_to_corners
 
     corners = xywhr_to_corners(xywhr)
     return [

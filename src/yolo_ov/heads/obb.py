@@ -19,22 +19,13 @@ import numpy as np
 from ..config import DetectConfig
 from ..errors import ModelLoadError
 from ..model import ModelInfo
+from ..postprocess import xywhr_to_corners
 from ..preprocess import Letterbox
 from ..results import Detections
 from ._common import Kept, decode_end2end_rows, decode_raw_rows, denormalize, dim, scale_xywhr
 from .base import Head, register_head
 
 __all__ = ["EndToEndOBBHead", "OBBHead", "xywhr_to_corners"]
-
-
-def xywhr_to_corners(xywhr: np.ndarray) -> np.ndarray:
-    """``(N, 4, 2)`` corners of rotated boxes, in Ultralytics' order (``ops.xywhr2xyxyxyxy``)."""
-    ctr = xywhr[:, None, :2]
-    w, h, a = xywhr[:, 2:3], xywhr[:, 3:4], xywhr[:, 4:5]
-    cos, sin = np.cos(a), np.sin(a)
-    v1 = np.concatenate([w / 2 * cos, w / 2 * sin], axis=-1)[:, None]
-    v2 = np.concatenate([-h / 2 * sin, h / 2 * cos], axis=-1)[:, None]
-    return np.concatenate([ctr + v1 + v2, ctr + v1 - v2, ctr - v1 - v2, ctr - v1 + v2], axis=1).astype(np.float32)
 
 
 class _OBBBase(Head):
