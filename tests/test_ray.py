@@ -214,3 +214,29 @@ def test_a_ray_dataset_of_decoded_rgb_images(cluster, shared, local_records):
         w = want[Path(record["source"]).name]
         assert (record["width"], record["height"]) == (w["width"], w["height"])
         assert_same_detections(record_arrays(record), record_arrays(w), where=w["source"], min_conf=0.4)
+
+
+@pytest.mark.timeout(MODULE_TIMEOUT_S)
+def test_an_input_lost_in_a_pass_is_run_again_or_reported(cluster, shared, monkeypatch):
+    """The final count check: a record that never came back (simulated by dropping it from the first pass)
+    is run again in a second pass; with no passes left, the run fails naming it."""
+    import yolo_ov.ray.batch as batch
+    from yolo_ov.errors import InferenceError
+    from yolo_ov.ray import BatchConfig
+
+    real = batch.map_detections
+    passes: list[int] = []
+
+    def lossy(dataset, *args, **kwargs):
+        passes.append(1)
+        out = real(dataset, *args, **kwargs)
+        return out.filter(lambda row: row["index"] != 1) if len(passes) == 1 else out
+
+    monkeypatch.setattr(batch, "map_detections", lossy)
+    inputs = [str(p) for p in shared.coco96_images[:3]]
+    result = batch.predict_dataset(inputs, shared.fp32_model, collect=True)
+    assert (result.passes, result.records, result.duplicates) == (2, 3, 0)
+    assert [r["source"] for r in result.records_list] == [inputs[0], inputs[2], inputs[1]]  # re-run comes last
+    passes.clear()
+    with pytest.raises(InferenceError, match=f"1 inputs were not answered after 1 passes \\(first: {inputs[1]}\\)"):
+        batch.predict_dataset(inputs, shared.fp32_model, config=BatchConfig(max_passes=1))

@@ -283,7 +283,9 @@ def predict_dataset(
         specialize: shape specialisation for videos (images always keep the
             model's square input, as ``submit()`` does).
         save_json: one JSONL file, written here on the driver in input order.
-        save_parquet: a folder or URI, written by Ray Data's Parquet writer.
+        save_parquet: a folder or URI, written by Ray Data's Parquet writer
+            (the results are then materialised in the object store, spilling
+            to disk, so they are checked before they are written).
         collect: keep every record in ``BatchResult.records_list``.
         on_record: called on the driver with each record as it is checked.
 
