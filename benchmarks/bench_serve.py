@@ -201,6 +201,17 @@ async def predict(request: Request):
          "class_name": r.names[int(k)]}
         for xyxy, c, k in zip(b.xyxy.tolist(), b.conf.tolist(), b.cls.tolist())]})
 
+def _busy_note(out: dict[str, Any]) -> list[str]:
+    cores = int(out["machine"].get("cores") or os.cpu_count() or 1)
+    load = max(out["loadavg_before"][0], out["loadavg_after"][0])
+    if load <= cores:
+        return []
+    return [f"**The machine was shared during this run** (load average {load:.1f} on {cores} cores, other "
+            "sessions' tests and benchmarks): absolute figures are a fraction of a quiet machine's and single "
+            "measurements are noisy; (a) and (b) interleave their rounds so each comparison saw the same load, "
+            "but the 1-client latency difference in (b) is scheduling noise at this load, not the server's cost.", ""]
+
+
 if __name__ == "__main__":
     import uvicorn
     sock = __import__("socket").socket()
@@ -412,6 +423,7 @@ def _markdown(out: dict[str, Any], args: argparse.Namespace) -> str:
         machine_line(out["machine"]),
         f"Load average (1/5/15 min) before: {out['loadavg_before']}, after: {out['loadavg_after']}.",
         "",
+        *_busy_note(out),
         f"Command: `python benchmarks/bench_serve.py --model {out['model']} --requests {args.requests} "
         f"--rounds {args.rounds}` (medians of {args.rounds} interleaved rounds for (a) and (b))",
         "",
@@ -462,6 +474,17 @@ def _markdown(out: dict[str, Any], args: argparse.Namespace) -> str:
         f"Verdict: {out['verdict']}",
     ]
     return "\n".join(lines)
+
+
+def _busy_note(out: dict[str, Any]) -> list[str]:
+    cores = int(out["machine"].get("cores") or os.cpu_count() or 1)
+    load = max(out["loadavg_before"][0], out["loadavg_after"][0])
+    if load <= cores:
+        return []
+    return [f"**The machine was shared during this run** (load average {load:.1f} on {cores} cores, other "
+            "sessions' tests and benchmarks): absolute figures are a fraction of a quiet machine's and single "
+            "measurements are noisy; (a) and (b) interleave their rounds so each comparison saw the same load, "
+            "but the 1-client latency difference in (b) is scheduling noise at this load, not the server's cost.", ""]
 
 
 if __name__ == "__main__":
