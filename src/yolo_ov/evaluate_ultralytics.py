@@ -259,15 +259,16 @@ def ultralytics_extras(
     geo = letterbox_geometry(det.image_shape, network_hw)
     pad = np.array([geo.pad_left, geo.pad_top] * 2, np.float64)
     shown = det.xyxy.astype(np.float64) * geo.scale + pad
-    picked = np.empty(len(det), np.int64)
-    for k, (c, s) in enumerate(zip(det.class_id.astype(np.int64), det.confidence, strict=True)):
-        score = np.where(classes == c, scores, -np.inf) if end2end else rows[4 + c]
-        hits = np.flatnonzero(score == s)
+    cls = det.class_id.astype(np.int64)
+    # each detection's score row: (D, rows) with -inf where the class differs (end-to-end)
+    table = np.where(classes[None, :] == cls[:, None], scores[None, :], -np.inf) if end2end else rows[4 + cls]
+    equal = table == det.confidence[:, None]
+    picked = equal.argmax(axis=1)
+    for k in np.flatnonzero(equal.sum(axis=1) != 1):  # no exact score (should not happen) or a tie
+        hits = np.flatnonzero(equal[k])
         if not len(hits):
-            hits = np.array([int(np.argmin(np.abs(score - s)))])
-        if len(hits) > 1:
-            hits = hits[[int(np.argmin(np.abs(np.clip(boxes[hits], pad, None) - shown[k]).sum(axis=1)))]]
-        picked[k] = hits[0]
+            hits = np.array([int(np.argmin(np.abs(table[k] - det.confidence[k])))])
+        picked[k] = hits[int(np.argmin(np.abs(np.clip(boxes[hits], pad, None) - shown[k]).sum(axis=1)))]
     net_boxes = boxes[picked].astype(np.float64)
     out = {"val_xyxy": ((net_boxes - pad) / geo.scale).astype(np.float32)}
     if task == "pose" and kpt_shape is not None:
@@ -277,11 +278,18 @@ def ultralytics_extras(
         out["val_keypoints"] = kpts.astype(np.float32)
     if task == "segment" and protos is not None:
         nm, gh, gw = protos.shape
-        logits = extra[picked, :nm].astype(np.float32) @ protos.reshape(nm, -1).astype(np.float32)
+        coefs = extra[picked, :nm].astype(np.float32)
+        flat = protos.astype(np.float32, copy=False)
         box = net_boxes * np.array([gw / network_hw[1], gh / network_hw[0]] * 2)  # to the grid, as Ultralytics
-        cols, rws = np.arange(gw)[None, :], np.arange(gh)[None, :]
-        inside_x = (cols >= box[:, 0:1]) & (cols < box[:, 2:3])
-        inside_y = (rws >= box[:, 1:2]) & (rws < box[:, 3:4])
-        masks = (logits.reshape(-1, gh, gw) > 0) & inside_y[:, :, None] & inside_x[:, None, :]
+        # Ultralytics keeps grid cells c with box_x1 <= c < box_x2 (rows alike): for integer c, c from
+        # ceil(x1) to ceil(x2) - 1. Only those cells are computed (crop first).
+        lo = np.clip(np.ceil(box[:, :2]), 0, [gw, gh]).astype(np.int64)
+        hi = np.clip(np.ceil(box[:, 2:]), 0, [gw, gh]).astype(np.int64)
+        masks = np.zeros((len(det), gh, gw), bool)
+        for k in range(len(det)):
+            (x0, y0), (x1, y1) = lo[k], hi[k]
+            if x0 < x1 and y0 < y1:
+                window = flat[:, y0:y1, x0:x1].reshape(nm, -1)
+                masks[k, y0:y1, x0:x1] = (coefs[k] @ window).reshape(y1 - y0, x1 - x0) > 0
         out["mask_grid"] = np.packbits(masks.reshape(len(det), -1), axis=1)
     return out
