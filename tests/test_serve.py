@@ -476,6 +476,31 @@ def test_overload_gets_503_at_once_and_every_200_is_right(tight, shared, referen
     assert stats["rejected"] >= statuses[503] and stats["in_flight"] == 0 and stats["queued"] == 0
 
 
+def test_batch_model_groups_images_of_concurrent_requests(shared, cache_dir, reference):
+    """--batch 4: single-image requests from concurrent clients share inference requests, answers unchanged."""
+    proc = ServerProcess(["--model", str(shared.fp32_model), "--batch", "4", "--max-wait-ms", "50"],
+                         cache_dir=cache_dir).start()
+    try:
+        (model,) = requests.get(f"{proc.url}/models", timeout=10).json()["models"]
+        assert model["batch"] == 4
+        before = requests.get(f"{proc.url}/metrics", timeout=10).text
+        paths = shared.coco96_images[:16]
+
+        def call(path: Path):
+            return path, requests.post(f"{proc.url}/predict", data=path.read_bytes(), timeout=60).json()
+
+        with ThreadPoolExecutor(8) as pool:
+            for path, record in pool.map(call, paths):
+                assert_same_detections(record_arrays(record), _arrays(reference[path.name]), where=path.name)
+        after = requests.get(f"{proc.url}/metrics", timeout=10).text
+        images = _metric(after, "yolo_ov_images_total") - _metric(before, "yolo_ov_images_total")
+        infer = _metric(after, "yolo_ov_infer_requests_total") - _metric(before, "yolo_ov_infer_requests_total")
+        assert images == len(paths)
+        assert 4 <= infer < images, (infer, images)  # grouped across requests, never more than 4 per request
+    finally:
+        assert proc.stop() == 0, proc.output()
+
+
 # -- graceful drain -----------------------------------------------------------------------------------------
 
 def test_sigterm_under_load_finishes_every_accepted_request(shared, cache_dir, reference):

@@ -44,6 +44,8 @@ def serve(
     no_cache: NoCacheOpt = False,
     no_mmap: NoMmapOpt = False,
     max_queue: Annotated[int, typer.Option(help="images waiting per model before requests get 503")] = 64,
+    batch: Annotated[int | None, typer.Option(help="compile with this batch: images of concurrent requests are "
+                                                   "grouped into one inference request")] = None,
     max_wait_ms: Annotated[float, typer.Option(help="batch > 1 models: wait this long to fill a batch")] = 2.0,
     timeout_s: Annotated[float, typer.Option(help="a request not answered in this time gets 504")] = 60.0,
     max_body_mb: Annotated[float, typer.Option(help="larger request bodies get 413")] = 20.0,
@@ -82,7 +84,7 @@ def serve(
         models=tuple(model_spec(m) for m in model),
         host=host, port=port,
         runtime=build_runtime(mode=mode, device=device, config=config, no_cache=no_cache, no_mmap=no_mmap,
-                              default_mode="throughput"),
+                              default_mode="throughput", batch=batch),
         detect=DetectConfig(conf=conf, iou=iou, max_det=max_det, classes=parse_classes(classes),
                             fast_decode=fast_decode),
         max_queue=max_queue, max_wait_ms=max_wait_ms, timeout_s=timeout_s, max_body_mb=max_body_mb,

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
 
 __all__ = ["ServeMetrics"]
 
@@ -79,11 +81,21 @@ class ServeMetrics:
             ["name"], registry=r)
         self.max_queue = Gauge("yolo_ov_max_queue", "Most images allowed to wait per model", ["name"], registry=r)
         self._totals: dict[str, _Totals] = {}
+        self._engine_counts: dict[str, Callable[[], int]] = {}
+        r.register(_EngineCollector(self._engine_counts))
         self._lock = threading.Lock()  # the totals are updated from engine threads too
 
-    def add_model(self, name: str, *, streams: int, requests: int, max_queue: int) -> None:
-        """Declare a model, so its series exist (at zero) before the first request."""
+    def add_model(self, name: str, *, streams: int, requests: int, max_queue: int,
+                  infer_requests: Callable[[], int] | None = None) -> None:
+        """Declare a model, so its series exist (at zero) before the first request.
+
+        ``infer_requests`` reads how many inference requests the engine has
+        started for ``submit()`` (read at each scrape): with a batch > 1 model,
+        ``yolo_ov_images_total / yolo_ov_infer_requests_total`` is the batch fill.
+        """
         self._totals[name] = _Totals()
+        if infer_requests is not None:
+            self._engine_counts[name] = infer_requests
         self.streams.labels(name).set(streams)
         self.infer_req_queue_size.labels(name).set(requests)
         self.max_queue.labels(name).set(max_queue)
@@ -148,3 +160,18 @@ class ServeMetrics:
     def _copy_totals(self) -> dict[str, dict[str, int]]:
         with self._lock:
             return {name: vars(t).copy() for name, t in self._totals.items()}
+
+
+class _EngineCollector:
+    """``yolo_ov_infer_requests_total``: inference requests the engine started for ``submit()``, read at scrape."""
+
+    def __init__(self, sources: dict[str, Callable[[], int]]) -> None:
+        self._sources = sources
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily("yolo_ov_infer_requests", "Inference requests started on the device for "
+                                     "submitted images (fewer than images when batches group them)",
+                                     labels=["name"])
+        for name, read in self._sources.items():
+            family.add_metric([name], read())
+        yield family

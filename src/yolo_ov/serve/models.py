@@ -72,7 +72,8 @@ class ServedModel:
             self.detector.close()
             raise
         info = self.detector.compiled_info
-        metrics.add_model(self.name, streams=info.num_streams, requests=self.requests, max_queue=config.max_queue)
+        metrics.add_model(self.name, streams=info.num_streams, requests=self.requests, max_queue=config.max_queue,
+                          infer_requests=self._infer_requests)
         self.task = str(getattr(self.detector.model_info, "task", "detect") or "detect")
         kpt = getattr(self.detector.model_info, "kpt_shape", None)
         self.outputs: tuple[TensorSpec, ...] = output_specs(self.task, kpt_shape=tuple(kpt) if kpt else None)
@@ -82,6 +83,12 @@ class ServedModel:
         """One image through ``submit()`` so the first client does not pay for starting the engine."""
         h, w = self.detector.input_hw
         self.detector.submit(np.full((h, w, 3), 114, np.uint8), source="warm-up").result(ENGINE_TIMEOUT_S)
+
+    def _infer_requests(self) -> int:
+        if not self.ready:
+            return 0  # closed: no pipeline to ask
+        submitter = getattr(self.detector.pipeline(), "submitter", None)
+        return int(submitter.stats.requests) if submitter is not None else 0
 
     @property
     def requests(self) -> int:
