@@ -26,16 +26,17 @@ if TYPE_CHECKING:
 
 __all__ = ["ModelSpec", "ServeConfig", "ServeState", "create_app", "model_spec", "models_from", "require_extra"]
 
-_EXTRA = ("fastapi", "uvicorn", "prometheus_client", "multipart")
+#: Distribution name -> the import names that provide it (python-multipart renamed its module).
+_EXTRA = {"fastapi": ("fastapi",), "uvicorn": ("uvicorn",), "prometheus-client": ("prometheus_client",),
+          "python-multipart": ("python_multipart", "multipart")}
 
 
 def require_extra() -> None:
     """Raise :class:`MissingExtraError` naming the ``serve`` extra if one of its packages is missing."""
     import importlib.util
 
-    for package in _EXTRA:
-        if importlib.util.find_spec(package) is None:
-            name = "python-multipart" if package == "multipart" else package.replace("_", "-")
+    for name, modules in _EXTRA.items():
+        if not any(importlib.util.find_spec(m) is not None for m in modules):
             raise MissingExtraError(name, "serve", "yolo-ov serve")
 
 
