@@ -398,8 +398,8 @@ def test_body_limit_refuses_before_reading_the_body(shared, server, reference):
 
 @pytest.fixture(scope="module")
 def tight(shared, cache_dir):
-    proc = ServerProcess(["--model", str(shared.fp32_model), "--max-queue", "2", "--api-key-env", "YOLO_OV_TEST_KEY"],
-                         cache_dir=cache_dir, env={"YOLO_OV_TEST_KEY": KEY}).start()
+    proc = ServerProcess(["--model", str(shared.fp32_model), "--max-queue", "2", "--api-key-env", "YOLO_OV_TEST_KEY",
+                          "--cors", "http://app.example"], cache_dir=cache_dir, env={"YOLO_OV_TEST_KEY": KEY}).start()
     yield proc
     assert proc.stop() == 0, proc.output()
 
@@ -424,6 +424,16 @@ def test_api_key(tight, shared):
     assert c.get_model_metadata("yolov8n", headers=AUTH)["name"] == "yolov8n"
     with pytest.raises(InferenceServerException, match="API key"):
         c.get_model_metadata("yolov8n")
+
+
+def test_cors_only_for_the_origin_given(tight, server):
+    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization"}
+    ok = requests.options(f"{tight.url}/predict", headers={"Origin": "http://app.example", **preflight}, timeout=10)
+    assert ok.status_code == 200 and ok.headers["Access-Control-Allow-Origin"] == "http://app.example"
+    other = requests.options(f"{tight.url}/predict", headers={"Origin": "http://evil.example", **preflight}, timeout=10)
+    assert "Access-Control-Allow-Origin" not in other.headers
+    plain = requests.get(f"{server.url}/v2/health/live", headers={"Origin": "http://app.example"}, timeout=10)
+    assert "Access-Control-Allow-Origin" not in plain.headers  # no --cors: no cross-origin calls
 
 
 def _metric(text: str, metric: str, /, **labels) -> float:
