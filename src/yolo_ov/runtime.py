@@ -262,6 +262,10 @@ class OpenVINOEngine:
         self._lock = threading.Lock()
         self._queue: ov.AsyncInferQueue | None = None
         self._queue_lock = threading.Lock()
+        # AsyncInferQueue.start_async is not safe from several threads at once: two callers
+        # can be handed the same idle request ("Infer Request is busy"). Stream runs and the
+        # submit() dispatcher start requests from their own threads, so starts take turns.
+        self._start_lock = threading.Lock()
         self._callbacks: dict[int, Any] = {}
         self._closed = False
         self.input_shape: tuple[int, ...] = tuple(compiled.inputs[0].get_shape())
@@ -319,7 +323,8 @@ class OpenVINOEngine:
         key = next(_KEYS)
         self._callbacks[key] = callback
         try:
-            queue.start_async({0: batch}, userdata=key, share_inputs=True)
+            with self._start_lock:
+                queue.start_async({0: batch}, userdata=key, share_inputs=True)
         except Exception as exc:  # OpenVINO RuntimeError
             self._callbacks.pop(key, None)
             raise InferenceError(f"could not start inference: {openvino_message(exc)}") from exc
