@@ -202,3 +202,8 @@ def test_a_closed_detector_says_it_is_closed(shared, image_path):
         det.submit(image_path)
     with pytest.raises(ConfigError, match="closed"):
         det.stream([image_path])
+
+
+def test_class_ids_the_model_lacks_are_a_usage_error(shared):
+    with pytest.raises(ConfigError, match=r"classes \[80, 999\] do not exist in this model: its class ids are 0-79"):
+        Detector(shared.int8_model, classes=[0, 80, 999], warmup=False)

@@ -102,6 +102,7 @@ class Detector:
         self._engine, self.model_info = load(self._model_path, self.runtime_config)
         try:
             self.head: Head = select_head(self.model_info)
+            _check_classes(self.detect_config, self.model_info.num_classes)
         except BaseException:
             self._engine.close()
             raise
@@ -338,6 +339,17 @@ class Detector:
         from .track import track
 
         return track(self, source, tracker=tracker, **kwargs)
+
+
+def _check_classes(detect: DetectConfig, num_classes: int) -> None:
+    """Class ids the model does not have are a usage error, not a silent empty result."""
+    if detect.classes is None:
+        return
+    bad = sorted(c for c in detect.classes if c >= num_classes)
+    if bad:
+        raise ConfigError(
+            f"classes {bad} do not exist in this model: its class ids are 0-{num_classes - 1} ({num_classes} classes)"
+        )
 
 
 def _replace(config: PipelineConfig, **changes: Any) -> PipelineConfig:
