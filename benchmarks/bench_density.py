@@ -297,7 +297,7 @@ def run_config(method: str, n: int, jpegs: list[bytes], fps: float, args: argpar
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.warmup + args.seconds + 240,
                                   env=env)
-            error = None if proc.returncode == 0 and out.exists() else (proc.stderr or proc.stdout)[-1500:]
+            error = None if proc.returncode == 0 and out.exists() else (proc.stderr or proc.stdout)[-6000:]
         except subprocess.TimeoutExpired:  # subprocess.run kills it; the run goes on with the next config
             error = f"no result within {args.warmup + args.seconds + 240:.0f} s (killed)"
         cams.close()
@@ -346,6 +346,11 @@ def run_config(method: str, n: int, jpegs: list[bytes], fps: float, args: argpar
     }
 
 
+def _coverage(row: dict[str, Any]) -> float:
+    every = int(row["method"].split("-")[1]) if row["method"].startswith("track-") else 1
+    return row["inferred_fps"] / (row["sent_fps"] / every) if row.get("sent_fps") else float("nan")
+
+
 def markdown(rows: list[dict[str, Any]], agree: list[dict[str, Any]], info: dict[str, Any],
              args: argparse.Namespace, fps: float, load_before: list[float]) -> str:
     lines = [
@@ -357,21 +362,24 @@ def markdown(rows: list[dict[str, Any]], agree: list[dict[str, Any]], info: dict
         f"--warmup {args.warmup:g} --rounds {args.rounds}` (each row: the round with the median answered fps).",
         "",
         "Answered = frames given a result (tracking: inferred or predicted). Dropped = share of the frames sent in "
-        "the window that got none. Fairness = fewest / most answered of any stream. Latency = from the camera "
-        "sending a frame to its result (ms); for tracking, 'inferred' counts only frames the detector saw.",
+        "the window that got none. Coverage = inferred frames / the frames the method means to infer (every "
+        "frame; every Nth with `track-N`): below 1 the detector is behind, and a tracker's predictions reach "
+        "further from its last detection, so answered frames alone overstate what a starved `track-N` serves. "
+        "Fairness = fewest / most answered of any stream. Latency = from the camera sending a frame to its "
+        "result (ms); for tracking, 'inferred' counts only frames the detector saw.",
         "",
-        "| streams | method | answered fps (total) | per stream fps | inferred fps | dropped | fairness "
+        "| streams | method | answered fps (total) | per stream fps | inferred fps | coverage | dropped | fairness "
         "| latency median / p95 ms | inferred latency median / p95 ms | CPU ms per answered frame | load after |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if "error" in r:
             lines.append(f"| {r['streams']} | {r['method']} | failed: {r['error'].splitlines()[-1][:80]} "
-                         "| | | | | | | | |")
+                         "| | | | | | | | | |")
             continue
         lines.append(
             f"| {r['streams']} | {r['method']} | {r['answered_fps']:.1f} | {np.mean(r['per_stream_fps']):.1f} "
-            f"| {r['inferred_fps']:.1f} | {r['dropped_share']:.0%} | {r['fairness']:.2f} "
+            f"| {r['inferred_fps']:.1f} | {_coverage(r):.2f} | {r['dropped_share']:.0%} | {r['fairness']:.2f} "
             f"| {r['latency_median_ms']:.0f} / {r['latency_p95_ms']:.0f} "
             f"| {r['inferred_latency_median_ms']:.0f} / {r['inferred_latency_p95_ms']:.0f} "
             f"| {r['cpu_s_per_answered_frame'] * 1e3:.1f} | {r['load_average_after'][0]:.1f} |"
@@ -410,8 +418,22 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=6.0)
     parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds; the median round is reported")
     parser.add_argument("--no-agreement", action="store_true", help="skip the detect-every agreement part")
+    parser.add_argument("--from-json", type=Path, help="write density.md again from a results JSON")
     args = parser.parse_args()
+    if args.from_json:
+        data = json.loads(args.from_json.read_text())
+        args.clip = Path(data["clip"])
+        args.seconds, args.warmup, args.rounds = data["seconds"], data["warmup"], data.get("rounds", 1)
+        args.streams = ",".join(str(n) for n in sorted({r["streams"] for r in data["rows"]}))
+        write_results("density", data, markdown(data["rows"], data["detect_every_agreement"], data["machine"], args,
+                                                data["fps"], data["load_average_before"]))
+        return
     if args.child:
+        import faulthandler
+
+        # a child still running well after its window prints every thread's stack and exits: the parent
+        # records it as failed with that stack instead of waiting for its own timeout
+        faulthandler.dump_traceback_later(args.warmup + args.seconds + 180, exit=True)
         child(args.child, args.urls, str(args.model), args.warmup, args.seconds, args.out)
         return
 
