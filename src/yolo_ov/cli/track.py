@@ -130,8 +130,7 @@ def track(
     if save_video is not None:
         VideoSink.check(save_video)
     source: Any = sources[0] if len(sources) == 1 else sources
-    frames = failed = 0
-    ids: set[tuple[int, int]] = set()
+    frames = failed = tracks = 0  # ids come from one counter per run (1, 2, 3, ...): the largest is the count
     with Detector(model, runtime=runtime, detect=detect) as det, _Outputs(save_json, save_video, sources) as outs:
         if wanted is not None:
             detect = dataclasses.replace(detect, classes=resolve_classes(wanted, det.names))
@@ -146,21 +145,21 @@ def track(
                     outs.write(record, None, None)
                     continue
                 frames += 1
-                ids.update((record.stream or 0, int(i)) for i in record.data["track_id"])
+                tracks = max(tracks, int(record.data["track_id"].max(initial=0)))
                 counts = counters.update(record) if counters else None
                 if image is not None:
                     outs.trails.draw(image, record)
                     if counters:
                         counters.draw(image, record.stream or 0)
                 outs.write(record, counts, image)
-                progress.update(task, frames=frames, tracks=len(ids),
+                progress.update(task, frames=frames, tracks=tracks,
                                 rate=frames / max(time.perf_counter() - t0, 1e-9))
             skipped = sum(run.skipped.values())
             inferred, by_tracker = run.inferred, run.predicted
     elapsed = time.perf_counter() - t0
     rate = frames / elapsed if elapsed > 0 else 0.0
     parts = [f"{frames} frames" + (f", {failed} failed" if failed else ""),
-             f"{len(ids)} tracks ({tracker_cfg.tracker_type})", f"{rate:.1f} frames/s"]
+             f"{tracks} tracks ({tracker_cfg.tracker_type})", f"{rate:.1f} frames/s"]
     if detect_every > 1:
         parts.append(f"{inferred} inferred, {by_tracker} predicted (--detect-every {detect_every})")
     if skipped:
