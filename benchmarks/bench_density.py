@@ -419,13 +419,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds; the median round is reported")
     parser.add_argument("--no-agreement", action="store_true", help="skip the detect-every agreement part")
     parser.add_argument("--from-json", type=Path, help="write density.md again from a results JSON")
+    parser.add_argument("--name", default="density", help="results file name (benchmarks/results/NAME.json/.md)")
     args = parser.parse_args()
     if args.from_json:
         data = json.loads(args.from_json.read_text())
         args.clip = Path(data["clip"])
         args.seconds, args.warmup, args.rounds = data["seconds"], data["warmup"], data.get("rounds", 1)
         args.streams = ",".join(str(n) for n in sorted({r["streams"] for r in data["rows"]}))
-        write_results("density", data, markdown(data["rows"], data["detect_every_agreement"], data["machine"], args,
+        write_results(args.name, data, markdown(data["rows"], data["detect_every_agreement"], data["machine"], args,
                                                 data["fps"], data["load_average_before"]))
         return
     if args.child:
@@ -481,7 +482,7 @@ def main() -> None:
             "warmup": args.warmup, "rounds": args.rounds, "load_average_before": load_before, "rows": rows,
             "runs": runs, "detect_every_agreement": agree,
             "load_average_after": [round(v, 2) for v in os.getloadavg()]}
-    paths = write_results("density", data, markdown(rows, agree, info, args, fps, load_before))
+    paths = write_results(args.name, data, markdown(rows, agree, info, args, fps, load_before))
     print("wrote", *paths)
 
 
