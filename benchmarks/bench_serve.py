@@ -201,17 +201,6 @@ async def predict(request: Request):
          "class_name": r.names[int(k)]}
         for xyxy, c, k in zip(b.xyxy.tolist(), b.conf.tolist(), b.cls.tolist())]})
 
-def _busy_note(out: dict[str, Any]) -> list[str]:
-    cores = int(out["machine"].get("cores") or os.cpu_count() or 1)
-    load = max(out["loadavg_before"][0], out["loadavg_after"][0])
-    if load <= cores:
-        return []
-    return [f"**The machine was shared during this run** (load average {load:.1f} on {cores} cores, other "
-            "sessions' tests and benchmarks): absolute figures are a fraction of a quiet machine's and single "
-            "measurements are noisy; (a) and (b) interleave their rounds so each comparison saw the same load, "
-            "but the 1-client latency difference in (b) is scheduling noise at this load, not the server's cost.", ""]
-
-
 if __name__ == "__main__":
     import uvicorn
     sock = __import__("socket").socket()
