@@ -25,7 +25,10 @@ from yolo_ov.track.sources import _Selector
 )
 def test_docstring_examples_run(module):
     mod = importlib.import_module(f"yolo_ov.track.{module}")
-    result = doctest.testmod(mod, extraglobs={"np": np, "Detections": Detections})
+    # Ultralytics changes NumPy's print options process-wide when it is imported (another
+    # test may have): run the examples with NumPy's own defaults.
+    with np.printoptions(formatter=None, linewidth=75, precision=8):
+        result = doctest.testmod(mod, extraglobs={"np": np, "Detections": Detections})
     assert result.failed == 0
 
 
