@@ -45,9 +45,11 @@ from .results import Detections, Failure
 __all__ = [
     "MAX_DETS",
     "PROTOCOLS",
+    "VAL_TASKS",
     "ClassAP",
     "MapMetrics",
     "ValResult",
+    "check_dataset_fits",
     "describe",
     "evaluate",
     "keypoint_sigmas",
@@ -205,6 +207,40 @@ class ValResult:
         return out
 
 
+#: The tasks :func:`evaluate` can score.
+VAL_TASKS = ("detect", "segment", "pose", "obb", "classify")
+
+
+def check_dataset_fits(dataset: Any, task: str, subject: str) -> None:
+    """Raise :class:`ConfigError` unless ``dataset`` has the labels ``task`` is scored on.
+
+    ``subject`` names what is validated in the message (``"a pose model"``,
+    ``"model.xml is a pose model"``). Called before a run and again by
+    :func:`evaluate`, so results made elsewhere are checked too.
+    """
+    where = f"{dataset.root}: " if getattr(dataset, "root", None) is not None else ""
+    if task not in VAL_TASKS:
+        raise ConfigError(f"{where}validating '{task}' models is not supported "
+                          f"(it validates: {', '.join(VAL_TASKS)})")
+    if task == "classify":
+        if not isinstance(dataset, ClassifyDataset):
+            raise ConfigError(f"{where}{subject} is validated on a folder-per-class dataset "
+                              "(<dataset>/val/<class name>/<images>), not on YOLO labels")
+        return
+    if not isinstance(dataset, YoloDataset):
+        raise ConfigError(f"{where}{subject} needs a YOLO-format dataset (data.yaml, images/, labels/), "
+                          "not class folders")
+    if task == "pose" and dataset.kpt_shape is None:
+        raise ConfigError(f"{where}{subject} needs keypoint labels: a dataset whose data.yaml sets "
+                          "kpt_shape (e.g. [17, 3])")
+    if task == "segment" and not dataset.has_segments:
+        raise ConfigError(f"{where}{subject} needs polygon labels ('class x1 y1 x2 y2 ...'); "
+                          "this dataset has boxes only")
+    if task == "obb" and not dataset.has_segments:
+        raise ConfigError(f"{where}{subject} needs rotated labels, the four corners "
+                          "'class x1 y1 x2 y2 x3 y3 x4 y4' (DOTA-style); this dataset has boxes only")
+
+
 def evaluate(
     dataset: YoloDataset | ClassifyDataset,
     results: Iterable[Any],
@@ -251,26 +287,10 @@ def evaluate(
         "model": model, "dataset": str(dataset.root), "settings": dict(settings or {}),
         "images_per_s": (len(got) / elapsed_s) if elapsed_s and got else None,
     }
+    check_dataset_fits(dataset, task, f"a {task} model")
     if task == "classify":
-        if not isinstance(dataset, ClassifyDataset):
-            raise ConfigError(f"{dataset.root}: a classification model is validated on a folder-per-class dataset "
-                              "(<dataset>/val/<class name>/<images>), not on YOLO labels")
         top1, top5 = _accuracy(dataset, got)
         return ValResult(instances=len(dataset), top1=top1, top5=top5, **common)
-    if not isinstance(dataset, YoloDataset):
-        raise ConfigError(f"{dataset.root}: a {task} model needs a YOLO-format dataset (data.yaml, images/, labels/)")
-    if task not in ("detect", "segment", "pose", "obb"):
-        raise ConfigError(f"validating '{task}' models is not supported (it validates: detect, segment, pose, "
-                          "obb, classify)")
-    if task == "pose" and dataset.kpt_shape is None:
-        raise ConfigError(f"{dataset.root}: a pose model needs keypoint labels: a dataset whose data.yaml sets "
-                          "kpt_shape (e.g. [17, 3])")
-    if task == "segment" and not dataset.has_segments:
-        raise ConfigError(f"{dataset.root}: a segmentation model needs polygon labels ('class x1 y1 x2 y2 ...'); "
-                          "this dataset has boxes only")
-    if task == "obb" and not dataset.has_segments:
-        raise ConfigError(f"{dataset.root}: an oriented-box model needs rotated labels, the four corners "
-                          "'class x1 y1 x2 y2 x3 y3 x4 y4' (DOTA-style); this dataset has boxes only")
     dets: dict[int, Detections] = got  # type: ignore[assignment]
     if protocol == "ultralytics" or task == "obb":  # COCO has no rotated-box AP: OBB is scored Ultralytics' way
         from .evaluate_ultralytics import score_ultralytics

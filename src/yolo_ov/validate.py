@@ -41,7 +41,7 @@ import numpy as np
 from .config import DetectConfig, RuntimeConfig
 from .dataset import ClassifyDataset, YoloDataset, load_classify_dataset, load_dataset, match_classes
 from .errors import ConfigError, InputError
-from .evaluate import PROTOCOLS, ClassAP, MapMetrics, ValResult, describe, evaluate
+from .evaluate import PROTOCOLS, ClassAP, MapMetrics, ValResult, check_dataset_fits, describe, evaluate
 from .images import load_image
 from .results import Failure
 
@@ -61,7 +61,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Tasks :func:`validate` scores.
-VAL_TASKS = ("detect", "segment", "pose", "obb", "classify")
 
 
 def validate(
@@ -121,7 +120,7 @@ def validate(
     try:
         task = det.model_info.task
         ds = load_for_task(dataset, task) if isinstance(dataset, (str, os.PathLike)) else dataset
-        _check_fit(ds, task, det.model_info.path)
+        check_dataset_fits(ds, task, f"{det.model_info.path} is a {task} model")
         if isinstance(ds, ClassifyDataset):
             ds = match_classes(ds, det.names)
         images = list(ds.images)
@@ -202,28 +201,6 @@ def ultralytics_val_resize(image: np.ndarray, size: int) -> np.ndarray:
         return image
     w, h = min(math.ceil(w0 * r), size), min(math.ceil(h0 * r), size)
     return cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
-
-
-def _check_fit(ds: Any, task: str, model_path: Path) -> None:
-    """The dataset can score this task (checked before the run, not after it)."""
-    if task not in VAL_TASKS:
-        raise ConfigError(f"{model_path}: validating '{task}' models is not supported "
-                          f"(it validates: {', '.join(VAL_TASKS)})")
-    if task == "classify" and not isinstance(ds, ClassifyDataset):
-        raise ConfigError(f"{model_path} is a classification model: validate it on a folder-per-class dataset "
-                          "(<dataset>/val/<class name>/<images>), not on YOLO labels")
-    if task != "classify" and not isinstance(ds, YoloDataset):
-        raise ConfigError(f"{model_path} is a {task} model: validate it on a YOLO-format dataset "
-                          "(data.yaml, images/, labels/), not on class folders")
-    if task == "pose" and ds.kpt_shape is None:
-        raise ConfigError(f"{ds.root}: {model_path} is a pose model: the dataset needs keypoint labels "
-                          "(kpt_shape in data.yaml)")
-    if task == "segment" and not ds.has_segments:
-        raise ConfigError(f"{ds.root}: {model_path} is a segmentation model: the dataset needs polygon labels "
-                          "('class x1 y1 x2 y2 ...'), it has boxes only")
-    if task == "obb" and not ds.has_segments:
-        raise ConfigError(f"{ds.root}: {model_path} is an oriented-box model: the dataset needs rotated labels "
-                          "('class x1 y1 x2 y2 x3 y3 x4 y4', DOTA-style), it has boxes only")
 
 
 def _frames(images: Sequence[Path], size: int) -> Iterator[Any]:
