@@ -18,6 +18,7 @@ head and the settings, and is owned (made lazily, closed) by the Detector.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -241,7 +242,7 @@ class Detector:
 
     def _make_pipeline(self, config: PipelineConfig) -> Pipeline:
         if config.num_requests is None and self.runtime_config.num_requests:
-            config = _replace(config, num_requests=self.runtime_config.num_requests)
+            config = dataclasses.replace(config, num_requests=self.runtime_config.num_requests)
         pipeline = Pipeline(self._engine, self.head, detect=self.detect_config, config=config,
                             make_engine=self._compile_shape, stride=self.model_info.stride,
                             device=self.runtime_config.device)
@@ -350,12 +351,6 @@ def _check_classes(detect: DetectConfig, num_classes: int) -> None:
         raise ConfigError(
             f"classes {bad} do not exist in this model: its class ids are 0-{num_classes - 1} ({num_classes} classes)"
         )
-
-
-def _replace(config: PipelineConfig, **changes: Any) -> PipelineConfig:
-    from dataclasses import replace
-
-    return replace(config, **changes)
 
 
 def _runtime_config(
