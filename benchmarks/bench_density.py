@@ -295,7 +295,8 @@ def run_config(method: str, n: int, jpegs: list[bytes], fps: float, args: argpar
                str(args.warmup), "--seconds", str(args.seconds), "--out", str(out), *cams.urls]
         env = {**os.environ, "OPENCV_FFMPEG_CAPTURE_OPTIONS": f"recv_buffer_size;{RECV_BUFFER}"}
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.warmup + args.seconds + 240,
+            proc = subprocess.run(cmd, capture_output=True, text=True,
+                    encoding="utf-8", errors="replace", timeout=args.warmup + args.seconds + 240,
                                   env=env)
             error = None if proc.returncode == 0 and out.exists() else (proc.stderr or proc.stdout)[-6000:]
         except subprocess.TimeoutExpired:  # subprocess.run kills it; the run goes on with the next config

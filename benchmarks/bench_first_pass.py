@@ -68,7 +68,8 @@ print(json.dumps({"import_s": t1 - t0, "images": n, "seconds": t2 - t1}))
 
 
 def _child(code: str, *args: str) -> dict | None:
-    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=False)
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+            encoding="utf-8", errors="replace", check=False)
     if proc.returncode != 0:
         if "No module named 'ultralytics'" in proc.stderr:
             return None

@@ -69,6 +69,7 @@ print(json.dumps({"images": n, "seconds": time.perf_counter() - t0}))
 
 def ultralytics_fps(model: Path, source: Path) -> float | None:
     proc = subprocess.run([sys.executable, "-c", _ULTRA, str(model), str(source)], capture_output=True, text=True,
+            encoding="utf-8", errors="replace",
                           check=False)
     if proc.returncode != 0:
         if "No module named 'ultralytics'" in proc.stderr:

@@ -65,7 +65,8 @@ def _folder(images: list[Path], copies: int) -> Path:
 def local_predict(folder: Path, model: Path, out: Path) -> float:
     """``yolo-ov predict FOLDER`` in a fresh process; its own images/s (model load excluded)."""
     run = subprocess.run([sys.executable, "-m", "yolo_ov", "predict", str(folder), "--model", str(model), "-q",
-                          "--save-json", str(out)], capture_output=True, text=True, timeout=1800, check=True)
+                          "--save-json", str(out)], capture_output=True, text=True,
+                                  encoding="utf-8", errors="replace", timeout=1800, check=True)
     found = _RATE.search(run.stderr)
     if not found:
         raise SystemExit(f"no images/s in yolo-ov predict's output:\n{run.stderr}")
@@ -86,7 +87,8 @@ def cold_ray_cli(folder: Path, model: Path, out: Path) -> dict[str, Any]:
     """One ``yolo-ov predict FOLDER --ray`` in a fresh process: a new local cluster, wall time included."""
     t0 = time.perf_counter()
     run = subprocess.run([sys.executable, "-m", "yolo_ov", "predict", str(folder), "--model", str(model), "-q",
-                          "--save-json", str(out), "--ray"], capture_output=True, text=True, timeout=1800,
+                          "--save-json", str(out), "--ray"], capture_output=True, text=True,
+                                  encoding="utf-8", errors="replace", timeout=1800,
                          check=True)
     wall = time.perf_counter() - t0
     found = re.search(r"([\d.]+) records/s", run.stderr)

@@ -96,7 +96,8 @@ def _child(args: argparse.Namespace) -> None:
 
 def _run(*argv: str) -> dict:
     cmd = [sys.executable, __file__, *argv]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env={**os.environ})
+    proc = subprocess.run(cmd, capture_output=True, text=True,
+            encoding="utf-8", errors="replace", check=False, env={**os.environ})
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

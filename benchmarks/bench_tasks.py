@@ -74,7 +74,7 @@ print(json.dumps({"images": n, "objects": objects, "total_s": t2 - t1, "import_s
 
 def ultralytics_folder(model_dir: Path, folder: Path, task: str) -> dict[str, Any]:
     proc = subprocess.run([sys.executable, "-c", _ULTRA, str(model_dir), str(folder), task],
-                          capture_output=True, text=True, check=False)
+                          capture_output=True, text=True, encoding="utf-8", errors="replace", check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"Ultralytics predict failed:\n{proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -72,7 +72,7 @@ def ours_cli(model_dir: Path, folder: Path) -> dict[str, float]:
     exe = Path(sys.executable).parent / "yolo-ov"
     t0 = time.perf_counter()
     proc = subprocess.run([str(exe), "predict", str(folder), "-m", str(model_dir), "--mode", "throughput", "-q"],
-                          capture_output=True, text=True, check=False)
+                          capture_output=True, text=True, encoding="utf-8", errors="replace", check=False)
     wall = time.perf_counter() - t0
     m = re.search(r"([\d.]+) images/s", proc.stderr + proc.stdout)
     if proc.returncode != 0 or not m:
@@ -105,7 +105,7 @@ print(json.dumps({"images": n, "total_s": t2 - t1, "import_s": t1 - t0, "fps_end
 
 def ultralytics_folder(model_dir: Path, folder: Path) -> dict[str, float] | None:
     proc = subprocess.run([sys.executable, "-c", _ULTRA, str(model_dir), str(folder)],
-                          capture_output=True, text=True, check=False)
+                          capture_output=True, text=True, encoding="utf-8", errors="replace", check=False)
     if proc.returncode != 0:
         if "No module named 'ultralytics'" in proc.stderr:
             return None

@@ -57,7 +57,8 @@ def benchmark_app_start(xml: Path, repeats: int) -> dict[str, float]:
         with tempfile.TemporaryDirectory() as cdir:
             for bucket in (cold, warm):
                 proc = subprocess.run([benchmark_app_path(), "-m", str(xml), "-d", "CPU", "-hint", "latency",
-                                       "-t", "1", "-cdir", cdir], capture_output=True, text=True, check=True)
+                                       "-t", "1", "-cdir", cdir], capture_output=True, text=True,
+                                               encoding="utf-8", errors="replace", check=True)
                 figures = {k: float(v) for k, v in re.findall(
                     r"(Read model|Compile model|First inference) took\s+([\d.]+)", proc.stdout)}
                 bucket.append(sum(figures.values()))

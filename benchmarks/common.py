@@ -72,7 +72,7 @@ def parse_benchmark_app(text: str) -> dict[str, float]:
 def run_benchmark_app(model_xml: Path, hint: str, seconds: int, *extra: str) -> dict[str, float]:
     """Run benchmark_app on the CPU and return its parsed figures."""
     cmd = [benchmark_app_path(), "-m", str(model_xml), "-d", "CPU", "-hint", hint, "-t", str(seconds), *extra]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    proc = subprocess.run(cmd, capture_output=True, text=True, encoding="utf-8", errors="replace", check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark_app failed ({' '.join(cmd)}):\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
     return parse_benchmark_app(proc.stdout)

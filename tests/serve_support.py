@@ -41,7 +41,8 @@ class ServerProcess:
 
     def start(self) -> ServerProcess:
         self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True, env=self.env)
+                                     stderr=subprocess.PIPE, text=True,
+                                             encoding="utf-8", errors="replace", env=self.env)
         threading.Thread(target=self._drain, daemon=True).start()
         if not self._ready.wait(START_TIMEOUT_S) or not self.url:
             self.kill()

@@ -81,7 +81,7 @@ def test_matches_ultralytics_live_on_this_cpu(which, shared, fp32_detector, int8
     out = tmp_path / "live.json"
     images = [str(p) for p in shared.coco96_images]
     proc = subprocess.run([sys.executable, "-c", _LIVE, str(model_dir), *images, str(out)],
-                          capture_output=True, text=True, timeout=600, check=False)
+                          capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     reference = json.loads(out.read_text())
     results = {p.name: det(p) for p in shared.coco96_images}

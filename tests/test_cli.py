@@ -100,7 +100,8 @@ def test_user_errors_one_line_no_traceback(shared, tmp_path, args, code, message
     subs = {"IMG": str(shared.coco96_images[0]), "FP32": str(shared.fp32_model), "EMPTYDIR": str(tmp_path)}
     argv = [subs.get(a, a) for a in args]
     proc = subprocess.run(
-        [sys.executable, "-m", "yolo_ov", *argv], capture_output=True, text=True, timeout=300, check=False
+        [sys.executable, "-m", "yolo_ov", *argv], capture_output=True, text=True,
+                encoding="utf-8", errors="replace", timeout=300, check=False
     )
     assert proc.returncode == code, proc.stderr
     assert message in proc.stderr
@@ -111,7 +112,8 @@ def test_user_errors_one_line_no_traceback(shared, tmp_path, args, code, message
 def test_console_script_installed():
     exe = shutil.which("yolo-ov", path=str(Path(sys.executable).parent))
     assert exe is not None, "the yolo-ov console script is not installed beside this Python"
-    proc = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60, check=False)
+    proc = subprocess.run([exe, "--help"], capture_output=True, text=True,
+            encoding="utf-8", errors="replace", timeout=60, check=False)
     assert proc.returncode == 0
     for command in ("predict", "info"):
         assert command in proc.stdout
@@ -128,5 +130,6 @@ def test_inference_path_never_imports_torch_or_ultralytics(shared):
         "print(bad)\n"
         "sys.exit(1 if bad else 0)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+            encoding="utf-8", errors="replace", timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr

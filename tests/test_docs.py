@@ -124,7 +124,7 @@ def test_the_site_builds_strictly(tmp_path):
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
     mkdocs = shutil.which("mkdocs", path=str(Path(sys.executable).parent)) or "mkdocs"
     proc = subprocess.run([mkdocs, "build", "--strict", "-d", str(tmp_path / "site")], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600, check=False)
+                          capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 
@@ -156,7 +156,8 @@ def test_example_runs(block: Block, sandbox: Path, tmp_path: Path):
         cmd = [sys.executable, "-c", block.code]
     else:
         cmd = ["bash", "-e", "-c", bash_script(block.code)]
-    proc = subprocess.run(cmd, cwd=sandbox, env=env, capture_output=True, text=True, timeout=800, check=False)
+    proc = subprocess.run(cmd, cwd=sandbox, env=env, capture_output=True, text=True,
+            encoding="utf-8", errors="replace", timeout=800, check=False)
     assert proc.returncode == 0, (
         f"{block.id} failed:\n{block.code}\n--- output ---\n{proc.stdout[-2000:]}{proc.stderr[-3000:]}"
     )

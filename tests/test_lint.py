@@ -17,7 +17,8 @@ def test_ruff_clean():
     if ruff is None:
         pytest.fail("ruff is not installed: pip install -e '.[dev]'")
     proc = subprocess.run(
-        [ruff, "check", "src", "tests", "benchmarks"], cwd=REPO, capture_output=True, text=True, check=False
+        [ruff, "check", "src", "tests", "benchmarks"], cwd=REPO, capture_output=True, text=True,
+                encoding="utf-8", errors="replace", check=False
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 

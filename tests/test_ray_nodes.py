@@ -39,7 +39,7 @@ def test_predict_with_an_address_spreads_actors_over_nodes(two_nodes, shared, tm
     run = subprocess.run(
         [sys.executable, "-m", "yolo_ov", "predict", *map(str, images), "--model", str(shared.fp32_model),
          "--save-json", str(out), "--save-parquet", str(parquet), "-q", "--actors", "2", "--ray", two_nodes.address],
-        capture_output=True, text=True, timeout=800)
+        capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=800)
     assert run.returncode == 0, run.stderr
     assert "Ray: 2 actor(s) on 2 node(s)" in run.stderr
     lines = [json.loads(line) for line in out.read_text().splitlines()]

@@ -43,7 +43,8 @@ class _Proc:
 
     def __init__(self, args: list[object]) -> None:
         self.popen = subprocess.Popen(
-            [*CLI, *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+            [*CLI, *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                    encoding="utf-8", errors="replace"
         )
         self.stderr = ""
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -79,7 +80,8 @@ def _line_count(path: Path) -> int:
 
 
 def _run(args: list[object], *, prefix: list[str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([*(prefix or CLI), *map(str, args)], capture_output=True, text=True, timeout=timeout,
+    return subprocess.run([*(prefix or CLI), *map(str, args)], capture_output=True, text=True,
+            encoding="utf-8", errors="replace", timeout=timeout,
                           check=False)
 
 
@@ -431,7 +433,8 @@ def test_int8_export_of_an_ir_never_imports_torch(shared, tmp_path):
         "print(bad[:5])\n"
         "sys.exit(1 if bad else 0)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+            encoding="utf-8", errors="replace", timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "No CUDA runtime" not in proc.stderr
     assert (tmp_path / "q_int8_openvino_model" / "yolov8n.xml").exists()

@@ -576,6 +576,7 @@ def test_cli_refusals_are_one_line(shared, tmp_path):
     try:
         for args, message in cases:
             run = subprocess.run([sys.executable, "-m", "yolo_ov", "serve", *args], capture_output=True, text=True,
+                    encoding="utf-8", errors="replace",
                                  env=env, timeout=120)
             assert run.returncode == 2, (args, run.stderr)
             lines = run.stderr.strip().splitlines()
@@ -589,11 +590,13 @@ def test_server_packages_load_only_for_serve(shared):
     """``import yolo_ov`` / the CLI never import FastAPI; without the extra, serve says which to install (exit 5)."""
     probe = ("import sys, yolo_ov, yolo_ov.cli, yolo_ov.serve; "
              "print(sorted(m for m in ('fastapi', 'uvicorn', 'starlette', 'prometheus_client') if m in sys.modules))")
-    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+            encoding="utf-8", errors="replace", timeout=120, check=True)
     assert run.stdout.strip() == "[]"
     missing = ("import sys; sys.modules['fastapi'] = None; "
                f"sys.argv = ['yolo-ov', 'serve', '--model', {str(shared.fp32_model)!r}]; "
                "from yolo_ov.cli import main; main()")
-    run = subprocess.run([sys.executable, "-c", missing], capture_output=True, text=True, timeout=120)
+    run = subprocess.run([sys.executable, "-c", missing], capture_output=True, text=True,
+            encoding="utf-8", errors="replace", timeout=120)
     assert run.returncode == 5, run.stderr
     assert "pip install 'yolo-ov[serve]'" in run.stderr and "Traceback" not in run.stderr

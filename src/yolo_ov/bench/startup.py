@@ -57,7 +57,7 @@ class StartTimes:
 def _child(model: Path, runtime: dict[str, Any]) -> dict[str, float]:
     proc = subprocess.run(
         [sys.executable, "-c", _CHILD, str(model), json.dumps(runtime)],
-        capture_output=True, text=True, timeout=600, check=False,
+        capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=600, check=False,
     )
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
