@@ -243,7 +243,7 @@ def child(method: str, urls: list[str], model: str, warmup: float, seconds: floa
     cpu_window = _cpu_s() - cpu.get("start", 0.0)
     with lock:
         done = list(records)
-    out.write_text(json.dumps({"ready": ready, "records": done, "cpu_s": cpu_window}))
+    out.write_text(json.dumps({"ready": ready, "records": done, "cpu_s": cpu_window}), encoding="utf-8")
     sys.stdout.flush()
     os._exit(0)  # camera readers may still block on their sockets; the parent has what it needs
 
@@ -261,7 +261,7 @@ def agreement(model: Path, clip_path: Path, reference_path: Path) -> list[dict[s
         detections = list(run)
     truth = None
     if reference_path.exists():
-        frames = json.loads(reference_path.read_text())["trackers"]["bytetrack"]["frames"]
+        frames = json.loads(reference_path.read_text(encoding="utf-8"))["trackers"]["bytetrack"]["frames"]
         truth = [FrameTracks.of(f["xyxy"], f["cls"], f["id"]) for f in frames]
 
     def tracked(every: int) -> list[FrameTracks]:
@@ -306,7 +306,7 @@ def run_config(method: str, n: int, jpegs: list[bytes], fps: float, args: argpar
             print(f"{method} x{n} failed: {error}", flush=True)
             return {"method": method, "streams": n, "error": error, "answered_fps": float("nan"),
                     "load_average_after": [round(v, 2) for v in os.getloadavg()]}
-        data = json.loads(out.read_text())
+        data = json.loads(out.read_text(encoding="utf-8"))
     t0 = data["ready"] + args.warmup
     t1 = t0 + args.seconds
     answered: dict[int, int] = dict.fromkeys(range(n), 0)
@@ -423,7 +423,7 @@ def main() -> None:
     parser.add_argument("--name", default="density", help="results file name (benchmarks/results/NAME.json/.md)")
     args = parser.parse_args()
     if args.from_json:
-        data = json.loads(args.from_json.read_text())
+        data = json.loads(args.from_json.read_text(encoding="utf-8"))
         args.clip = Path(data["clip"])
         args.seconds, args.warmup, args.rounds = data["seconds"], data["warmup"], data.get("rounds", 1)
         args.streams = ",".join(str(n) for n in sorted({r["streams"] for r in data["rows"]}))

@@ -151,7 +151,7 @@ def main() -> None:
     lines += ["", "Shapes used (first pass / second pass, --specialize): " + "; ".join(
         f"{r['model']}: {r['on']['shapes_first']} / {r['on']['shapes_second']}" for r in rows)]
     _, md = write_results("first_pass", {"machine": info, "rows": rows}, "\n".join(lines))
-    print(md.read_text())
+    print(md.read_text(encoding="utf-8"))
 
 
 if __name__ == "__main__":

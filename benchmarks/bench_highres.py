@@ -259,7 +259,7 @@ def main() -> None:
             lines.append(f"| {r['model']} | {v} | {ours:.1f} | {f'{ul:.1f}' if ul else 'n/a'} | {ratio} |")
     _, md = write_results("highres", {"machine": info, "decoding": decoding, "rows": rows, "video_codec": codec},
                           "\n".join(lines))
-    print(md.read_text())
+    print(md.read_text(encoding="utf-8"))
 
 
 if __name__ == "__main__":

@@ -136,7 +136,7 @@ def main() -> None:
             f"{Path(a.model).name} {a.precision} {a.map50_95:.4f}" for a in result.accuracy)]
     _, md = write_results("precision", {"machine": info, "reference": reference, "bar": bar,
                                         "tune": tune_row, "export_auto": export_row}, "\n".join(lines))
-    print(md.read_text())
+    print(md.read_text(encoding="utf-8"))
 
 
 if __name__ == "__main__":

@@ -96,8 +96,8 @@ def cold_ray_cli(folder: Path, model: Path, out: Path) -> dict[str, Any]:
 
 
 def compare_jsonl(got: Path, want: Path) -> dict[str, Any]:
-    a = [json.loads(line) for line in got.read_text().splitlines()]
-    b = [json.loads(line) for line in want.read_text().splitlines()]
+    a = [json.loads(line) for line in got.read_text(encoding="utf-8").splitlines()]
+    b = [json.loads(line) for line in want.read_text(encoding="utf-8").splitlines()]
     assert [r["source"] for r in a] == [r["source"] for r in b], "different sources or order"
     identical = sum(x == y for x, y in zip(a, b, strict=True))
     for x, y in zip(a, b, strict=True):

@@ -156,7 +156,7 @@ def _check_records(records: list[tuple[int, bytes]], reference: list[Any], names
 
 # -- the server side --------------------------------------------------------------------------------
 def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+    for line in Path(f"/proc/{pid}/status").read_text(encoding="utf-8").splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
@@ -177,7 +177,7 @@ def _metric(text: str, metric: str, /, **labels: str) -> float:
 
 
 def _loadavg() -> list[float]:
-    return [float(v) for v in Path("/proc/loadavg").read_text().split()[:3]]
+    return [float(v) for v in Path("/proc/loadavg").read_text(encoding="utf-8").split()[:3]]
 
 
 # -- the peer: FastAPI around Ultralytics' predict ---------------------------------------------------------
@@ -310,7 +310,7 @@ def main() -> None:
     if not args.no_peer:
         with tempfile.TemporaryDirectory() as tmp:
             script = Path(tmp) / "peer_server.py"
-            script.write_text(PEER_APP)
+            script.write_text(PEER_APP, encoding="utf-8")
             peer = PeerServer(model, script).start()
             try:
                 peer_url = f"{peer.url}/predict"

@@ -174,7 +174,7 @@ def main() -> None:
             lines.append(f"| {r['model']} | {b['frames']} | {b['square_s']:.2f} | {b['special_s']:.2f} | "
                          f"{b['speedup']:.2f} |")
     _, md_path = write_results("shape_payoff", {"machine": info, "rows": rows}, "\n".join(lines))
-    print(md_path.read_text())
+    print(md_path.read_text(encoding="utf-8"))
 
 
 if __name__ == "__main__":

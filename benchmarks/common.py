@@ -96,8 +96,8 @@ def write_results(name: str, data: dict[str, Any], markdown: str) -> tuple[Path,
     RESULTS.mkdir(parents=True, exist_ok=True)
     json_path = RESULTS / f"{name}.json"
     md_path = RESULTS / f"{name}.md"
-    json_path.write_text(json.dumps(data, indent=2) + "\n")
-    md_path.write_text(markdown.rstrip() + "\n")
+    json_path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    md_path.write_text(markdown.rstrip() + "\n", encoding="utf-8")
     return json_path, md_path
 
 

@@ -77,7 +77,7 @@ class SharedAssets:
 
 @cache
 def _reference(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text())
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def shared_assets() -> SharedAssets:

@@ -26,7 +26,7 @@ STORED_REFERENCE_BOUND = {"fp32": 0.99, "int8": 0.8}
 
 def _has_amx() -> bool:
     try:
-        with open("/proc/cpuinfo") as fh:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
             return "amx_int8" in fh.read()
     except OSError:
         return False
@@ -83,7 +83,7 @@ def test_matches_ultralytics_live_on_this_cpu(which, shared, fp32_detector, int8
     proc = subprocess.run([sys.executable, "-c", _LIVE, str(model_dir), *images, str(out)],
                           capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    reference = json.loads(out.read_text())
+    reference = json.loads(out.read_text(encoding="utf-8"))
     results = {p.name: det(p) for p in shared.coco96_images}
     ours_to_live, live_to_ours = _agreement(results, reference)
     assert ours_to_live >= 0.99 and live_to_ours >= 0.99, (ours_to_live, live_to_ours)
@@ -123,7 +123,7 @@ def test_predict_folder_default_matches_ultralytics_in_every_mode(shared, tmp_pa
     reference = shared.reference_model(shared.fp32_model)["predictions"]
     from yolo_ov import Detections
 
-    records = [json.loads(line) for line in out.read_text().splitlines()]
+    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     folder = {}
     for rec in records:
         dets = rec["detections"]

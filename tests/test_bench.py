@@ -75,10 +75,10 @@ def test_report_files(report, tmp_path):
         if f.suffix == ".png":
             img = cv2.imread(str(f))
             assert img is not None and img.shape[0] > 100
-    md = (tmp_path / "rep" / "bench.md").read_text()
+    md = (tmp_path / "rep" / "bench.md").read_text(encoding="utf-8")
     assert "| latency | model only |" in md and "| throughput | end to end |" in md
     assert "cold cache, mmap on" in md and "Cached start is" in md
-    assert json.loads((tmp_path / "rep" / "bench.json").read_text())["schema_version"] == SCHEMA_VERSION
+    assert json.loads((tmp_path / "rep" / "bench.json").read_text(encoding="utf-8"))["schema_version"] == SCHEMA_VERSION
 
 
 def test_end_to_end_keeps_the_model_shape_unless_asked(report, shared):
@@ -124,7 +124,7 @@ def test_cli_bench_json(shared, tmp_path):
     result = CliRunner().invoke(app, ["bench", "--model", str(shared.int8_model), "--mode", "latency",
                                       "--duration", "0.3", "--no-startup", "--no-sweep", "--json", str(out), "-q"])
     assert result.exit_code == 0, result.output
-    data = json.loads(out.read_text())
+    data = json.loads(out.read_text(encoding="utf-8"))
     assert [m["mode"] for m in data["modes"]] == ["latency"] and data["startup"] == []
     assert "| latency | model only |" in result.output
 

@@ -24,7 +24,7 @@ def test_predict_folder_writes_jsonl(shared, tmp_path):
     out = tmp_path / "pred.jsonl"
     result = _invoke("predict", shared.coco96 / "images", "--model", shared.fp32_model, "--save-json", out, "-q")
     assert result.exit_code == 0, result.output
-    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert len(lines) == 96
     first = lines[0]
     assert set(first) >= {"source", "width", "height", "detections"}
@@ -45,7 +45,7 @@ def test_predict_bad_items_are_recorded_and_run_goes_on(shared, tmp_path):
     out = tmp_path / "pred.jsonl"
     result = _invoke("predict", good[0], bad, missing, good[1], "--model", shared.fp32_model, "--save-json", out)
     assert result.exit_code == 1
-    records = [json.loads(line) for line in out.read_text().splitlines()]
+    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert len(records) == 4
     errors = {r["source"]: r["error"] for r in records if "error" in r}
     assert set(errors) == {str(bad), str(missing)}
@@ -64,7 +64,8 @@ def test_predict_classes_filter(shared, tmp_path):
     out = tmp_path / "p.jsonl"
     images = shared.coco96 / "images"
     _invoke("predict", images, "--model", shared.int8_model, "--classes", "0", "--save-json", out, "-q")
-    classes = {d["class_id"] for line in out.read_text().splitlines() for d in json.loads(line).get("detections", [])}
+    lines = out.read_text(encoding="utf-8").splitlines()
+    classes = {d["class_id"] for line in lines for d in json.loads(line).get("detections", [])}
     assert classes == {0}
 
 

@@ -104,7 +104,7 @@ def test_eight_submitters_and_a_stream_at_once(shared, model_attr):
 
 
 def _rss_mb() -> float:
-    with open("/proc/self/statm") as fh:
+    with open("/proc/self/statm", encoding="utf-8") as fh:
         pages = int(fh.read().split()[1])
     import os
 

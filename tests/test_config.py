@@ -58,7 +58,7 @@ def test_detect_config_rejects(kwargs, message):
 def test_runtime_config_json_round_trip(tmp_path):
     cfg = RuntimeConfig(mode="throughput", num_streams=2, num_requests=4, imgsz=(384, 640), cache_dir=tmp_path)
     path = tmp_path / "tuned.json"
-    path.write_text(json.dumps({"runtime": cfg.to_dict(), "measured": {"fps": 1.0}}))
+    path.write_text(json.dumps({"runtime": cfg.to_dict(), "measured": {"fps": 1.0}}), encoding="utf-8")
     assert load_runtime_config(path) == cfg
     assert load_runtime_config(path, device="AUTO").device == "AUTO"
 
@@ -73,7 +73,7 @@ def test_runtime_config_json_round_trip(tmp_path):
 )
 def test_bad_config_files(tmp_path, content, message):
     path = tmp_path / "c.json"
-    path.write_text(content)
+    path.write_text(content, encoding="utf-8")
     with pytest.raises(ConfigError, match=message):
         load_runtime_config(path)
 

@@ -20,8 +20,8 @@ def make_dataset(root: Path, labels: dict[str, str | None], names: str = "names:
     for stem, text in labels.items():
         cv2.imwrite(str(root / "images" / f"{stem}.jpg"), img)
         if text is not None:
-            (root / "labels" / f"{stem}.txt").write_text(text)
-    (root / "data.yaml").write_text(f"val: images\ntrain: images\n{names}\n")
+            (root / "labels" / f"{stem}.txt").write_text(text, encoding="utf-8")
+    (root / "data.yaml").write_text(f"val: images\ntrain: images\n{names}\n", encoding="utf-8")
     return root
 
 
@@ -30,7 +30,7 @@ def test_shared_coco96_loads(shared):
     assert len(ds) == 96
     assert ds.num_classes == 80 and ds.names[0] == "person"
     assert ds.instances == sum(
-        len(p.read_text().split("\n")) - (p.read_text().endswith("\n"))
+        len(p.read_text(encoding="utf-8").split("\n")) - (p.read_text(encoding="utf-8").endswith("\n"))
         for p in (shared.coco96 / "labels").glob("*.txt")
     )
     backgrounds = [it for it in ds if it.label_file is None]
@@ -90,10 +90,10 @@ def test_missing_yaml_names_and_split(tmp_path):
     root = make_dataset(tmp_path / "ds", {"a": "0 0.5 0.5 0.2 0.2\n"}, names="nc: 2")
     with pytest.raises(DatasetError, match="no class 'names'"):
         load_dataset(root)
-    (root / "data.yaml").write_text("train: images\nnames: [a, b]\n")
+    (root / "data.yaml").write_text("train: images\nnames: [a, b]\n", encoding="utf-8")
     with pytest.raises(DatasetError, match="no 'val' entry"):
         load_dataset(root)
-    (root / "data.yaml").write_text("val: elsewhere\nnames: [a, b]\n")
+    (root / "data.yaml").write_text("val: elsewhere\nnames: [a, b]\n", encoding="utf-8")
     with pytest.raises(DatasetError, match="is not an image folder"):
         load_dataset(root)
 
@@ -104,7 +104,7 @@ def test_find_images_for_calibration(tmp_path, shared):
     root = make_dataset(tmp_path / "ds", {"a": None})  # labels are not needed to calibrate
     assert [p.name for p in find_images(root)] == ["a.jpg"]
     (tmp_path / "txt").mkdir()
-    (tmp_path / "txt" / "notes.txt").write_text("x")
+    (tmp_path / "txt" / "notes.txt").write_text("x", encoding="utf-8")
     with pytest.raises(DatasetError, match="holds no image files"):
         find_images(tmp_path / "txt")
     with pytest.raises(DatasetError, match="no such dataset or image folder"):

@@ -59,7 +59,7 @@ class Block:
 
 def code_blocks(path: Path) -> list[Block]:
     blocks: list[Block] = []
-    lines = path.read_text().splitlines()
+    lines = path.read_text(encoding="utf-8").splitlines()
     i = 0
     while i < len(lines):
         m = FENCE.match(lines[i])
@@ -136,7 +136,7 @@ def test_skips_are_few():
 def test_the_block_finder_reads_fences_and_skip_markers(tmp_path):
     page = tmp_path / "p.md"
     page.write_text("text\n```python\nprint(1)\n```\n<!-- docs-test: skip needs a camera -->\n```bash\n"
-                    "yolo-ov predict 0\n```\n```\nplain\n```\n")
+                    "yolo-ov predict 0\n```\n```\nplain\n```\n", encoding="utf-8")
     blocks = runnable(code_blocks(page))
     assert [(b.lang, b.code, b.skip) for b in blocks] == [("python", "print(1)", None),
                                                           ("bash", "yolo-ov predict 0", "needs a camera")]

@@ -34,11 +34,11 @@ def _xml(folder: Path) -> Path:
 
 
 def _meta(folder: Path) -> dict:
-    return yaml.safe_load((folder / "metadata.yaml").read_text())
+    return yaml.safe_load((folder / "metadata.yaml").read_text(encoding="utf-8"))
 
 
 def _fq_count(folder: Path) -> int:
-    return _xml(folder).read_text().count('type="FakeQuantize"')
+    return _xml(folder).read_text(encoding="utf-8").count('type="FakeQuantize"')
 
 
 def _no_leftovers(parent: Path, name: str) -> None:
@@ -108,7 +108,7 @@ def test_pt_to_fp16(shared, tmp_path):
     out = export_model(shared.pt_model, ExportConfig(precision="fp16", output=tmp_path / "m_openvino_model"))
     meta = _meta(out)
     assert meta["precision"] == "fp16" and meta["args"]["quantize"] == 16
-    assert 'element_type="f16"' in _xml(out).read_text()
+    assert 'element_type="f16"' in _xml(out).read_text(encoding="utf-8")
     assert (out / "yolov8n.bin").stat().st_size < 0.6 * (shared.fp32_model / "yolov8n.bin").stat().st_size
     images = shared.coco96_images[:12]
     assert _agreement(_detections(out, images), _detections(shared.fp32_model, images)) >= 0.97
@@ -294,10 +294,10 @@ def test_bad_configs_and_outputs(shared, tmp_path):
         export_model(tmp_path / "model.tflite", ExportConfig(output=tmp_path / "o"))
     busy = tmp_path / "busy_openvino_model"
     busy.mkdir()
-    (busy / "notes.txt").write_text("mine")
+    (busy / "notes.txt").write_text("mine", encoding="utf-8")
     with pytest.raises(ExportError, match="holds files other than a model"):
         export_model(shared.fp32_model, ExportConfig(output=busy))
-    assert (busy / "notes.txt").read_text() == "mine"
+    assert (busy / "notes.txt").read_text(encoding="utf-8") == "mine"
     with pytest.raises(ExportError, match="the source model's folder"):
         export_model(shared.fp32_model, ExportConfig(output=shared.fp32_model))
     with pytest.warns(ExportWarning, match="only recognises OpenVINO folders named"):
@@ -313,8 +313,8 @@ def _small_dataset(shared, root: Path, n: int) -> Path:
         label = shared.coco96 / "labels" / f"{image.stem}.txt"
         if label.exists():
             (root / "labels" / label.name).symlink_to(label)
-    names = yaml.safe_load((shared.coco96 / "data.yaml").read_text())["names"]
-    (root / "data.yaml").write_text(yaml.safe_dump({"val": "images", "names": names}))
+    names = yaml.safe_load((shared.coco96 / "data.yaml").read_text(encoding="utf-8"))["names"]
+    (root / "data.yaml").write_text(yaml.safe_dump({"val": "images", "names": names}), encoding="utf-8")
     return root
 
 

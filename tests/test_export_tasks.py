@@ -89,7 +89,7 @@ def _out_channels(op) -> int:
 @pytest.mark.parametrize("task", list(TASK_YAMLS))
 def test_export_every_task_and_its_metadata(task, task_irs):
     folder = task_irs[task]
-    meta = yaml.safe_load((folder / "metadata.yaml").read_text())
+    meta = yaml.safe_load((folder / "metadata.yaml").read_text(encoding="utf-8"))
     assert meta["task"] == task and meta["precision"] == "fp32"
     assert meta["imgsz"] == ([224, 224] if task == "classify" else [320, 320])
     if task == "pose":
@@ -152,7 +152,7 @@ def test_int8_segment_from_pt_keeps_head_float_and_loads_in_ultralytics(task_che
         out = export_model(task_checkpoints["segment"], config)
     model = _read(out)
     assert count_fake_quantize(model) > 50
-    meta = yaml.safe_load((out / "metadata.yaml").read_text())
+    meta = yaml.safe_load((out / "metadata.yaml").read_text(encoding="utf-8"))
     quant = meta["yolo_ov"]["quantization"]
     assert meta["task"] == "segment" and quant["calibration_images"] == 8 and quant["ignored_head_ops"] >= 30
     # nothing NNCF was told to ignore got a quantizer on its inputs
@@ -191,7 +191,7 @@ def test_int8_from_ir_keeps_each_head_float(task, task_irs, shared, tmp_path):
     fed = [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_friendly_name() in scope
            and any(v.get_node().get_type_name() == "FakeQuantize" for v in op.input_values())]
     assert not fed, fed[:5]
-    meta = yaml.safe_load((out / "metadata.yaml").read_text())
+    meta = yaml.safe_load((out / "metadata.yaml").read_text(encoding="utf-8"))
     assert meta["task"] == task and meta["precision"] == "int8"
     assert meta["yolo_ov"]["quantization"]["ignored_head_ops"] == len(scope)
     if task == "pose":
@@ -213,7 +213,7 @@ def test_accuracy_control_measures_a_classifier_by_top1(task_checkpoints, shared
         warnings.simplefilter("ignore")
         out = export_model(task_checkpoints["classify"], ExportConfig(
             precision="int8", data=data, max_drop=0.5, output=tmp_path / "cls_int8_openvino_model"))
-    quant = yaml.safe_load((out / "metadata.yaml").read_text())["yolo_ov"]["quantization"]
+    quant = yaml.safe_load((out / "metadata.yaml").read_text(encoding="utf-8"))["yolo_ov"]["quantization"]
     assert quant["method"] == "nncf.quantize_with_accuracy_control" and quant["accuracy_metric"] == "top1"
     for key in ("nncf_f32_float_map50_95", "runtime_float_map50_95", "runtime_int8_map50_95"):
         assert 0.0 <= quant[key] <= 1.0  # top-1 of the random-weight model, as the primary figure

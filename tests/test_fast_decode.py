@@ -206,7 +206,7 @@ def test_cli_fast_decode(photos, shared, tmp_path):
     r = CliRunner().invoke(app, ["predict", str(folder), "--model", str(shared.int8_model), "--fast-decode",
                                  "--save-json", str(out), "-q"])
     assert r.exit_code == 0, r.output
-    records = [json.loads(line) for line in out.read_text().splitlines()]
+    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert len(records) == len(photos) and all(max(rec["width"], rec["height"]) == 3840 for rec in records)
     assert sum(len(rec["detections"]) for rec in records) > 20
     # One image (the latency path), drawn: the drawing is on the full image.

@@ -128,7 +128,8 @@ def _truncated(path, tmp_path):
     [
         (lambda p, t: t / "missing.jpg", "no such file"),
         (lambda p, t: ((t / "empty.jpg").write_bytes(b"") and t / "empty.jpg") or t / "empty.jpg", "empty file"),
-        (lambda p, t: (t / "notes.txt").write_text("hello, not an image") and t / "notes.txt", "not a decodable image"),
+        (lambda p, t: (t / "notes.txt").write_text("hello, not an image",
+            encoding="utf-8") and t / "notes.txt", "not a decodable image"),
         (lambda p, t: (t / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4 + b"\xff\xd9")
          and t / "corrupt.jpg", "not a decodable image"),
         (_truncated, "truncated JPEG"),

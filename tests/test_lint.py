@@ -27,6 +27,6 @@ def test_package_never_names_shared_assets():
     offenders = [
         str(p.relative_to(REPO))
         for p in (REPO / "src").rglob("*.py")
-        if "../shared" in p.read_text() or "/shared/models" in p.read_text()
+        if "../shared" in p.read_text(encoding="utf-8") or "/shared/models" in p.read_text(encoding="utf-8")
     ]
     assert offenders == []

@@ -111,7 +111,7 @@ def test_tune_compares_models_and_keeps_accuracy(shared, small_dataset, tmp_path
     # max_drop 0: only the most accurate model may win, however fast the other one is
     assert result.best.model == max(maps, key=maps.get)
     path = result.save(tmp_path / "tuned.json")
-    saved = json.loads(path.read_text())
+    saved = json.loads(path.read_text(encoding="utf-8"))
     assert saved["model"] == result.best.model
     assert saved["measured"]["max_drop"] == 0.0 and len(saved["measured"]["accuracy"]) == 2
     assert load_runtime_config(path) == result.best.runtime
@@ -123,7 +123,7 @@ def test_export_auto_keeps_the_faster_accurate_precision(shared, small_dataset, 
     r = CliRunner().invoke(app, ["export", str(shared.fp32_model), "--precision", "auto", "--data", str(small_dataset),
                                  "--calib-size", "16", "--output", str(out)])
     assert r.exit_code == 0, r.output
-    meta = yaml.safe_load((out / "metadata.yaml").read_text())
+    meta = yaml.safe_load((out / "metadata.yaml").read_text(encoding="utf-8"))
     auto = meta["yolo_ov"]["auto_precision"]
     assert meta["precision"] == auto["chosen"] and {c["precision"] for c in auto["candidates"]} == {"fp32", "int8"}
     best_map = max(c["map50_95"] for c in auto["candidates"])

@@ -47,7 +47,7 @@ def test_damaged_entry_is_rebuilt(shared, tmp_path, image_path):
     cfg = RuntimeConfig(cache_dir=tmp_path / "cache")
     Detector(shared.int8_model, runtime=cfg, warmup=False).close()
     (entry,) = (tmp_path / "cache" / "prepared").iterdir()
-    (entry / "info.json").write_text("{broken")
+    (entry / "info.json").write_text("{broken", encoding="utf-8")
     with Detector(shared.int8_model, runtime=cfg) as det:
         assert len(det(image_path)) > 0
 

@@ -43,7 +43,7 @@ def cluster(tmp_path_factory):
 
 
 def _lines(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,7 @@ def test_unreadable_inputs_are_failure_records_not_retries(cluster, shared, tmp_
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(shared.coco96_images[0].read_bytes()[:2000])  # a JPEG cut short
     text = tmp_path / "notes.png"
-    text.write_text("not an image")
+    text.write_text("not an image", encoding="utf-8")
     uri = f"file://{shared.coco96_images[1]}"  # read through pyarrow's filesystem, as s3:// would be
     inputs = [str(shared.coco96_images[0]), str(broken), str(tmp_path / "missing.jpg"), str(text), uri,
               f"file://{tmp_path / 'gone.jpg'}"]

@@ -42,7 +42,7 @@ def test_predict_with_an_address_spreads_actors_over_nodes(two_nodes, shared, tm
         capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=800)
     assert run.returncode == 0, run.stderr
     assert "Ray: 2 actor(s) on 2 node(s)" in run.stderr
-    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert [r["source"] for r in lines] == [str(p) for p in images]
     table = pq.read_table(parquet)
     assert table.num_rows == len(images)

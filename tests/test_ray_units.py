@@ -51,7 +51,7 @@ def test_missing_extra_names_it(no_ray):
 @pytest.mark.parametrize("command", [["predict", "x.jpg", "--ray="], ["serve", "--model", "m.xml", "--ray="]])
 def test_cli_without_the_extra_exits_5_with_one_line(no_ray, tmp_path, command):
     model = tmp_path / "m.xml"
-    model.write_text("<net/>")
+    model.write_text("<net/>", encoding="utf-8")
     args = [a.replace("m.xml", str(model)) for a in command]
     result = runner.invoke(app, args, catch_exceptions=False)
     assert result.exit_code == 5, result.output
@@ -172,7 +172,7 @@ def test_the_rayservice_manifest_builds_the_app_it_names(shared):
 
     from tests.assets import REPO
 
-    manifest = yaml.safe_load((REPO / "deploy" / "rayservice.yaml").read_text())
+    manifest = yaml.safe_load((REPO / "deploy" / "rayservice.yaml").read_text(encoding="utf-8"))
     assert (manifest["apiVersion"], manifest["kind"]) == ("ray.io/v1", "RayService")
     (application,) = yaml.safe_load(manifest["spec"]["serveConfigV2"])["applications"]
     module, _, name = application["import_path"].partition(":")
@@ -186,7 +186,7 @@ def test_the_rayservice_manifest_builds_the_app_it_names(shared):
     assert (scaling.min_replicas, scaling.max_replicas, scaling.target_ongoing_requests) == (1, 4, 8)
     (source,) = bound.init_args[1].values()
     assert source.path == shared.fp32_model and source.package is None  # read where it is on every node
-    cluster = yaml.safe_load((REPO / "deploy" / "raycluster.yaml").read_text())
+    cluster = yaml.safe_load((REPO / "deploy" / "raycluster.yaml").read_text(encoding="utf-8"))
     assert (cluster["kind"], cluster["spec"]["rayVersion"]) == ("RayCluster", manifest["spec"]["rayClusterConfig"]
                                                                 ["rayVersion"])
 

@@ -119,7 +119,7 @@ def test_signal_during_a_folder_run_keeps_every_completed_image(shared, tmp_path
     assert all("detections" in r for r in records)
     assert f"stopped: {len(records)} images" in proc.stderr  # the summary says what is on disk
     assert f"JSONL: {out} ({len(records)} lines)" in proc.stderr
-    entries = json.loads(coco.read_text())  # the array was closed: valid JSON
+    entries = json.loads(coco.read_text(encoding="utf-8"))  # the array was closed: valid JSON
     assert len(entries) == sum(len(r["detections"]) for r in records)
     assert len(list(vis.iterdir())) == len(records)  # one complete annotated image per record
     assert all(cv2.imread(str(p)) is not None for p in sorted(vis.iterdir())[-3:])
@@ -137,7 +137,7 @@ def test_signal_during_a_video_run_leaves_a_playable_video(shared, tmp_path, sig
     assert started, f"no 15 JSONL lines within 180 s:\n{proc.stderr}"
     assert rc == code, proc.stderr
     assert word in proc.stderr and "Traceback" not in proc.stderr
-    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    records = [json.loads(line) for line in jsonl.read_text(encoding="utf-8").splitlines()]
     assert 15 <= len(records) < 341
     assert [(r["stream"], r["frame"]) for r in records] == [(0, k) for k in range(len(records))]
     cap = cv2.VideoCapture(str(video))
@@ -217,7 +217,8 @@ def test_jsonl_sink_rolls_back_a_failed_write(tmp_path, monkeypatch):
     monkeypatch.undo()
     sink.write(Failure("c.jpg", "third"))
     sink.close()
-    assert [json.loads(x)["source"] for x in (tmp_path / "o.jsonl").read_text().splitlines()] == ["a.jpg", "c.jpg"]
+    lines = (tmp_path / "o.jsonl").read_text(encoding="utf-8").splitlines()
+    assert [json.loads(x)["source"] for x in lines] == ["a.jpg", "c.jpg"]
     assert sink.count == 2
 
 
@@ -280,15 +281,15 @@ def test_unwritable_export_and_val_outputs_are_one_line_exit_2(shared, read_only
 def test_output_checks_name_the_reason(tmp_path):
     with pytest.raises(OutputError, match="is a folder"):
         check_output_file(tmp_path, "JSONL output")
-    (tmp_path / "file").write_text("x")
+    (tmp_path / "file").write_text("x", encoding="utf-8")
     with pytest.raises(OutputError, match="is a file"):
         check_output_dir(tmp_path / "file", "annotated images")
     with pytest.raises(OutputError, match="file is a file, not a folder"):
         check_output_file(tmp_path / "file" / "sub" / "o.jsonl")
     existing = tmp_path / "keep.jsonl"
-    existing.write_text("old\n")
+    existing.write_text("old\n", encoding="utf-8")
     check_output_file(existing)
-    assert existing.read_text() == "old\n"  # checked, not truncated
+    assert existing.read_text(encoding="utf-8") == "old\n"  # checked, not truncated
     assert check_output_file(tmp_path / "new" / "o.jsonl").parent.is_dir()
     assert not (tmp_path / "new" / "o.jsonl").exists()
     assert VideoSink.check(tmp_path / "v.avi") == tmp_path / "v.avi"
@@ -343,7 +344,7 @@ def test_classes_beyond_a_three_class_model(tmp_path, shared):
     out = tmp_path / "p.jsonl"
     good = _invoke("predict", image, "--model", xml, "--classes", "car", "--save-json", out)
     assert good.exit_code == 0, good.output
-    assert [d["class_name"] for d in json.loads(out.read_text())["detections"]] == ["car"]
+    assert [d["class_name"] for d in json.loads(out.read_text(encoding="utf-8"))["detections"]] == ["car"]
 
 
 def test_classes_by_name(shared, tmp_path):
@@ -351,7 +352,8 @@ def test_classes_by_name(shared, tmp_path):
     result = _invoke("predict", *shared.coco96_images[:16], "--model", shared.int8_model, "--classes",
                      "person,car", "--save-json", out, "-q")
     assert result.exit_code == 0, result.output
-    found = {d["class_name"] for line in out.read_text().splitlines() for d in json.loads(line)["detections"]}
+    lines = out.read_text(encoding="utf-8").splitlines()
+    found = {d["class_name"] for line in lines for d in json.loads(line)["detections"]}
     assert "person" in found and found <= {"person", "car"}
     typo = _invoke("predict", shared.coco96_images[0], "--model", shared.int8_model, "--classes", "persn")
     assert typo.exit_code == 2 and "did you mean person" in typo.output

@@ -233,7 +233,7 @@ def test_predict_returns_the_jsonl_record_of_yolo_ov_predict(shared, server, tmp
     env = {**os.environ, "YOLO_OV_CACHE_DIR": str(cache_dir)}
     subprocess.run([sys.executable, "-m", "yolo_ov", "predict", str(path), "--model", str(shared.fp32_model),
                     "--save-json", str(out), "-q"], check=True, env=env, timeout=300, capture_output=True)
-    (expected,) = [json.loads(line) for line in out.read_text().splitlines()]
+    (expected,) = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     got = requests.post(f"{server.url}/predict", params={"source": str(path)},
                         files={"file": (path.name, path.read_bytes(), "image/jpeg")}, timeout=60).json()
     assert got.keys() == expected.keys()

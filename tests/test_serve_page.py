@@ -127,7 +127,7 @@ def test_conf_slider_and_error_line(shared, page, tmp_path):
     page.wait_for_selector("body[data-state=done]", timeout=60_000)
     assert all(conf >= 0.8 for _, conf in _shown_labels(page))
     bad = tmp_path / "notes.jpg"
-    bad.write_text("this is not a picture")
+    bad.write_text("this is not a picture", encoding="utf-8")
     page.set_input_files("#file", str(bad))
     page.wait_for_selector("body[data-state=error]", timeout=60_000)
     status = page.locator("#status").inner_text()

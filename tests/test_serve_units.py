@@ -360,7 +360,7 @@ def test_model_specs(shared, tmp_path):
 
 
 def _touch(path):
-    path.write_text("")
+    path.write_text("", encoding="utf-8")
     return path
 
 

@@ -77,7 +77,7 @@ def test_coco_sink_writes_results_json(tmp_path):
         sink.write(Failure("bad.jpg", "broken"))
         sink.write(_det([], [], [], source="y/cat.png"))
         sink.write(_det([[1, 2, 3, 4]], [0.3], [1], source="v.mp4", stream=0, frame=7))
-    data = json.loads(path.read_text())
+    data = json.loads(path.read_text(encoding="utf-8"))
     assert data[0] == {"image_id": 42, "category_id": 1, "bbox": [10.0, 20.0, 40.0, 60.0], "score": 0.9}
     assert data[1]["category_id"] == 2
     assert data[2]["image_id"] == "v_0_7"
@@ -112,8 +112,8 @@ def test_predict_folder_defaults_to_throughput_and_matches_latency(shared, tmp_p
     assert "(throughput, pipeline 640x640:8" in r1.output
     r2 = _invoke("predict", folder, "-m", shared.fp32_model, "--save-json", lat, "--mode", "latency", "-q")
     assert r2.exit_code == 0 and "(latency, CPU)" in r2.output
-    a = [json.loads(x) for x in tp.read_text().splitlines()]
-    b = [json.loads(x) for x in lat.read_text().splitlines()]
+    a = [json.loads(x) for x in tp.read_text(encoding="utf-8").splitlines()]
+    b = [json.loads(x) for x in lat.read_text(encoding="utf-8").splitlines()]
     assert [x["source"] for x in a] == [x["source"] for x in b] == [str(folder / p.name) for p in images]
     for x, y in zip(a, b, strict=True):
         assert len(x["detections"]) == len(y["detections"])
@@ -136,9 +136,9 @@ def test_predict_video_writes_frames_coco_and_annotated_video(shared, video_16x9
     shapes = re.search(r"pipeline ([\dx:, ]+)", result.output)
     assert shapes, result.output
     assert sum(int(part.split(":")[1]) for part in shapes.group(1).split(", ") if ":" in part) == 12
-    records = [json.loads(x) for x in jsonl.read_text().splitlines()]
+    records = [json.loads(x) for x in jsonl.read_text(encoding="utf-8").splitlines()]
     assert [(r["stream"], r["frame"]) for r in records] == [(0, k) for k in range(12)]
-    entries = json.loads(coco.read_text())
+    entries = json.loads(coco.read_text(encoding="utf-8"))
     assert len(entries) == sum(len(r["detections"]) for r in records) > 0
     cap = cv2.VideoCapture(str(video))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
@@ -152,7 +152,7 @@ def test_predict_throughput_records_failures_and_exits_1(shared, tmp_path):
     result = _invoke("predict", shared.coco96_images[0], bad, shared.coco96_images[1], "-m", shared.fp32_model,
                      "--mode", "throughput", "--save-json", out)
     assert result.exit_code == 1
-    records = [json.loads(x) for x in out.read_text().splitlines()]
+    records = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
     assert ["error" in r for r in records] == [False, True, False]
     assert records[1]["source"] == str(bad)
     assert "1 failed" in result.output

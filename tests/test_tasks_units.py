@@ -151,10 +151,10 @@ def test_predict_jsonl_for_every_task(shared, tmp_path, name, keys):
         args.append("--save-polygons")
     result = runner.invoke(app, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    records = [json.loads(line) for line in out.read_text().splitlines()]
+    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert len(records) == 3 and all({"source", "width", "height"} <= set(r) for r in records)
     assert len(list((tmp_path / "vis").iterdir())) == 3
-    entries = json.loads(coco.read_text())
+    entries = json.loads(coco.read_text(encoding="utf-8"))
     if keys is None:  # classification: top-5 per image, no detections, nothing for COCO
         assert all(len(r["top5"]) == 5 and "detections" not in r for r in records)
         assert all(set(t) == {"class_id", "class_name", "confidence"} for r in records for t in r["top5"])

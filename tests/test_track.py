@@ -274,7 +274,7 @@ def test_defaults_are_ultralytics_tracker_files():
 )
 def test_bad_tracker_files_name_the_problem(tmp_path, text, message):
     path = tmp_path / "tracker.yaml"
-    path.write_text(text)
+    path.write_text(text, encoding="utf-8")
     with pytest.raises(ConfigError, match=r".*") as info:
         load_tracker_config(path)
     assert str(path) in str(info.value) and message in str(info.value)
@@ -282,7 +282,7 @@ def test_bad_tracker_files_name_the_problem(tmp_path, text, message):
 
 def test_tracker_file_keys_override_the_defaults_of_its_type(tmp_path):
     path = tmp_path / "mine.yaml"
-    path.write_text("tracker_type: botsort\ntrack_buffer: 60\nmodel: auto\n")
+    path.write_text("tracker_type: botsort\ntrack_buffer: 60\nmodel: auto\n", encoding="utf-8")
     cfg = load_tracker_config(path)
     assert (cfg.tracker_type, cfg.track_buffer, cfg.gmc_method) == ("botsort", 60, "sparseOptFlow")
     with pytest.raises(ConfigError, match="no such file"):

@@ -46,7 +46,7 @@ def videos(shared) -> Path:
 
 @pytest.fixture(scope="module")
 def reference(videos) -> dict[str, list[FrameTracks]]:
-    data = json.loads((videos / "tracking_reference_walking_720p.json").read_text())
+    data = json.loads((videos / "tracking_reference_walking_720p.json").read_text(encoding="utf-8"))
     return {name: [FrameTracks.of(f["xyxy"], f["cls"], f["id"]) for f in tracker["frames"]]
             for name, tracker in data["trackers"].items()}
 
@@ -232,7 +232,7 @@ def test_cli_track_writes_ids_predictions_counts_and_video(shared, two_clips, tm
                      "--line", "0,360,1280,360", "--zone", "0,0,640,0,640,720,0,720",
                      "--save-json", out, "--save-video", video, "-q")
     assert result.exit_code == 0, result.output
-    records = [json.loads(line) for line in out.read_text().splitlines()]
+    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert [r["frame"] for r in records] == list(range(30))
     for r in records:
         assert r["detections"], r
@@ -262,13 +262,14 @@ def test_cli_track_bad_options_are_one_line_errors(shared, two_clips, args, mess
 
 def test_cli_track_reads_an_ultralytics_format_tracker_file(shared, two_clips, tmp_path):
     cfg = tmp_path / "mine.yaml"
-    cfg.write_text("tracker_type: botsort\ntrack_high_thresh: 0.5\nnew_track_thresh: 0.6\ngmc_method: none\n")
+    cfg.write_text("tracker_type: botsort\ntrack_high_thresh: 0.5\nnew_track_thresh: 0.6\ngmc_method: none\n",
+        encoding="utf-8")
     out = tmp_path / "t.jsonl"
     result = _invoke("track", two_clips[0], "--model", shared.fp32_model, "--tracker-config", cfg,
                      "--save-json", out, "-q")
     assert result.exit_code == 0, result.output
     assert "(botsort)" in result.output
-    records = [json.loads(line) for line in out.read_text().splitlines()]
+    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     # on the first frame every track is new: only detections at or above the file's new_track_thresh start one
     first = records[0]["detections"]
     assert first and min(d["confidence"] for d in first) >= 0.6
@@ -327,7 +328,7 @@ def test_cli_track_on_a_live_camera_with_drops(shared, videos, reference, tmp_pa
         result = _invoke("track", cam.url, "--model", shared.fp32_model, "--conf", "0.25", "--no-specialize",
                          "--save-json", out, "-q")
     assert result.exit_code == 0, result.output
-    records = [json.loads(line) for line in out.read_text().splitlines()]
+    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     seen = [r["frame"] for r in records]
     assert seen == sorted(seen) and max(np.diff(seen)) >= 2 and "dropped (latest)" in result.output
     ours = [FrameTracks.of([d["box"] for d in r["detections"]], [d["class_id"] for d in r["detections"]],
@@ -343,7 +344,7 @@ def test_cli_predict_tracker_adds_ids_to_its_outputs(shared, two_clips, tmp_path
     result = _invoke("predict", two_clips[1], "--model", shared.fp32_model, "--tracker", "botsort",
                      "--save-json", out, "--save-video", video, "-q")
     assert result.exit_code == 0, result.output
-    records = [json.loads(line) for line in out.read_text().splitlines()]
+    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert [r["frame"] for r in records] == list(range(30))
     ids = [d["track_id"] for r in records for d in r["detections"]]
     assert ids and len(set(ids)) < len(ids) / 5  # the same cars keep their ids over 30 frames

@@ -41,7 +41,7 @@ def test_tune_picks_a_measured_config_within_the_bound(tuned):
 
 def test_config_round_trip(tuned, tmp_path, shared):
     path = tuned.save(tmp_path / "tuned.json")
-    data = json.loads(path.read_text())
+    data = json.loads(path.read_text(encoding="utf-8"))
     assert {"runtime", "measured", "sweep"} <= set(data)
     cfg = load_runtime_config(path)
     assert cfg == tuned.best.runtime
@@ -75,13 +75,13 @@ def test_cli_tune_writes_config_usable_by_predict(shared, tmp_path):
                             "--output", str(out), "--report", str(tmp_path / "rep"), "-q"])
     assert r.exit_code == 0, r.output
     assert "best:" in r.output and out.exists()
-    assert (tmp_path / "rep" / "tune.md").read_text().startswith("# yolo-ov tune")
+    assert (tmp_path / "rep" / "tune.md").read_text(encoding="utf-8").startswith("# yolo-ov tune")
     assert (tmp_path / "rep" / "tune_sweep.png").stat().st_size > 0
     jsonl = tmp_path / "p.jsonl"
     r = runner.invoke(app, ["predict", str(shared.coco96_images[0]), "--model", str(shared.int8_model),
                             "--config", str(out), "--save-json", str(jsonl), "-q"])
     assert r.exit_code == 0, r.output
-    assert json.loads(jsonl.read_text().splitlines()[0])["detections"]
+    assert json.loads(jsonl.read_text(encoding="utf-8").splitlines()[0])["detections"]
 
     # bench takes the same file: what it compiles and how many requests it keeps in flight follow it
     cfg = load_runtime_config(out)
@@ -89,7 +89,7 @@ def test_cli_tune_writes_config_usable_by_predict(shared, tmp_path):
     r = runner.invoke(app, ["bench", "--model", str(shared.int8_model), "--config", str(out), "--mode", "throughput",
                             "--duration", "0.3", "--no-startup", "--no-sweep", "--json", str(bench_json), "-q"])
     assert r.exit_code == 0, r.output
-    (mode,) = json.loads(bench_json.read_text())["modes"]
+    (mode,) = json.loads(bench_json.read_text(encoding="utf-8"))["modes"]
     assert mode["compiled"]["input_shape"][0] == cfg.batch
     if cfg.num_streams:
         assert mode["compiled"]["num_streams"] == cfg.num_streams

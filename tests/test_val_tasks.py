@@ -144,8 +144,8 @@ def _tiny(root: Path, labels: dict[str, str], extra: str = "") -> Path:
     (root / "labels").mkdir()
     for stem, text in labels.items():
         cv2.imwrite(str(root / "images" / f"{stem}.jpg"), np.full((40, 80, 3), 90, np.uint8))
-        (root / "labels" / f"{stem}.txt").write_text(text)
-    (root / "data.yaml").write_text(f"val: images\nnames: [a, b]\n{extra}")
+        (root / "labels" / f"{stem}.txt").write_text(text, encoding="utf-8")
+    (root / "data.yaml").write_text(f"val: images\nnames: [a, b]\n{extra}", encoding="utf-8")
     return root
 
 
@@ -208,7 +208,7 @@ def test_detect_protocol_ultralytics_matches_its_val(which, shared, tmp_path):
     res = CliRunner().invoke(app, ["val", str(shared.coco96), "--model", str(model), "--protocol", "ultralytics",
                                    "--json", str(out), "--quiet", "--no-per-class"])
     assert res.exit_code == 0, res.output
-    record = json.loads(out.read_text())
+    record = json.loads(out.read_text(encoding="utf-8"))
     ref = shared.reference_model(model)
     assert record["protocol"] == "ultralytics" and record["task"] == "detect"
     assert "Ultralytics AP" in record["metric"] and "long side" in record["settings"]["preprocess"]
@@ -388,7 +388,7 @@ def test_compare_pose_models_under_ultralytics_protocol(shared, tmp_path):
                                    str(shared.root / "data" / "coco96-pose"), "--protocol", "ultralytics",
                                    "--json", str(js), "--plot", str(png), "--quiet"], env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output
-    row = json.loads(js.read_text())[0]
+    row = json.loads(js.read_text(encoding="utf-8"))[0]
     ref = _task_ref(shared, POSE)
     assert row["task"] == "pose" and row["protocol"] == "ultralytics"
     assert abs(row["pose_map50_95"] - ref["pose"]["map50_95"]) <= 0.01
@@ -436,8 +436,9 @@ def obb_set(shared, tmp_path_factory):
         shutil.copy(shared.coco96 / "images" / name, root / "images" / name)
         if inside:
             lines = [" ".join([str(int(k)), *(f"{v:.6f}" for v in c.reshape(-1))]) for c, k in inside]
-            (root / "labels" / name.replace(".jpg", ".txt")).write_text("\n".join(lines) + "\n")
-    (root / "data.yaml").write_text("val: images\nnames:\n" + "".join(f"  {i}: {n}\n" for i, n in enumerate(names)))
+            (root / "labels" / name.replace(".jpg", ".txt")).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (root / "data.yaml").write_text("val: images\nnames:\n" + "".join(f"  {i}: {n}\n" for i, n in enumerate(names)),
+        encoding="utf-8")
     return root
 
 

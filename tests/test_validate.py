@@ -105,7 +105,7 @@ def test_cli_val_json_and_exit_codes(shared, tmp_path):
     result = runner.invoke(app, ["val", str(shared.coco96), "--model", str(shared.fp32_model), "--json", str(out),
                                  "--quiet"])
     assert result.exit_code == 0, result.output
-    record = json.loads(out.read_text())
+    record = json.loads(out.read_text(encoding="utf-8"))
     ref = shared.reference_model(shared.fp32_model)["map50_95"]
     assert abs(record["map50_95"] - ref) <= 0.01  # COCO AP: see test_map_matches_ultralytics_reference
     assert record["images"] == 96 and record["instances"] == 717 and record["images_per_s"] > 0
@@ -113,7 +113,7 @@ def test_cli_val_json_and_exit_codes(shared, tmp_path):
     # a dataset without labels: one line, usage exit code
     (tmp_path / "nolabels" / "images").mkdir(parents=True)
     (tmp_path / "nolabels" / "images" / "a.jpg").write_bytes(shared.coco96_images[0].read_bytes())
-    (tmp_path / "nolabels" / "data.yaml").write_text("val: images\nnames: [a]\n")
+    (tmp_path / "nolabels" / "data.yaml").write_text("val: images\nnames: [a]\n", encoding="utf-8")
     bad = runner.invoke(app, ["val", str(tmp_path / "nolabels"), "--model", str(shared.fp32_model)])
     assert bad.exit_code == 2
     assert "no label files" in bad.output and bad.output.strip().count("\n") == 0
@@ -128,7 +128,7 @@ def test_compare_table_chart_and_json(shared, tmp_path):
     result = CliRunner().invoke(app, ["compare", str(shared.fp32_model), str(shared.int8_model), "--data",
                                       str(shared.coco96), "--plot", str(png), "--json", str(js), "--quiet"])
     assert result.exit_code == 0, result.output
-    rows = json.loads(js.read_text())
+    rows = json.loads(js.read_text(encoding="utf-8"))
     assert [r["label"] for r in rows] == ["yolov8n_openvino_model", "yolov8n_int8_openvino_model"]
     assert [r["precision"] for r in rows] == ["fp32", "int8"]  # the shared INT8 has no 'precision' key: read from graph
     for row, model in zip(rows, (shared.fp32_model, shared.int8_model), strict=True):

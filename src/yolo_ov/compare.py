@@ -157,7 +157,7 @@ def _precision(model_path: str | None) -> str:
     meta_path = Path(model_path).parent / "metadata.yaml"
     if meta_path.exists():
         try:
-            meta = yaml.safe_load(meta_path.read_text()) or {}
+            meta = yaml.safe_load(meta_path.read_text(encoding="utf-8")) or {}
         except (OSError, yaml.YAMLError):
             meta = {}
         if isinstance(meta, dict) and meta.get("precision"):
@@ -168,7 +168,7 @@ def _precision(model_path: str | None) -> str:
 def _precision_from_graph(xml: Path) -> str:
     if xml.suffix != ".xml":
         return "fp32"
-    text = xml.read_text(errors="ignore")
+    text = xml.read_text(errors="ignore", encoding="utf-8")
     if 'type="FakeQuantize"' in text:
         return "int8"
     if 'element_type="f16"' in text:

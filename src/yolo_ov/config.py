@@ -210,7 +210,7 @@ def load_runtime_config(path: str | Path, **overrides: Any) -> RuntimeConfig:
     """
     p = Path(path)
     try:
-        data = json.loads(p.read_text())
+        data = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{p}: config file not found") from None
     except (OSError, json.JSONDecodeError) as exc:

@@ -222,7 +222,7 @@ def _data_yaml(p: Path) -> Path:
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise DatasetError(f"{path}: unreadable dataset file ({str(exc).splitlines()[0]})") from exc
     if not isinstance(data, dict):
@@ -265,7 +265,7 @@ def _split_images(data: dict[str, Any], split: str, root: Path, yaml_path: Path)
         if p.is_dir():
             images += [f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()]
         elif p.is_file() and p.suffix == ".txt":  # a list of image paths, relative to the list's folder
-            for line in p.read_text().splitlines():
+            for line in p.read_text(encoding="utf-8").splitlines():
                 if line.strip():
                     f = Path(line.strip())
                     images.append(f if f.is_absolute() else (p.parent / f))
@@ -323,7 +323,7 @@ def _read_labels(image: Path, num_classes: int, kpt_shape: tuple[int, int] | Non
         kpts = np.zeros((0, *kpt_shape), np.float32) if kpt_shape else None
         return ImageLabels(image, None, np.zeros(0, np.int32), np.zeros((0, 4), np.float32), keypoints=kpts)
     try:
-        text = label_file.read_text()
+        text = label_file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise DatasetError(f"{label_file}: unreadable label file ({exc})") from exc
     classes: list[int] = []

@@ -289,7 +289,7 @@ def _export_pt(weights: Path, config: ExportConfig, workdir: Path) -> tuple[Path
     if xml is None:
         raise ExportError(f"{weights}: Ultralytics' export produced no .xml in {folder}")
     meta_path = folder / "metadata.yaml"
-    meta = yaml.safe_load(meta_path.read_text()) if meta_path.exists() else {}
+    meta = yaml.safe_load(meta_path.read_text(encoding="utf-8")) if meta_path.exists() else {}
     return xml, meta or {}
 
 
@@ -413,7 +413,8 @@ def _write(ov_model: Any, meta: dict[str, Any], xml: Path, *, fp16: bool) -> Non
     except Exception as exc:  # disk full, permissions...
         raise ExportError(f"{xml}: cannot save the model ({_first_line(exc)})") from exc
     try:
-        (xml.parent / "metadata.yaml").write_text(yaml.safe_dump(meta, sort_keys=False, allow_unicode=True))
+        (xml.parent / "metadata.yaml").write_text(yaml.safe_dump(meta, sort_keys=False, allow_unicode=True),
+            encoding="utf-8")
     except OSError as exc:
         raise OutputError(f"{xml.parent / 'metadata.yaml'}: cannot write ({exc.strerror or exc})") from exc
 

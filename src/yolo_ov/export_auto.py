@@ -157,6 +157,6 @@ def _measurement(fps: float) -> Any:
 def _record(folder: Path, result: AutoExport) -> None:
     """Add what was measured to the kept model's ``metadata.yaml`` (``yolo_ov.auto_precision``)."""
     meta_path = folder / "metadata.yaml"
-    meta = yaml.safe_load(meta_path.read_text()) or {}
+    meta = yaml.safe_load(meta_path.read_text(encoding="utf-8")) or {}
     meta.setdefault("yolo_ov", {})["auto_precision"] = result.to_dict()
-    meta_path.write_text(yaml.safe_dump(meta, sort_keys=False, allow_unicode=True))
+    meta_path.write_text(yaml.safe_dump(meta, sort_keys=False, allow_unicode=True), encoding="utf-8")

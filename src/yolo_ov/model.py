@@ -366,7 +366,7 @@ def _read_metadata(model: Any, path: Path) -> tuple[dict[str, Any], str]:
     yaml_path = path.parent / "metadata.yaml"
     if yaml_path.exists():
         try:
-            meta = yaml.safe_load(yaml_path.read_text()) or {}
+            meta = yaml.safe_load(yaml_path.read_text(encoding="utf-8")) or {}
         except (OSError, yaml.YAMLError) as exc:
             raise ModelLoadError(f"{yaml_path}: unreadable metadata ({exc})") from exc
         if not isinstance(meta, dict):

@@ -60,7 +60,7 @@ class PreparedStore:
         if not (xml.exists() and xml.with_suffix(".bin").exists() and meta.exists()):
             return None
         try:
-            return xml, _info_from_dict(json.loads(meta.read_text()))
+            return xml, _info_from_dict(json.loads(meta.read_text(encoding="utf-8")))
         except (OSError, ValueError, KeyError, TypeError):
             return None  # a damaged entry is rebuilt, not fatal
 
@@ -71,7 +71,7 @@ class PreparedStore:
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=self.root))
         try:
             ov.save_model(prepared, str(tmp / "model.xml"), compress_to_fp16=False)
-            (tmp / "info.json").write_text(json.dumps(_info_to_dict(info), default=str))
+            (tmp / "info.json").write_text(json.dumps(_info_to_dict(info), default=str), encoding="utf-8")
             try:
                 os.replace(tmp, final)
             except OSError:  # another process saved the same entry first: use theirs

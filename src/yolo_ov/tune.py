@@ -122,7 +122,7 @@ class TuneResult:
     def save(self, path: str | Path) -> Path:
         out = Path(path)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(self.config_dict(), indent=2) + "\n")
+        out.write_text(json.dumps(self.config_dict(), indent=2) + "\n", encoding="utf-8")
         return out
 
 

@@ -84,8 +84,8 @@ def write_report(report: BenchReport, folder: str | Path) -> list[Path]:
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     files = [out / "bench.md", out / "bench.json"]
-    files[0].write_text(markdown_summary(report))
-    files[1].write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    files[0].write_text(markdown_summary(report), encoding="utf-8")
+    files[1].write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
     plt = _pyplot()
 
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -131,7 +131,7 @@ def write_tune_report(result: Any, folder: str | Path) -> list[Path]:
     if result.baseline.measurement is not None:
         text.append(f"The hint's own choice: {result.baseline.measurement.fps:.1f} FPS.")
     files = [out / "tune.md"]
-    files[0].write_text("\n".join(text) + "\n")
+    files[0].write_text("\n".join(text) + "\n", encoding="utf-8")
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.scatter([c.measurement.latency.median_ms for c in measured], [c.measurement.fps for c in measured],

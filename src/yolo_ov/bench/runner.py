@@ -36,7 +36,7 @@ def machine_facts() -> dict[str, Any]:
 
     cpu = platform.processor() or "unknown"
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
@@ -226,7 +226,7 @@ def other_cpu_busy(window_s: float = 0.5) -> float | None:
     where ``/proc/stat`` does not exist.
     """
     def sample() -> tuple[int, int]:
-        values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        values = [int(v) for v in Path("/proc/stat").read_text(encoding="utf-8").splitlines()[0].split()[1:]]
         return sum(values), values[3] + (values[4] if len(values) > 4 else 0)  # total, idle + iowait
 
     try:

@@ -91,7 +91,7 @@ def write_json(path: Path, record: object) -> None:
     part = path.with_name(f".{path.name}.part")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        part.write_text(json.dumps(record, indent=2) + "\n")
+        part.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         os.replace(part, path)
     except OSError as exc:
         part.unlink(missing_ok=True)
