@@ -288,3 +288,41 @@ def test_closed_pipeline_and_engine_say_so():
     engine.close()
     with pytest.raises(InferenceError, match="closed"):
         engine.infer(np.zeros((1, *HW, 3), np.uint8))
+
+
+def test_a_live_source_takes_a_frame_only_when_a_request_is_free():
+    """Newest-frame cameras: no frame waits behind another one on the device.
+
+    A folder keeps twice OpenVINO's optimal number of requests in flight (the
+    host decodes while the device runs); a ``latest`` camera source keeps the
+    optimal number (one for the fake engine), so each frame it infers is
+    taken when a request is free: at most a request's time old, not two.
+    """
+    from yolo_ov.sources import open_source
+
+    stop = threading.Event()
+
+    def camera():  # a frame every 2 ms, forever; the frame value is its number (mod 250)
+        i = 0
+        while not stop.is_set():
+            yield _frame(i % 250)
+            i += 1
+            time.sleep(0.002)
+
+    engine = FakeEngine(input_hw=HW, delay_s=0.03)
+    pipe = _pipeline(engine)
+    assert pipe.num_requests == 2
+    source = open_source(camera(), live=True)
+    assert source.latest
+    with pipe.stream(source) as run:
+        for k, _ in enumerate(run):
+            if k == 30:
+                stop.set()
+                break
+    assert engine.max_in_flight == 1
+
+    folder = FakeEngine(input_hw=HW, delay_s=0.03)
+    with _pipeline(folder).stream([_frame(i) for i in range(12)]) as run:
+        assert len(list(run)) == 12
+    assert folder.max_in_flight == 2
+    pipe.close()

@@ -31,6 +31,42 @@ def test_video_file_frames_are_tagged(video_16x9):
     assert items[0].data.shape == (360, 640, 3)
 
 
+def _mjpeg_clip(path, frames):
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, frames[0].shape[1::-1])
+    for f in frames:
+        writer.write(f)
+    writer.release()
+    return path
+
+
+def test_a_live_mjpeg_stream_is_read_without_decoding_the_frames_it_skips(tmp_path):
+    """Motion-JPEG behind the ``latest`` policy: the readers keep JPEG bytes, the pipeline decodes
+    the frames it takes; the bytes are the frames the decoder would have given (up to the JPEG
+    decoder: libjpeg-turbo here, FFmpeg's in ``cap.read()``)."""
+    from yolo_ov.sources import _capture_frames
+
+    rng = np.random.default_rng(0)
+    frames = [cv2.GaussianBlur(rng.integers(0, 255, (96, 128, 3), np.uint8), (9, 9), 3) for _ in range(6)]
+    clip = _mjpeg_clip(tmp_path / "cam.avi", frames)
+    packets = list(_capture_frames(clip, encoded=True))
+    decoded = list(_capture_frames(clip))
+    assert len(packets) == len(decoded) == 6 and all(isinstance(p, bytes) for p in packets)
+    for data, frame in zip(packets, decoded, strict=True):
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        assert image.shape == frame.shape and np.abs(image.astype(int) - frame).mean() < 2.0
+    replayed = open_source(str(clip), live=True)  # a recording replayed as a camera: same reader
+    assert replayed.latest
+    items = list(replayed)
+    assert items and all(isinstance(i.data, bytes) for i in items)
+
+
+def test_other_codecs_are_decoded_frame_by_frame_even_when_asked_for_bytes(shared):
+    from yolo_ov.sources import _capture_frames
+
+    first = next(_capture_frames(shared.root / "data" / "video" / "walking_720p.mp4", encoded=True))
+    assert isinstance(first, np.ndarray) and first.ndim == 3
+
+
 def test_missing_or_unreadable_video_is_an_error_item(tmp_path):
     items = list(open_source(str(tmp_path / "nope.mp4")))
     assert len(items) == 1 and isinstance(items[0].data, InputError) and "no such video" in str(items[0].data)

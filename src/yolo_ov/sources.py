@@ -14,7 +14,12 @@ and its results carry its ``stream`` index and the frame's ``frame`` index.
 Live sources use the ``latest`` frame-drop policy by default: a reader thread
 keeps only the newest frame, so a slow device infers the newest picture and
 never falls behind real time; how many frames were skipped is counted per
-stream. Files are never dropped from.
+stream. Files are never dropped from. A Motion-JPEG stream (most HTTP
+cameras) is then read without decoding: every frame is an independent JPEG,
+so the reader keeps the newest one's bytes and only the frames the pipeline
+takes are decoded (by its workers); a skipped frame costs a demux, not a
+decode. Other codecs (H.264, ...) are decoded frame by frame: each frame
+depends on the ones before it.
 
 A name that matches nothing, or a video that cannot be opened, yields an
 :class:`~yolo_ov.errors.InputError` item in place, so multi-item runs report
@@ -122,6 +127,10 @@ class FrameSource:
         video: frames come from videos or cameras (one aspect ratio per
             stream: shape specialisation is on by default).
         skipped: frames dropped by the ``latest`` policy, per stream index.
+        latest: the ``latest`` policy is on: a frame waits in its reader
+            until taken, so the pipeline takes one only when a request is
+            free (the frame it gets is then the newest, not one that aged in
+            a queue).
         expected_frames: how many frames the source will yield, when known
             before reading them (video files: ``CAP_PROP_FRAME_COUNT``);
             ``None`` for cameras, URLs, iterables and images.
@@ -136,9 +145,11 @@ class FrameSource:
 
     def __init__(self, items: Iterable[SourceItem], *, live: bool = False, video: bool = False,
                  closers: list[Any] | None = None, skipped: dict[int, int] | None = None,
-                 probe: Callable[[], tuple[int | None, tuple[int, int] | None]] | None = None) -> None:
+                 probe: Callable[[], tuple[int | None, tuple[int, int] | None]] | None = None,
+                 latest: bool = False) -> None:
         self._items = items
         self.live = live
+        self.latest = latest
         self.video = video
         self._closers = closers or []
         self.skipped: dict[int, int] = skipped if skipped is not None else {}
@@ -206,7 +217,8 @@ def open_source(source: Any, *, drop: str | None = "auto", live: bool | None = N
                  for i, f in enumerate(source))
         if policy == "latest":
             reader = LatestFrames([_frames_of_iterable(source)], names=["<iterable>"])
-            return FrameSource(reader, live=True, video=True, closers=[reader], skipped=reader.skipped)
+            return FrameSource(reader, live=True, video=True, closers=[reader], skipped=reader.skipped,
+                               latest=True)
         return FrameSource(items, live=is_live_src)
     live_specs = [s for s in specs if is_live(s)]
     if live_specs:
@@ -215,8 +227,9 @@ def open_source(source: Any, *, drop: str | None = "auto", live: bool | None = N
         policy = _policy(drop, True if live is None else live)
         names = [str(s) for s in specs]
         if policy == "latest":
-            reader = LatestFrames([_capture_frames(s) for s in specs], names=names)
-            return FrameSource(reader, live=True, video=True, closers=[reader], skipped=reader.skipped)
+            reader = LatestFrames([_capture_frames(s, encoded=True) for s in specs], names=names)
+            return FrameSource(reader, live=True, video=True, closers=[reader], skipped=reader.skipped,
+                               latest=True)
         return FrameSource(_interleave([_capture_frames(s) for s in specs], names), live=True, video=True)
     videos = [s for s in specs if is_video_file(s)]
     if videos:
@@ -225,8 +238,9 @@ def open_source(source: Any, *, drop: str | None = "auto", live: bool | None = N
         policy = _policy(drop, bool(live))
         names = [str(s) for s in specs]
         if policy == "latest":  # a file forced to behave live (e.g. a recording replayed as a camera)
-            reader = LatestFrames([_capture_frames(s) for s in specs], names=names)
-            return FrameSource(reader, live=True, video=True, closers=[reader], skipped=reader.skipped)
+            reader = LatestFrames([_capture_frames(s, encoded=True) for s in specs], names=names)
+            return FrameSource(reader, live=True, video=True, closers=[reader], skipped=reader.skipped,
+                               latest=True)
         return FrameSource(_sequential_videos(specs), live=bool(live), video=True,
                            probe=lambda: probe_videos(specs))
     return FrameSource(_image_items(specs), live=bool(live))
@@ -300,13 +314,33 @@ def probe_videos(specs: list[Any]) -> tuple[int | None, tuple[int, int] | None]:
     return total, hw if hw and min(hw) > 0 else None
 
 
-def _capture_frames(spec: Any) -> Iterator[np.ndarray | InputError]:
-    """Frames of one capture; an :class:`InputError` item when it cannot be opened."""
+def _capture_frames(spec: Any, *, encoded: bool = False) -> Iterator[np.ndarray | bytes | InputError]:
+    """Frames of one capture; an :class:`InputError` item when it cannot be opened.
+
+    With ``encoded``, a Motion-JPEG capture yields each frame's JPEG bytes
+    undecoded (OpenCV's FFmpeg raw mode, ``CAP_PROP_FORMAT = -1``); any other
+    capture yields decoded frames as without it.
+    """
     try:
         cap = _open_capture(spec)
     except InputError as exc:
         yield exc
         return
+    if encoded and _is_mjpeg(cap) and cap.set(cv2.CAP_PROP_FORMAT, -1):
+        try:
+            while cap.grab():
+                ok, packet = cap.retrieve()
+                if not ok:
+                    return
+                data = packet.tobytes()
+                if data[:2] != b"\xff\xd8":  # not a whole JPEG after all: decode as usual from here on
+                    cap.release()
+                    yield from _capture_frames(spec)
+                    return
+                yield data
+            return
+        finally:
+            cap.release()
     try:
         while True:
             ok, frame = cap.read()
@@ -315,6 +349,12 @@ def _capture_frames(spec: Any) -> Iterator[np.ndarray | InputError]:
             yield frame
     finally:
         cap.release()
+
+
+def _is_mjpeg(cap: cv2.VideoCapture) -> bool:
+    """Whether ``cap`` decodes Motion-JPEG through FFmpeg (the backend with a raw packet mode)."""
+    fourcc = int(cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode("latin-1").upper()
+    return fourcc == "MJPG" and cap.getBackendName() == "FFMPEG"
 
 
 def _frames_of_iterable(frames: Iterable[Any]) -> Iterator[Any]:

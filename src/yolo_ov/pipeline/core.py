@@ -191,9 +191,14 @@ class Pipeline:
             max_pending = max(4 * per_request, 16)
         max_pending = max(max_pending, batch)
         lookahead = 1 if src.live else max(self.config.workers * 2, batch)
+        # Newest-frame sources: as many frames in flight as the device runs at once (OpenVINO's optimal
+        # number of requests), each taken from its camera only when a request is free. The extra
+        # requests that keep a folder's device busy while the host decodes would only make a camera's
+        # frame wait behind another one: the reader threads have already decoded it.
+        fresh = (self.config.num_requests or optimal_requests(self.base)) * batch if src.latest else None
         run_ordered = self.config.ordered if ordered is None else ordered
         run = StreamRun(self, src, planner, ordered=run_ordered, max_pending=max_pending, lookahead=lookahead,
-                        with_images=with_images, callback=callback, detect=detect or self.detect)
+                        with_images=with_images, callback=callback, detect=detect or self.detect, fresh=fresh)
         with self._lock:
             self._runs.add(run)
         return run

@@ -109,7 +109,8 @@ class StreamRun:
 
     def __init__(self, pipeline: Pipeline, source: FrameSource, planner: ShapePlanner, *, ordered: bool,
                  max_pending: int, lookahead: int, with_images: bool = False,
-                 callback: Callable[[Any], None] | None = None, detect: DetectConfig | None = None) -> None:
+                 callback: Callable[[Any], None] | None = None, detect: DetectConfig | None = None,
+                 fresh: int | None = None) -> None:
         self._p = pipeline
         self._detect = detect or pipeline.detect
         self._source = source
@@ -130,6 +131,8 @@ class StreamRun:
         self._inflight: dict[int, _Job] = {}
         self._stop = threading.Event()
         self._capacity = threading.Semaphore(max_pending)
+        #: Newest-frame sources: frames taken but not yet inferred (None: no such bound).
+        self._fresh = threading.Semaphore(fresh) if fresh else None
         self._pool = ThreadPoolExecutor(pipeline.config.workers, thread_name_prefix="yolo-ov-worker")
         self._closed = False
         self._feeder = threading.Thread(target=self._feed, name="yolo-ov-feeder", daemon=True)
@@ -237,15 +240,22 @@ class StreamRun:
         pending: deque[tuple[int, SourceItem, Future]] = deque()
         batches: dict[int, list[_Prepared]] = {}
         n = 0
+        items = iter(self._source)
         try:
-            for item in self._source:
+            while True:
                 if not self._acquire_capacity(batches):
+                    break
+                if not self._acquire_fresh(pending, batches):
+                    break
+                item = next(items, None)
+                if item is None:
                     break
                 index = n
                 n += 1
                 self.stats.read = n
                 if isinstance(item.data, InputError):
                     err = item.data
+                    self._release_fresh(1)
                     self._deliver(index, Failure(err.source or item.source, str(err), item.stream, item.frame), None)
                     continue
                 pending.append((index, item, self._pool.submit(self._prepare, index, item)))
@@ -279,6 +289,27 @@ class StreamRun:
                 return True
         return False
 
+    def _acquire_fresh(self, pending: deque[tuple[int, SourceItem, Future]],
+                       batches: dict[int, list[_Prepared]]) -> bool:
+        """Newest-frame sources: wait until a frame taken now would go straight to a request."""
+        if self._fresh is None or self._fresh.acquire(blocking=False):
+            return True
+        # Every slot is held: frames still being prepared or in a partly filled batch hold some of
+        # them, and only their requests give them back, so send those first.
+        while pending and not self._stop.is_set():
+            self._dispatch(pending.popleft(), batches)
+        for lane_id in list(batches):
+            self._submit(batches, lane_id)
+        while not self._stop.is_set():
+            if self._fresh.acquire(timeout=_POLL_S):
+                return True
+        return False
+
+    def _release_fresh(self, count: int) -> None:
+        if self._fresh is not None:
+            for _ in range(count):
+                self._fresh.release()
+
     def _prepare(self, index: int, item: SourceItem) -> _Prepared:
         t0 = time.perf_counter()
         img, original = load_image_for(item.data, self._p.base.input_hw, item.source,
@@ -294,6 +325,7 @@ class StreamRun:
         try:
             prepared: _Prepared = fut.result()
         except InputError as exc:
+            self._release_fresh(1)
             self._deliver(index, Failure(exc.source or item.source, str(exc), item.stream, item.frame), None)
             return
         key = id(prepared.lane)
@@ -343,6 +375,7 @@ class StreamRun:
             self._inflight.pop(id(job), None)
             self._cond.notify_all()
         self._p.release_request()
+        self._release_fresh(len(job.members))
         if self._stop.is_set():
             return
         try:
@@ -354,6 +387,7 @@ class StreamRun:
         with self._cond:
             self._inflight.pop(id(job), None)
         self._p.release_request()
+        self._release_fresh(len(job.members))
         self._fail(exc if isinstance(exc, InferenceError) else InferenceError(f"inference callback failed: {exc}"))
 
     def _finish(self, job: _Job, outputs: list[np.ndarray], done: float) -> None:
