@@ -453,3 +453,24 @@ def test_pt_int8_export_prints_no_torch_warning(shared, tmp_path):
     assert "No CUDA runtime" not in proc.stderr and "cpp_extension" not in proc.stderr
     assert (tmp_path / "yolov8n_int8_openvino_model" / "yolov8n.xml").exists()
 
+
+
+def test_progress_bars_cannot_fail_in_an_ascii_locale(monkeypatch):
+    """Under ``LC_ALL=C PYTHONUTF8=0`` the streams are ASCII with ``surrogateescape``: NNCF's progress bar
+    (``━``, ``•``) raised UnicodeEncodeError and failed an INT8 export. They now print ``?`` instead."""
+    import io
+
+    from yolo_ov._console import printable_output
+
+    raw = io.BytesIO()
+    ascii_out = io.TextIOWrapper(raw, encoding="ascii", errors="surrogateescape")
+    utf8_out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict")
+    monkeypatch.setattr(sys, "stdout", ascii_out)
+    monkeypatch.setattr(sys, "stderr", utf8_out)
+    restore = printable_output()
+    assert (ascii_out.errors, utf8_out.errors) == ("replace", "strict")
+    print("Statistics collection \u2501\u2501 100% \u2022 0:00:02")
+    ascii_out.flush()
+    assert raw.getvalue() == b"Statistics collection ?? 100% ? 0:00:02\n"
+    restore()
+    assert ascii_out.errors == "surrogateescape"

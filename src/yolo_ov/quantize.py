@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._console import printable_output
 from .config import DetectConfig
 from .dataset import ClassifyDataset, YoloDataset
 from .errors import CalibrationError, InputError, MissingExtraError, openvino_message
@@ -232,6 +233,7 @@ def quantize_model(
     level = nncf_log.level
     nncf_log.setLevel(logging.WARNING)  # NNCF logs every op it skips at INFO; its progress bars still show
     hidden = _hide_torch()  # NNCF's backend check imports torch on every call, see _hide_torch
+    restore_output = printable_output()  # NNCF's progress bars must not fail in an ASCII locale
     try:
         if max_drop is None:
             quantized = nncf.quantize(
@@ -263,6 +265,7 @@ def quantize_model(
         raise CalibrationError(f"NNCF quantization failed: {openvino_message(exc)}") from exc
     finally:
         nncf_log.setLevel(level)
+        restore_output()
         _unhide_torch(hidden)
     fq = count_fake_quantize(quantized)
     runtime_maps: tuple[float | None, float | None] = (None, None)

@@ -12,6 +12,8 @@ def main() -> None:
     """Console-script entry point (``--ray`` may be given without a value: see ``_ray.optional_value_args``)."""
     import sys
 
+    from .._console import printable_output
     from ._ray import optional_value_args
 
+    printable_output()  # for the whole command: progress bars must not fail in an ASCII locale
     app(args=optional_value_args(sys.argv[1:]))
