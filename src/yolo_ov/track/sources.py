@@ -146,7 +146,7 @@ def open_tracking_source(source: Any, *, detect_every: int, drop: str | None, ke
         readers = [_chosen_items(k, frames, names[k], selector) for k, frames in enumerate(producers)]
         latest = LatestFrames(readers, names=names)
         return (FrameSource(_unwrap(latest), live=True, video=True, closers=[latest, *closers],
-                            skipped=latest.skipped), selector)
+                            skipped=latest.skipped, latest=True), selector)
     if _names_image_files(source) or (isinstance(source, FrameSource) and not source.video):
         raise ConfigError("--detect-every needs video files, live streams or frames in order, not image files")
     inner = open_source(source, drop=drop)
