@@ -326,3 +326,36 @@ def test_a_live_source_takes_a_frame_only_when_a_request_is_free():
         assert len(list(run)) == 12
     assert folder.max_in_flight == 2
     pipe.close()
+
+
+@pytest.mark.parametrize(("hw", "expected"), [((480, 640), 1), ((2000, 2100), 2)])
+def test_automatic_workers_decode_large_images_two_at_a_time(monkeypatch, hw, expected):
+    """One decode at a time for camera-sized images (a second worker only competes with the device);
+    two once a run meets an image of LARGE_IMAGE_PIXELS or more (a 4K JPEG's decode outlasts its
+    inference)."""
+    import yolo_ov.pipeline.run as run_module
+
+    active, most = [0], [0]
+    lock = threading.Lock()
+    real = run_module.load_image_for
+
+    def slow_decode(*args, **kwargs):
+        with lock:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        time.sleep(0.02)
+        try:
+            return real(*args, **kwargs)
+        finally:
+            with lock:
+                active[0] -= 1
+
+    monkeypatch.setattr(run_module, "load_image_for", slow_decode)
+    image = np.zeros((*hw, 3), np.uint8)
+    with _pipeline(FakeEngine(input_hw=HW)) as pipe:
+        assert len(list(pipe.stream([image] * 12))) == 12
+    assert most[0] == expected
+    with _pipeline(FakeEngine(input_hw=HW), workers=1) as pipe:  # an explicit count is kept
+        most[0] = 0
+        assert len(list(pipe.stream([image] * 6))) == 6
+    assert most[0] == 1

@@ -7,13 +7,21 @@ from dataclasses import dataclass
 
 from ..errors import ConfigError
 
-__all__ = ["DEFAULT_WORKERS", "PipelineConfig", "Specialize"]
+__all__ = ["DEFAULT_WORKERS", "LARGE_IMAGE_PIXELS", "MAX_AUTO_WORKERS", "PipelineConfig", "Specialize"]
 
-#: Host threads for decode/letterbox/post-processing. Measured on a 2-core
-#: CPU (see benchmarks/results/throughput.md): one worker keeps both
-#: inference streams fed for in-memory frames and JPEG folders alike, and a
-#: second one only competes with inference for the cores.
+#: Host threads for decode/letterbox/post-processing a run starts with.
+#: Measured on a 2-core CPU (see benchmarks/results/throughput.md): one worker
+#: keeps both inference streams fed for in-memory frames and JPEG folders of
+#: camera-sized photos, and a second one only competes with inference for the
+#: cores.
 DEFAULT_WORKERS = 1
+#: ... but a 4K JPEG takes about 45 ms to decode in full against about 22 ms
+#: of device time per image (Intel Xeon with AMX, benchmarks/results/highres.md):
+#: once a run meets an image of at least this many pixels, a second worker
+#: decodes beside the first (``workers=None``, the default).
+LARGE_IMAGE_PIXELS = 4_000_000
+#: The most workers the automatic setting grows to.
+MAX_AUTO_WORKERS = 2
 
 
 class Specialize(str, enum.Enum):
@@ -55,7 +63,10 @@ class PipelineConfig:
         num_requests: inference requests in flight (default: the runtime
             config's ``num_requests``, else twice the compiled model's
             ``OPTIMAL_NUMBER_OF_INFER_REQUESTS``: measured best on 2 cores).
-        workers: host threads for decode, letterbox and post-processing.
+        workers: host threads for decode, letterbox and post-processing
+            (default ``None``: one, and two once a run meets an image of
+            :data:`LARGE_IMAGE_PIXELS` or more, whose decoding would otherwise
+            leave the device waiting).
         max_pending: most inputs between being read and being yielded
             (default: a few per request; fewer for live sources so the
             newest frame is always next). Bounds memory on endless sources.
@@ -73,7 +84,7 @@ class PipelineConfig:
 
     ordered: bool = True
     num_requests: int | None = None
-    workers: int = DEFAULT_WORKERS
+    workers: int | None = None
     max_pending: int | None = None
     timeout_s: float = 60.0
     specialize: Specialize = Specialize.AUTO
@@ -87,8 +98,9 @@ class PipelineConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        if not isinstance(self.workers, int) or isinstance(self.workers, bool) or self.workers < 1:
-            raise ConfigError(f"workers must be a positive integer, got {self.workers!r}")
+        if self.workers is not None and (not isinstance(self.workers, int) or isinstance(self.workers, bool)
+                                         or self.workers < 1):
+            raise ConfigError(f"workers must be a positive integer or None (automatic), got {self.workers!r}")
         if not isinstance(self.max_shapes, int) or self.max_shapes < 0:
             raise ConfigError(f"max_shapes must be a non-negative integer, got {self.max_shapes!r}")
         if not isinstance(self.max_queue, int) or isinstance(self.max_queue, bool) or self.max_queue < 1:

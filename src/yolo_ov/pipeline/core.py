@@ -25,7 +25,7 @@ from ..errors import ConfigError, InferenceError
 from ..heads import Head
 from ..images import ImageInput
 from ..sources import FrameSource, open_source
-from .config import PipelineConfig, Specialize
+from .config import MAX_AUTO_WORKERS, PipelineConfig, Specialize
 from .lanes import LaneSet, ShapePlanner
 from .payoff import video_shape_pays_off
 from .run import RunStats, StreamRun
@@ -190,7 +190,7 @@ class Pipeline:
         else:
             max_pending = max(4 * per_request, 16)
         max_pending = max(max_pending, batch)
-        lookahead = 1 if src.live else max(self.config.workers * 2, batch)
+        lookahead = 1 if src.live else max((self.config.workers or MAX_AUTO_WORKERS) * 2, batch)
         # Newest-frame sources: as many frames in flight as the device runs at once (OpenVINO's optimal
         # number of requests), each taken from its camera only when a request is free. The extra
         # requests that keep a folder's device busy while the host decodes would only make a camera's

@@ -42,6 +42,7 @@ from ..images import load_image_for
 from ..preprocess import PAD_VALUE
 from ..results import Failure, Timings
 from ..sources import FrameSource, SourceItem
+from .config import DEFAULT_WORKERS, LARGE_IMAGE_PIXELS, MAX_AUTO_WORKERS
 from .lanes import ShapePlanner
 
 if TYPE_CHECKING:
@@ -133,7 +134,11 @@ class StreamRun:
         self._capacity = threading.Semaphore(max_pending)
         #: Newest-frame sources: frames taken but not yet inferred (None: no such bound).
         self._fresh = threading.Semaphore(fresh) if fresh else None
-        self._pool = ThreadPoolExecutor(pipeline.config.workers, thread_name_prefix="yolo-ov-worker")
+        workers = pipeline.config.workers
+        self._pool = ThreadPoolExecutor(workers or MAX_AUTO_WORKERS, thread_name_prefix="yolo-ov-worker")
+        #: Automatic workers: decodes run one at a time until a large image is met (see LARGE_IMAGE_PIXELS).
+        self._decoders = threading.Semaphore(DEFAULT_WORKERS) if workers is None else None
+        self._grown = workers is not None
         self._closed = False
         self._feeder = threading.Thread(target=self._feed, name="yolo-ov-feeder", daemon=True)
         self._feeder.start()
@@ -312,13 +317,24 @@ class StreamRun:
 
     def _prepare(self, index: int, item: SourceItem) -> _Prepared:
         t0 = time.perf_counter()
-        img, original = load_image_for(item.data, self._p.base.input_hw, item.source,
-                                       reduce=self._detect.fast_decode and not self._with_images,
-                                       reduction=self._p.head.decode_reduction)
+        if self._decoders is None:
+            img, original = self._decode(item)
+        else:
+            with self._decoders:
+                img, original = self._decode(item)
+                if not self._grown and original[0] * original[1] >= LARGE_IMAGE_PIXELS:
+                    self._grown = True  # decided under the semaphore: only one decode runs until then
+                    for _ in range(MAX_AUTO_WORKERS - DEFAULT_WORKERS):
+                        self._decoders.release()
         lane = self._planner.lane_for(original)
         frame, geo = self._p.head.prepare(img, lane.input_hw, original)
         prep_ms = (time.perf_counter() - t0) * 1e3
         return _Prepared(index, item, frame, geo, lane, prep_ms, img if self._with_images else None)
+
+    def _decode(self, item: SourceItem) -> tuple[np.ndarray, tuple[int, int]]:
+        return load_image_for(item.data, self._p.base.input_hw, item.source,
+                              reduce=self._detect.fast_decode and not self._with_images,
+                              reduction=self._p.head.decode_reduction)
 
     def _dispatch(self, entry: tuple[int, SourceItem, Future], batches: dict[int, list[_Prepared]]) -> None:
         index, item, fut = entry

@@ -38,6 +38,7 @@ from ..errors import InferenceError, OverloadedError
 from ..images import ImageInput, describe_source, load_image_for
 from ..preprocess import PAD_VALUE
 from ..results import Timings
+from .config import DEFAULT_WORKERS
 
 if TYPE_CHECKING:
     from .core import Pipeline
@@ -96,7 +97,7 @@ class Submitter:
         self._ready: deque[_Item] = deque()
         self._inflight: dict[int, _Request] = {}
         self._closed = False
-        self._pool = ThreadPoolExecutor(max(pipeline.config.workers, 1), thread_name_prefix="yolo-ov-submit")
+        self._pool = ThreadPoolExecutor(pipeline.config.workers or DEFAULT_WORKERS, thread_name_prefix="yolo-ov-submit")
         self._dispatcher = threading.Thread(target=self._dispatch_loop, name="yolo-ov-dispatch", daemon=True)
         self._dispatcher.start()
 
