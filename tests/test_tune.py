@@ -101,3 +101,17 @@ def test_cli_tune_bad_target(shared):
     r = CliRunner().invoke(app, ["tune", "--model", str(shared.int8_model), "--target", "speed"])
     assert r.exit_code == 2
     assert "target 'speed' must be 'throughput' or 'latency'" in r.output
+
+
+def test_a_tuned_config_brings_its_model_unless_one_is_given(shared, tmp_path):
+    """``tune --models a,b`` writes the model it picked into the config; ``--config`` alone runs that model."""
+    cfg = tmp_path / "tuned.json"
+    cfg.write_text(json.dumps({"runtime": {"mode": "latency"}, "model": str(shared.int8_model)}), encoding="utf-8")
+    runner = CliRunner()
+    alone = runner.invoke(app, ["info", "--config", str(cfg), "--json"], catch_exceptions=False)
+    assert alone.exit_code == 0, alone.output
+    assert "int8" in json.loads(alone.output)["model"]["path"]
+    given = runner.invoke(app, ["info", "--config", str(cfg), "--model", str(shared.fp32_model), "--json"],
+                          catch_exceptions=False)
+    assert given.exit_code == 0, given.output
+    assert "int8" not in json.loads(given.output)["model"]["path"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
@@ -65,6 +66,19 @@ def build_runtime(
     else:
         cfg = RuntimeConfig(**{"mode": default_mode, **given})  # type: ignore[arg-type]
     return cfg.with_(cache_dir=None) if no_cache else cfg
+
+
+def tuned_model(model: str | None, config: Path | None) -> str | None:
+    """``--model`` if given, else the model a ``--config`` file names (``yolo-ov tune --models`` writes the
+    one it picked there), else ``None`` (the default model)."""
+    if model is not None or config is None:
+        return model
+    try:
+        data = json.loads(Path(config).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None  # load_runtime_config reports the file's problem in one line
+    named = data.get("model") if isinstance(data, dict) else None
+    return str(named) if isinstance(named, str) and named else None
 
 
 def parse_classes(text: str | None) -> tuple[int | str, ...] | None:

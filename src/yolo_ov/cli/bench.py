@@ -12,7 +12,7 @@ from ..config import Mode
 from ..errors import ConfigError
 from ..sinks import check_output_dir, check_output_file
 from ._app import app, err, guarded, out
-from ._options import ConfigOpt, DeviceOpt, ImgszOpt, ModelOpt, NoCacheOpt, NoMmapOpt, build_runtime
+from ._options import ConfigOpt, DeviceOpt, ImgszOpt, ModelOpt, NoCacheOpt, NoMmapOpt, build_runtime, tuned_model
 from .val import write_json
 
 
@@ -61,8 +61,8 @@ def bench(
                 tasks[label] = progress.add_task(f"{label:<34}", total=1.0)
             progress.update(tasks[label], completed=fraction)  # type: ignore[arg-type]
 
-        result = run_bench(model, runtime, modes=modes, source=source, duration_s=duration, startup=startup,
-                           sweep_requests=sweep, specialize=specialize, progress=tick)
+        result = run_bench(tuned_model(model, config), runtime, modes=modes, source=source, duration_s=duration,
+                           startup=startup, sweep_requests=sweep, specialize=specialize, progress=tick)
     out.print(markdown_summary(result), markup=False, soft_wrap=True)
     if as_json:
         write_json(as_json, result.to_dict())

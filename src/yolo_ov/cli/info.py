@@ -11,7 +11,7 @@ import typer
 from ..detector import Detector
 from ..runtime import available_devices
 from ._app import app, guarded, out
-from ._options import ConfigOpt, DeviceOpt, ImgszOpt, ModelOpt, ModeOpt, NoCacheOpt, build_runtime
+from ._options import ConfigOpt, DeviceOpt, ImgszOpt, ModelOpt, ModeOpt, NoCacheOpt, build_runtime, tuned_model
 
 
 @app.command()
@@ -27,6 +27,7 @@ def info(
 ) -> None:
     """Print the model's inputs, outputs, head, classes and the compiled configuration."""
     runtime = build_runtime(mode=mode, device=device, imgsz=imgsz, config=config, no_cache=no_cache)
+    model = tuned_model(model, config)
     with Detector(model, runtime=runtime) as det:
         report = {
             "given": str(model) if model is not None else None,

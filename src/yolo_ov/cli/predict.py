@@ -41,6 +41,7 @@ from ._options import (
     build_runtime,
     parse_classes,
     resolve_classes,
+    tuned_model,
 )
 from ._ray import RAY_HELP, RAY_OPTION, predict_on_ray, ray_address
 
@@ -132,6 +133,7 @@ def predict(
     exists or an output cannot be written; 130 on Ctrl-C and 143 on SIGTERM,
     after every output is flushed and closed.
     """
+    model = tuned_model(model, config)  # tune --models writes the model it picked into its --config file
     if ray is not None:  # the same records from a pool of Ray actors (yolo_ov.ray)
         raise typer.Exit(predict_on_ray(
             sources=sources, model=model, address=ray_address(ray),

@@ -38,6 +38,7 @@ from ._options import (
     build_runtime,
     parse_classes,
     resolve_classes,
+    tuned_model,
 )
 
 
@@ -131,6 +132,7 @@ def track(
         VideoSink.check(save_video)
     source: Any = sources[0] if len(sources) == 1 else sources
     frames = failed = tracks = 0  # ids come from one counter per run (1, 2, 3, ...): the largest is the count
+    model = tuned_model(model, config)
     with Detector(model, runtime=runtime, detect=detect) as det, _Outputs(save_json, save_video, sources) as outs:
         if wanted is not None:
             detect = dataclasses.replace(detect, classes=resolve_classes(wanted, det.names))
