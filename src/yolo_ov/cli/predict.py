@@ -87,7 +87,8 @@ def predict(
     requests: Annotated[
         int | None, typer.Option("--requests", help="inference requests in flight (default: OpenVINO's optimal)")
     ] = None,
-    workers: Annotated[int | None, typer.Option("--workers", help="host threads for decode/NMS (default 1)")] = None,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", help="host threads for decode/NMS (default: 1, and 2 once an image has 4 MP or more)")] = None,
     batch: Annotated[int, typer.Option("--batch", help="images per request (reshapes the model)")] = 1,
     save_json: Annotated[
         Path | None, typer.Option("--save-json", help="write one JSON object per image/frame to this .jsonl file")
