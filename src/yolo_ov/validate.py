@@ -84,7 +84,9 @@ def validate(
         dataset: a loaded dataset, or a dataset folder (a YOLO dataset; for
             classification a folder-per-class dataset).
         imgsz: network input size (default: the model's own, e.g. 640).
-        conf, iou, max_det: Ultralytics' validation defaults.
+        conf: confidence threshold (Ultralytics' validation default).
+        iou: NMS IoU threshold (Ultralytics' validation default).
+        max_det: most detections per image (Ultralytics' validation default).
         protocol: ``coco`` (the deployed pre-processing, COCO's AP) or
             ``ultralytics`` (Ultralytics' val pre-processing and AP).
         runtime: how to compile (default: latency mode on CPU). In

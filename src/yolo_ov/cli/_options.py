@@ -15,7 +15,8 @@ from ..errors import ConfigError
 
 ModelOpt = Annotated[
     Path | None,
-    typer.Option("--model", "-m", help="OpenVINO export folder, .xml or .onnx (default: $YOLO_OV_MODEL, then cache)"),
+    typer.Option("--model", "-m",
+                 help="OpenVINO export folder, .xml, .onnx or .tflite (default: $YOLO_OV_MODEL, then cache)"),
 ]
 DeviceOpt = Annotated[str | None, typer.Option("--device", "-d", help="CPU, GPU, NPU, AUTO, AUTO:GPU,CPU, ...")]
 ModeOpt = Annotated[
