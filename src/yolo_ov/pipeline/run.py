@@ -248,9 +248,11 @@ class StreamRun:
         items = iter(self._source)
         try:
             while True:
-                if not self._acquire_capacity(batches):
+                if not self._acquire(self._capacity, batches):
                     break
-                if not self._acquire_fresh(pending, batches):
+                # Newest-frame sources: wait until a frame taken now would go straight to a request.
+                # Frames still being prepared hold slots too, and only their requests give them back.
+                if self._fresh is not None and not self._acquire(self._fresh, batches, pending):
                     break
                 item = next(items, None)
                 if item is None:
@@ -282,38 +284,28 @@ class StreamRun:
                 self._total = n
                 self._cond.notify_all()
 
-    def _acquire_capacity(self, batches: dict[int, list[_Prepared]]) -> bool:
-        if self._capacity.acquire(blocking=False):
-            return True
-        # Full: partly filled batches must go now, or the caller could wait
-        # forever for an item that sits in one.
-        for lane_id in list(batches):
-            self._submit(batches, lane_id)
-        while not self._stop.is_set():
-            if self._capacity.acquire(timeout=_POLL_S):
-                return True
-        return False
+    def _acquire(self, slots: threading.Semaphore, batches: dict[int, list[_Prepared]],
+                 pending: deque[tuple[int, SourceItem, Future]] | None = None) -> bool:
+        """Take one of ``slots``; ``False`` when the run stops first.
 
-    def _acquire_fresh(self, pending: deque[tuple[int, SourceItem, Future]],
-                       batches: dict[int, list[_Prepared]]) -> bool:
-        """Newest-frame sources: wait until a frame taken now would go straight to a request."""
-        if self._fresh is None or self._fresh.acquire(blocking=False):
+        When none is free, the frames in ``pending`` (if given) are dispatched and
+        partly filled batches sent first: they may hold the slots, and the caller
+        could otherwise wait forever for an item that sits in one.
+        """
+        if slots.acquire(blocking=False):
             return True
-        # Every slot is held: frames still being prepared or in a partly filled batch hold some of
-        # them, and only their requests give them back, so send those first.
         while pending and not self._stop.is_set():
             self._dispatch(pending.popleft(), batches)
         for lane_id in list(batches):
             self._submit(batches, lane_id)
         while not self._stop.is_set():
-            if self._fresh.acquire(timeout=_POLL_S):
+            if slots.acquire(timeout=_POLL_S):
                 return True
         return False
 
     def _release_fresh(self, count: int) -> None:
-        if self._fresh is not None:
-            for _ in range(count):
-                self._fresh.release()
+        if self._fresh is not None and count:
+            self._fresh.release(count)
 
     def _prepare(self, index: int, item: SourceItem) -> _Prepared:
         t0 = time.perf_counter()
@@ -324,8 +316,7 @@ class StreamRun:
                 img, original = self._decode(item)
                 if not self._grown and original[0] * original[1] >= LARGE_IMAGE_PIXELS:
                     self._grown = True  # decided under the semaphore: only one decode runs until then
-                    for _ in range(MAX_AUTO_WORKERS - DEFAULT_WORKERS):
-                        self._decoders.release()
+                    self._decoders.release(MAX_AUTO_WORKERS - DEFAULT_WORKERS)
         lane = self._planner.lane_for(original)
         frame, geo = self._p.head.prepare(img, lane.input_hw, original)
         prep_ms = (time.perf_counter() - t0) * 1e3
