@@ -216,9 +216,7 @@ def open_source(source: Any, *, drop: str | None = "auto", live: bool | None = N
         items = (SourceItem(f, describe_source(f), 0 if is_live_src else None, i if is_live_src else None)
                  for i, f in enumerate(source))
         if policy == "latest":
-            reader = LatestFrames([_frames_of_iterable(source)], names=["<iterable>"])
-            return FrameSource(reader, live=True, video=True, closers=[reader], skipped=reader.skipped,
-                               latest=True)
+            return _latest_source([_frames_of_iterable(source)], ["<iterable>"])
         return FrameSource(items, live=is_live_src)
     live_specs = [s for s in specs if is_live(s)]
     if live_specs:
@@ -227,9 +225,7 @@ def open_source(source: Any, *, drop: str | None = "auto", live: bool | None = N
         policy = _policy(drop, True if live is None else live)
         names = [str(s) for s in specs]
         if policy == "latest":
-            reader = LatestFrames([_capture_frames(s, encoded=True) for s in specs], names=names)
-            return FrameSource(reader, live=True, video=True, closers=[reader], skipped=reader.skipped,
-                               latest=True)
+            return _latest_source([_capture_frames(s, encoded=True) for s in specs], names)
         return FrameSource(_interleave([_capture_frames(s) for s in specs], names), live=True, video=True)
     videos = [s for s in specs if is_video_file(s)]
     if videos:
@@ -238,12 +234,16 @@ def open_source(source: Any, *, drop: str | None = "auto", live: bool | None = N
         policy = _policy(drop, bool(live))
         names = [str(s) for s in specs]
         if policy == "latest":  # a file forced to behave live (e.g. a recording replayed as a camera)
-            reader = LatestFrames([_capture_frames(s, encoded=True) for s in specs], names=names)
-            return FrameSource(reader, live=True, video=True, closers=[reader], skipped=reader.skipped,
-                               latest=True)
+            return _latest_source([_capture_frames(s, encoded=True) for s in specs], names)
         return FrameSource(_sequential_videos(specs), live=bool(live), video=True,
                            probe=lambda: probe_videos(specs))
     return FrameSource(_image_items(specs), live=bool(live))
+
+
+def _latest_source(readers: list[Iterator[Any]], names: list[str]) -> FrameSource:
+    """The ``latest`` policy over ``readers``: a :class:`LatestFrames` wrapped as a live source."""
+    reader = LatestFrames(readers, names=names)
+    return FrameSource(reader, live=True, video=True, closers=[reader], skipped=reader.skipped, latest=True)
 
 
 def _policy(drop: str | None, live: bool) -> str | None:
