@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..config import DetectConfig
+from ..metrics_ultralytics import probiou  # Ultralytics' batch_probiou, shared with OBB validation
 from ..postprocess import nms
 from ..preprocess import Letterbox
 
@@ -108,34 +109,6 @@ def decode_end2end_rows(output: np.ndarray, cfg: DetectConfig, *, box_cols: int 
     rows = output[keep]
     rows = rows[np.argsort(-rows[:, box_cols], kind="stable")[: cfg.max_det]]
     return Kept(rows[:, :box_cols], rows[:, box_cols], rows[:, box_cols + 1].astype(np.int64), rows[:, box_cols + 2 :])
-
-
-def probiou(a: np.ndarray, b: np.ndarray, eps: float = 1e-7) -> np.ndarray:
-    """Ultralytics' ``batch_probiou``: ``(N, M)`` probabilistic IoU of ``xywhr`` boxes.
-
-    The overlap of the two boxes' Gaussian (covariance) approximations, via the
-    Hellinger distance; what Ultralytics' rotated NMS and OBB metrics use.
-    """
-    a = a.astype(np.float64)
-    b = b.astype(np.float64)
-
-    def cov(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        w2, h2 = boxes[:, 2] ** 2 / 12, boxes[:, 3] ** 2 / 12
-        cos, sin = np.cos(boxes[:, 4]), np.sin(boxes[:, 4])
-        return w2 * cos**2 + h2 * sin**2, w2 * sin**2 + h2 * cos**2, (w2 - h2) * cos * sin
-
-    a1, b1, c1 = (v[:, None] for v in cov(a))
-    a2, b2, c2 = (v[None, :] for v in cov(b))
-    x1, y1 = a[:, 0:1], a[:, 1:2]
-    x2, y2 = b[None, :, 0], b[None, :, 1]
-    den = (a1 + a2) * (b1 + b2) - (c1 + c2) ** 2 + eps
-    t1 = ((a1 + a2) * (y1 - y2) ** 2 + (b1 + b2) * (x1 - x2) ** 2) / den * 0.25
-    t2 = ((c1 + c2) * (x2 - x1) * (y1 - y2)) / den * 0.5
-    det1 = np.clip(a1 * b1 - c1**2, 0, None)
-    det2 = np.clip(a2 * b2 - c2**2, 0, None)
-    t3 = np.log(((a1 + a2) * (b1 + b2) - (c1 + c2) ** 2) / (4 * np.sqrt(det1 * det2) + eps) + eps) * 0.5
-    bd = np.clip(t1 + t2 + t3, eps, 100.0)
-    return 1 - np.sqrt(1.0 - np.exp(-bd) + eps)
 
 
 def rotated_nms(xywhr: np.ndarray, scores: np.ndarray, class_id: np.ndarray, iou: float, *,
