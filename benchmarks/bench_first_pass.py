@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import machine_info, machine_line, median, write_results
+from benchmarks.common import machine_info, machine_line, median, ultralytics_predict, write_results
 from tests.assets import shared_assets
 
 _OURS = """
@@ -54,18 +54,6 @@ for _ in range(2):
 det.close()
 print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1, "passes": passes}))
 """
-
-_ULTRA = """
-import json, sys, time
-t0 = time.perf_counter()
-from ultralytics import YOLO
-t1 = time.perf_counter()
-model = YOLO(sys.argv[1], task="detect")
-n = sum(1 for _ in model.predict(sys.argv[2], stream=True, imgsz=640, verbose=False))
-t2 = time.perf_counter()
-print(json.dumps({"import_s": t1 - t0, "images": n, "seconds": t2 - t1}))
-"""
-
 
 def _child(code: str, *args: str) -> dict | None:
     proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
@@ -103,7 +91,7 @@ def main() -> None:
             for r in range(args.rounds):  # interleaved, so drifting load hits every variant
                 for spec in ("off", "on"):
                     results[spec].append(_child(_OURS, str(model), str(folder), spec))
-                u = _child(_ULTRA, str(model), str(folder))
+                u = ultralytics_predict(model, folder)
                 if u is not None:
                     results["ultralytics"].append(u)
                 print(name, "round", r + 1, flush=True)

@@ -35,7 +35,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,39 +44,18 @@ import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import machine_info, machine_line, median, write_results
+from benchmarks.common import machine_info, machine_line, median, ultralytics_predict, write_results
 from tests.assets import shared_assets
 
 from yolo_ov import DetectConfig, Detector, PipelineConfig
 from yolo_ov.dataset import load_dataset
 from yolo_ov.evaluate import evaluate
 
-_ULTRA = """
-import json, sys, time
-from pathlib import Path
-from ultralytics import YOLO
-model = YOLO(sys.argv[1], task="detect")
-src = sys.argv[2]
-warm = sorted(Path(src).glob("*.jpg"))[:4] if Path(src).is_dir() else src
-for _ in model.predict([str(p) for p in warm] if isinstance(warm, list) else warm, stream=True, imgsz=640,
-                       verbose=False):
-    pass
-t0 = time.perf_counter()
-n = sum(1 for _ in model.predict(src, stream=True, imgsz=640, verbose=False))
-print(json.dumps({"images": n, "seconds": time.perf_counter() - t0}))
-"""
-
 
 def ultralytics_fps(model: Path, source: Path) -> float | None:
-    proc = subprocess.run([sys.executable, "-c", _ULTRA, str(model), str(source)], capture_output=True, text=True,
-            encoding="utf-8", errors="replace",
-                          check=False)
-    if proc.returncode != 0:
-        if "No module named 'ultralytics'" in proc.stderr:
-            return None
-        raise RuntimeError(proc.stderr[-3000:])
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-    return out["images"] / out["seconds"]
+    """Ultralytics' images/s over ``source`` after a first pass over 4 of its JPEGs (or all of a video)."""
+    out = ultralytics_predict(model, source, warmup=4)
+    return None if out is None else out["fps_end_to_end"]
 
 
 def make_4k_set(src: Path, dst: Path, limit: int | None = None) -> Path:

@@ -22,9 +22,7 @@ the run (other processes on a shared machine make every figure noisier).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -34,7 +32,15 @@ import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import machine_info, machine_line, median, percentile, run_benchmark_app, write_results
+from benchmarks.common import (
+    machine_info,
+    machine_line,
+    median,
+    percentile,
+    run_benchmark_app,
+    ultralytics_predict,
+    write_results,
+)
 from tests.assets import shared_assets
 
 from yolo_ov import Detector
@@ -56,28 +62,11 @@ def ours_folder(model_dir: Path, folder: Path) -> dict[str, Any]:
             "fps_end_to_end": count / (t2 - t0), "shapes": dict(run.stats.shapes)}
 
 
-_ULTRA = """
-import json, sys, time
-t0 = time.perf_counter()
-from ultralytics import YOLO
-t1 = time.perf_counter()
-model = YOLO(sys.argv[1], task=sys.argv[3])
-n = objects = 0
-for r in model.predict(sys.argv[2], stream=True, imgsz=640, verbose=False):
-    n += 1
-    objects += len(r)
-t2 = time.perf_counter()
-print(json.dumps({"images": n, "objects": objects, "total_s": t2 - t1, "import_s": t1 - t0,
-                  "fps_end_to_end": n / (t2 - t1)}))
-"""
-
-
 def ultralytics_folder(model_dir: Path, folder: Path, task: str) -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, "-c", _ULTRA, str(model_dir), str(folder), task],
-                          capture_output=True, text=True, encoding="utf-8", errors="replace", check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"Ultralytics predict failed:\n{proc.stderr[-2000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    out = ultralytics_predict(model_dir, folder, task=task)
+    if out is None:
+        raise RuntimeError("Ultralytics predict failed: ultralytics is not installed (pip install 'yolo-ov[export]')")
+    return out
 
 
 def ours_latency(model_dir: Path, images: list, seconds: float) -> dict[str, Any]:

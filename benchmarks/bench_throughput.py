@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import re
 import subprocess
 import sys
@@ -39,7 +38,7 @@ import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import machine_info, machine_line, median, run_benchmark_app, write_results
+from benchmarks.common import machine_info, machine_line, median, run_benchmark_app, ultralytics_predict, write_results
 from tests.assets import shared_assets
 
 from yolo_ov import Detector, RuntimeConfig
@@ -88,29 +87,6 @@ def ours_video(model_dir: Path, video: Path, config: PipelineConfig | None) -> d
         count = sum(1 for _ in run)
         dt = time.perf_counter() - t0
     return {"frames": count, "fps": count / dt, "shapes": dict(run.stats.shapes)}
-
-
-# -- Ultralytics, in a subprocess ------------------------------------------------
-_ULTRA = """
-import json, sys, time
-t0 = time.perf_counter()
-from ultralytics import YOLO
-t1 = time.perf_counter()
-model = YOLO(sys.argv[1], task="detect")
-n = sum(1 for _ in model.predict(sys.argv[2], stream=True, imgsz=640, verbose=False))
-t2 = time.perf_counter()
-print(json.dumps({"images": n, "total_s": t2 - t1, "import_s": t1 - t0, "fps_end_to_end": n / (t2 - t1)}))
-"""
-
-
-def ultralytics_folder(model_dir: Path, folder: Path) -> dict[str, float] | None:
-    proc = subprocess.run([sys.executable, "-c", _ULTRA, str(model_dir), str(folder)],
-                          capture_output=True, text=True, encoding="utf-8", errors="replace", check=False)
-    if proc.returncode != 0:
-        if "No module named 'ultralytics'" in proc.stderr:
-            return None
-        raise RuntimeError(f"Ultralytics predict failed:\n{proc.stderr[-2000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 # -- inputs ----------------------------------------------------------------------
@@ -170,7 +146,7 @@ def main() -> None:
         ours, ultra, cli = [], [], []
         for _ in range(args.rounds):
             ours.append(ours_folder(model_dir, folder))
-            u = ultralytics_folder(model_dir, folder)
+            u = ultralytics_predict(model_dir, folder)
             if u:
                 ultra.append(u)
             cli.append(ours_cli(model_dir, folder))

@@ -106,3 +106,41 @@ def machine_line(info: dict[str, Any]) -> str:
         f"Machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}, "
         f"OpenVINO {info['openvino'].split('-')[0]}; measured {info['date']}."
     )
+
+
+_ULTRALYTICS_PREDICT = """
+import json, sys, time
+from pathlib import Path
+t0 = time.perf_counter()
+from ultralytics import YOLO
+t1 = time.perf_counter()
+model, source, task, warmup = YOLO(sys.argv[1], task=sys.argv[3]), sys.argv[2], sys.argv[3], int(sys.argv[4])
+if warmup:
+    warm = [str(p) for p in sorted(Path(source).glob("*.jpg"))[:warmup]] if Path(source).is_dir() else source
+    for _ in model.predict(warm, stream=True, imgsz=640, verbose=False):
+        pass
+start = time.perf_counter() if warmup else t1
+n = objects = 0
+for r in model.predict(source, stream=True, imgsz=640, verbose=False):
+    n += 1
+    objects += len(r)
+t2 = time.perf_counter()
+print(json.dumps({"images": n, "objects": objects, "import_s": t1 - t0, "seconds": t2 - start,
+                  "fps_end_to_end": n / (t2 - start)}))
+"""
+
+
+def ultralytics_predict(model: Path, source: Path, *, task: str = "detect", warmup: int = 0) -> dict[str, Any] | None:
+    """Ultralytics' own ``YOLO(model).predict(source, stream=True)`` in a fresh process (imgsz 640).
+
+    ``seconds`` runs from after the import: the model load and the pass, or, with
+    ``warmup`` (a first pass over that many of a folder's JPEGs, or the whole
+    source), the measured pass alone. ``None`` when Ultralytics is not installed.
+    """
+    proc = subprocess.run([sys.executable, "-c", _ULTRALYTICS_PREDICT, str(model), str(source), task, str(warmup)],
+                          capture_output=True, text=True, encoding="utf-8", errors="replace", check=False)
+    if proc.returncode != 0:
+        if "No module named 'ultralytics'" in proc.stderr:
+            return None
+        raise RuntimeError(f"Ultralytics predict failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
