@@ -194,7 +194,7 @@ class Pipeline:
         # Newest-frame sources: as many frames in flight as the device runs at once (OpenVINO's optimal
         # number of requests), each taken from its camera only when a request is free. The extra
         # requests that keep a folder's device busy while the host decodes would only make a camera's
-        # frame wait behind another one: the reader threads have already decoded it.
+        # frame wait behind another one: its reader thread has already read it.
         fresh = (self.config.num_requests or optimal_requests(self.base)) * batch if src.latest else None
         run_ordered = self.config.ordered if ordered is None else ordered
         run = StreamRun(self, src, planner, ordered=run_ordered, max_pending=max_pending, lookahead=lookahead,
