@@ -48,8 +48,8 @@ from benchmarks.common import machine_info, machine_line, median, ultralytics_pr
 from tests.assets import shared_assets
 
 from yolo_ov import DetectConfig, Detector, PipelineConfig
-from yolo_ov.dataset import load_dataset
-from yolo_ov.evaluate import evaluate
+from yolo_ov.eval.dataset import load_dataset
+from yolo_ov.eval.evaluate import evaluate
 
 
 def ultralytics_fps(model: Path, source: Path) -> float | None:

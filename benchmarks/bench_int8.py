@@ -38,8 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import machine_info, machine_line, median, run_benchmark_app, write_results
 from tests.assets import shared_assets
 
-from yolo_ov.export import ExportConfig, export_model
-from yolo_ov.validate import validate
+from yolo_ov.eval.validate import validate
+from yolo_ov.export.convert import ExportConfig, export_model
 
 
 def ultralytics_map(folder: Path, data_yaml: Path) -> tuple[float, float] | None:

@@ -37,7 +37,7 @@ from benchmarks.common import machine_info, machine_line, median, run_benchmark_
 from tests.assets import shared_assets
 
 from yolo_ov import RuntimeConfig
-from yolo_ov.export import ExportConfig
+from yolo_ov.export.convert import ExportConfig
 
 
 def _xml(folder: Path) -> Path:
@@ -80,7 +80,7 @@ def main() -> None:
     # 1. The picks first (tune measures, export quantises), then every IR measured in the same rounds:
     # on a 2-core machine the FPS of one IR drifts by 10-20% between minutes, so a pick is compared
     # with the bar of its own round, never with a figure taken minutes before.
-    from yolo_ov.tune import tune
+    from yolo_ov.bench.tune import tune
 
     result = tune(None, RuntimeConfig(), models=[str(m) for m in models.values()], data=assets.coco96,
                   max_drop=0.01, budget_s=args.budget)
@@ -91,7 +91,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="yolo-ov-auto-") as tmp:
         auto = None
         if not args.skip_export:
-            from yolo_ov.export_auto import export_fastest
+            from yolo_ov.export.precision import export_fastest
 
             out = Path(tmp) / "yolov8n_auto_openvino_model"
             auto = export_fastest(assets.fp32_model, ExportConfig(data=assets.coco96, output=out), max_drop=0.01)
@@ -110,7 +110,7 @@ def main() -> None:
         if auto is not None:
             import openvino as ov
 
-            from yolo_ov.quantize import count_fake_quantize
+            from yolo_ov.export.quantize import count_fake_quantize
 
             core = ov.Core()
             fq = {"INT8 (shared)": count_fake_quantize(core.read_model(_xml(models["INT8"])))}
@@ -166,7 +166,7 @@ def main() -> None:
         if fq:
             lines += ["", "FakeQuantize operations: " + ", ".join(f"{k} {v}" for k, v in fq.items()) + "."]
     if result.accuracy:
-        lines += ["", "mAP50-95 on coco96 (yolo_ov.validate) per model and precision hint: " + "; ".join(
+        lines += ["", "mAP50-95 on coco96 (yolo_ov.eval.validate) per model and precision hint: " + "; ".join(
             f"{Path(a.model).name} {a.precision} {a.map50_95:.4f}" for a in result.accuracy)]
     _, md = write_results("precision", {"machine": info, "fps": fps, "bar": bar, "bars": bars,
                                         "tune": tune_row, "export_auto": export_row}, "\n".join(lines))

@@ -46,7 +46,7 @@ def _child(args: argparse.Namespace) -> None:
     import cv2
 
     from yolo_ov import Detector, PipelineConfig, RuntimeConfig
-    from yolo_ov.sources import FrameSource, SourceItem
+    from yolo_ov.io.sources import FrameSource, SourceItem
 
     runtime = RuntimeConfig(mode="throughput", cache_dir=args.cache)
     if args.child == "compile":

@@ -26,10 +26,10 @@ from benchmarks.common import machine_info, machine_line, write_results
 from tests.assets import shared_assets
 
 from yolo_ov import DetectConfig, Detector, PipelineConfig
-from yolo_ov.dataset import load_dataset
-from yolo_ov.evaluate import evaluate
-from yolo_ov.images import load_image
-from yolo_ov.sources import FrameSource, SourceItem
+from yolo_ov.eval.dataset import load_dataset
+from yolo_ov.eval.evaluate import evaluate
+from yolo_ov.imaging.decode import load_image
+from yolo_ov.io.sources import FrameSource, SourceItem
 
 
 def main() -> None:

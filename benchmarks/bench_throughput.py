@@ -42,8 +42,8 @@ from benchmarks.common import machine_info, machine_line, median, run_benchmark_
 from tests.assets import shared_assets
 
 from yolo_ov import Detector, RuntimeConfig
+from yolo_ov.imaging.letterbox import letterbox
 from yolo_ov.pipeline import PipelineConfig
-from yolo_ov.preprocess import letterbox
 
 OFF = PipelineConfig(specialize="off")
 

@@ -45,7 +45,7 @@ from tests.assets import shared_assets
 from yolo_ov import Detector, Mode, RuntimeConfig
 from yolo_ov.bench import measure_end_to_end, measure_model_only, measure_startup, run_bench, write_report
 from yolo_ov.bench.report import write_tune_report
-from yolo_ov.tune import tune
+from yolo_ov.bench.tune import tune
 
 MODES = (Mode.LATENCY, Mode.THROUGHPUT)
 

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from yolo_ov.dataset import find_images, load_dataset
 from yolo_ov.errors import DatasetError
+from yolo_ov.eval.dataset import find_images, load_dataset
 
 
 def make_dataset(root: Path, labels: dict[str, str | None], names: str = "names: [cat, dog]") -> Path:

@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 
 from yolo_ov import DetectConfig, Detections, FakeEngine, InferenceError, InputError, OverloadedError
-from yolo_ov.engine import Engine
 from yolo_ov.heads import Head
-from yolo_ov.model import HeadType, ModelInfo, TensorSpec
+from yolo_ov.imaging.letterbox import Letterbox
+from yolo_ov.io.sources import FrameSource, SourceItem
 from yolo_ov.pipeline import Pipeline, PipelineConfig
-from yolo_ov.preprocess import Letterbox
-from yolo_ov.sources import FrameSource, SourceItem
+from yolo_ov.runtime.engine import Engine
+from yolo_ov.runtime.model import HeadType, ModelInfo, TensorSpec
 
 HW = (32, 32)
 
@@ -298,7 +298,7 @@ def test_a_live_source_takes_a_frame_only_when_a_request_is_free():
     optimal number (one for the fake engine), so each frame it infers is
     taken when a request is free: at most a request's time old, not two.
     """
-    from yolo_ov.sources import open_source
+    from yolo_ov.io.sources import open_source
 
     stop = threading.Event()
 

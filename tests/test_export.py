@@ -21,9 +21,9 @@ from tests.matching import matched_fraction
 from yolo_ov import Detector
 from yolo_ov.cli import app
 from yolo_ov.errors import CalibrationError, ConfigError, DatasetError, ExportError, MissingExtraError
-from yolo_ov.export import ExportConfig, ExportWarning, export_model
-from yolo_ov.quantize import CalibrationWarning, head_ignored_scope
-from yolo_ov.validate import validate
+from yolo_ov.eval.validate import validate
+from yolo_ov.export.convert import ExportConfig, ExportWarning, export_model
+from yolo_ov.export.quantize import CalibrationWarning, head_ignored_scope
 
 COCO96_IMAGES = 96
 

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 import yaml
 
-from yolo_ov.export import ExportConfig, export_model
-from yolo_ov.quantize import count_fake_quantize, head_ignored_scope
+from yolo_ov.export.convert import ExportConfig, export_model
+from yolo_ov.export.quantize import count_fake_quantize, head_ignored_scope
 
 pytestmark = pytest.mark.export
 
@@ -60,7 +60,7 @@ def task_irs(task_checkpoints, tmp_path_factory) -> dict[str, Path]:
 
 
 def _read(folder: Path):
-    from yolo_ov.runtime import get_core
+    from yolo_ov.runtime.core import get_core
 
     return get_core().read_model(str(next(folder.glob("*.xml"))))
 
@@ -201,8 +201,8 @@ def test_int8_from_ir_keeps_each_head_float(task, task_irs, shared, tmp_path):
 @pytest.mark.slow
 def test_accuracy_control_measures_a_classifier_by_top1(task_checkpoints, shared, tmp_path):
     """--max-drop on a classifier: the labelled split is class folders, the bounded figure top-1."""
-    from yolo_ov.dataset import load_classify_dataset, match_classes
-    from yolo_ov.quantize import _MapValidation
+    from yolo_ov.eval.dataset import load_classify_dataset, match_classes
+    from yolo_ov.export.quantize import _MapValidation
 
     data = tmp_path / "cls"
     for k, image in enumerate(shared.coco96_images[:12]):
@@ -219,8 +219,8 @@ def test_accuracy_control_measures_a_classifier_by_top1(task_checkpoints, shared
         assert 0.0 <= quant[key] <= 1.0  # top-1 of the random-weight model, as the primary figure
     # the figure NNCF bounded is top-1 over the class folders, mapped to the model's class names
     from yolo_ov.heads import select_head
-    from yolo_ov.model import inspect_model
-    from yolo_ov.runtime import get_core
+    from yolo_ov.runtime.core import get_core
+    from yolo_ov.runtime.model import inspect_model
 
     model = _read(out)
     info = inspect_model(model, next(out.glob("*.xml")))

@@ -17,10 +17,10 @@ import pytest
 from tests.matching import matched_fraction
 from yolo_ov import DetectConfig, Detector, InputError, PipelineConfig
 from yolo_ov.heads.classify import ClassifyHead
-from yolo_ov.images import load_image, load_image_for, reduction_factor
-from yolo_ov.imagesize import jpeg_orientation
-from yolo_ov.model import HeadType, ModelInfo, TensorSpec
-from yolo_ov.preprocess import letterbox, letterbox_geometry
+from yolo_ov.imaging.decode import load_image, load_image_for, reduction_factor
+from yolo_ov.imaging.header import jpeg_orientation
+from yolo_ov.imaging.letterbox import letterbox, letterbox_geometry
+from yolo_ov.runtime.model import HeadType, ModelInfo, TensorSpec
 
 FAST = DetectConfig(fast_decode=True)
 

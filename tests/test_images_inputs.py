@@ -8,7 +8,7 @@ import pytest
 
 from tests.matching import box_iou
 from yolo_ov import InputError
-from yolo_ov.images import load_image, to_bgr8
+from yolo_ov.imaging.decode import load_image, to_bgr8
 
 
 @pytest.fixture(scope="module")

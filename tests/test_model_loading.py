@@ -10,8 +10,8 @@ import pytest
 from tests.tiny_models import end2end_model, map_model, raw_head_model, save
 from yolo_ov import ConfigError, Detector, DeviceError, HeadType, ModelLoadError
 from yolo_ov.default_model import default_model_path
-from yolo_ov.model import resolve_model_path
-from yolo_ov.runtime import validate_device
+from yolo_ov.runtime.core import validate_device
+from yolo_ov.runtime.model import resolve_model_path
 
 
 def test_folder_and_xml_load_the_same_model(shared, fp32_detector, image_path):

@@ -11,9 +11,9 @@ import pytest
 
 from tests.matching import matched_fraction
 from yolo_ov import DetectConfig, Detections, Detector, Failure, InferenceError, RuntimeConfig
+from yolo_ov.imaging.letterbox import letterbox
+from yolo_ov.io.sources import FrameSource, SourceItem, open_source
 from yolo_ov.pipeline import PipelineConfig
-from yolo_ov.preprocess import letterbox
-from yolo_ov.sources import FrameSource, SourceItem, open_source
 
 OFF = PipelineConfig(specialize="off")
 
@@ -252,8 +252,8 @@ def test_several_live_streams_share_one_model(tput, video_16x9, tmp_path):
 
 def test_specialisation_keeps_map_on_coco96(shared):
     """Folder shape specialisation: mAP50-95 within 0.01 of the 640x640 path (Ultralytics' val settings)."""
-    from yolo_ov.dataset import load_dataset
-    from yolo_ov.validate import evaluate
+    from yolo_ov.eval.dataset import load_dataset
+    from yolo_ov.eval.validate import evaluate
 
     ds = load_dataset(shared.coco96 / "data.yaml")
     detect = DetectConfig(conf=0.001, multi_label=True)

@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 from yolo_ov import ConfigError, RuntimeConfig, load_runtime_config
 from yolo_ov.bench.measure import Measurement
 from yolo_ov.bench.stats import LatencyStats
+from yolo_ov.bench.tune import Candidate, eligible, pick_best, tune
 from yolo_ov.cli import app
-from yolo_ov.tune import Candidate, eligible, pick_best, tune
 
 
 def _cand(label: str, fps: float, map50_95: float | None, p90_ms: float = 20.0) -> Candidate:

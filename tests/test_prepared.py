@@ -7,7 +7,7 @@ import shutil
 
 import numpy as np
 
-import yolo_ov.runtime as runtime
+import yolo_ov.runtime.core as runtime
 from yolo_ov import Detector, RuntimeConfig
 
 

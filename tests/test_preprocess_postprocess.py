@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from yolo_ov.config import DetectConfig
-from yolo_ov.model import HeadType
-from yolo_ov.postprocess import decode_end2end, decode_raw, nms, postprocess, scale_boxes
-from yolo_ov.preprocess import PAD_VALUE, letterbox, letterbox_geometry, min_rect_shape
+from yolo_ov.imaging.letterbox import PAD_VALUE, letterbox, letterbox_geometry, min_rect_shape
+from yolo_ov.ops.boxes import decode_end2end, decode_raw, nms, postprocess, scale_boxes
+from yolo_ov.runtime.model import HeadType
 
 
 @pytest.mark.parametrize(

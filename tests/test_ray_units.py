@@ -150,8 +150,8 @@ def test_pack_and_unpack_a_model_folder(shared, tmp_path):
 
 
 def test_expand_inputs_lists_what_predict_lists(shared, tmp_path):
+    from yolo_ov.io.sources import open_source
     from yolo_ov.ray.inputs import expand_inputs
-    from yolo_ov.sources import open_source
 
     images = shared.coco96 / "images"
     listed = expand_inputs([str(images), str(tmp_path / "missing.jpg")])

@@ -28,8 +28,8 @@ from typer.testing import CliRunner
 from tests.tiny_models import raw_head_model, save
 from yolo_ov.cli import app
 from yolo_ov.errors import OutputError, openvino_message
+from yolo_ov.io.sinks import JsonlSink, VideoSink, check_output_dir, check_output_file
 from yolo_ov.results import Failure
-from yolo_ov.sinks import JsonlSink, VideoSink, check_output_dir, check_output_file
 
 CLI = [sys.executable, "-m", "yolo_ov"]
 SIGNALS = [
@@ -428,7 +428,7 @@ def test_info_prints_the_path_given(shared, monkeypatch):
 def test_int8_export_of_an_ir_never_imports_torch(shared, tmp_path):
     code = (
         "import sys\n"
-        "from yolo_ov.export import ExportConfig, export_model\n"
+        "from yolo_ov.export.convert import ExportConfig, export_model\n"
         f"export_model({str(shared.fp32_model)!r}, ExportConfig(precision='int8', data={str(shared.coco96)!r}, "
         f"calib_size=4, output={str(tmp_path / 'q_int8_openvino_model')!r}))\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'torch', 'ultralytics'})\n"

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from yolo_ov import ConfigError, DetectConfig, Detections
-from yolo_ov.imagesize import HeaderError, image_size
-from yolo_ov.masks import Masks
+from yolo_ov.imaging.header import HeaderError, image_size
+from yolo_ov.ops.masks import Masks
 from yolo_ov.serve.kserve import (
     InferRequest,
     ProtocolError,

@@ -18,11 +18,11 @@ import pytest
 
 from yolo_ov import DetectConfig, Detections, Detector, FakeEngine
 from yolo_ov.heads import Head
-from yolo_ov.model import HeadType, ModelInfo, TensorSpec
+from yolo_ov.imaging.letterbox import Letterbox
+from yolo_ov.io.sources import FrameSource, SourceItem, open_source, probe_videos
 from yolo_ov.pipeline import Pipeline, PipelineConfig
 from yolo_ov.pipeline.payoff import COMPILE_COST_FRAMES, saving, shape_pays_off, video_shape_pays_off
-from yolo_ov.preprocess import Letterbox
-from yolo_ov.sources import FrameSource, SourceItem, open_source, probe_videos
+from yolo_ov.runtime.model import HeadType, ModelInfo, TensorSpec
 
 BASE = (640, 640)
 WIDE = (360, 640)  # a 16:9 frame: its own shape is 384x640, 40% less area than 640x640

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from yolo_ov import ConfigError, Detections, Failure, InputError
 from yolo_ov.cli import app
-from yolo_ov.sinks import CocoJsonSink, VideoSink
-from yolo_ov.sources import is_live, open_source
+from yolo_ov.io.sinks import CocoJsonSink, VideoSink
+from yolo_ov.io.sources import is_live, open_source
 
 runner = CliRunner()
 
@@ -43,7 +43,7 @@ def test_a_live_mjpeg_stream_is_read_without_decoding_the_frames_it_skips(tmp_pa
     """Motion-JPEG behind the ``latest`` policy: the readers keep JPEG bytes, the pipeline decodes
     the frames it takes; the bytes are the frames the decoder would have given (up to the JPEG
     decoder: libjpeg-turbo here, FFmpeg's in ``cap.read()``)."""
-    from yolo_ov.sources import _capture_frames
+    from yolo_ov.io.sources import _capture_frames
 
     rng = np.random.default_rng(0)
     frames = [cv2.GaussianBlur(rng.integers(0, 255, (96, 128, 3), np.uint8), (9, 9), 3) for _ in range(6)]
@@ -61,7 +61,7 @@ def test_a_live_mjpeg_stream_is_read_without_decoding_the_frames_it_skips(tmp_pa
 
 
 def test_other_codecs_are_decoded_frame_by_frame_even_when_asked_for_bytes(shared):
-    from yolo_ov.sources import _capture_frames
+    from yolo_ov.io.sources import _capture_frames
 
     first = next(_capture_frames(shared.root / "data" / "video" / "walking_720p.mp4", encoded=True))
     assert isinstance(first, np.ndarray) and first.ndim == 3

@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from yolo_ov import ConfigError, Detector, Mode, RuntimeConfig, load_runtime_config
+from yolo_ov.bench.tune import candidates_for, tune
 from yolo_ov.cli import app
-from yolo_ov.tune import candidates_for, tune
 
 
 def test_candidates_cover_streams_requests_batch_and_the_hint():

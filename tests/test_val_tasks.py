@@ -1,7 +1,7 @@
 """Validation for every task, and ``--protocol ultralytics`` against Ultralytics' own ``val``.
 
 Three tiers: Ultralytics' AP algorithm re-implemented in numpy
-(:mod:`yolo_ov.metrics_ultralytics`) checked by hand-worked cases and, when
+(:mod:`yolo_ov.eval.metrics_ultralytics`) checked by hand-worked cases and, when
 the export extra is installed, against Ultralytics' own functions on random
 inputs; the dataset readers (polygons, keypoints, class folders); and real
 models on the shared coco96 sets against the figures Ultralytics' ``val``
@@ -18,9 +18,9 @@ import cv2
 import numpy as np
 import pytest
 
-from yolo_ov.dataset import load_classify_dataset, load_dataset
 from yolo_ov.errors import ConfigError, DatasetError
-from yolo_ov.metrics_ultralytics import (
+from yolo_ov.eval.dataset import load_classify_dataset, load_dataset
+from yolo_ov.eval.metrics_ultralytics import (
     ap_per_class,
     box_iou,
     compute_ap,
@@ -28,8 +28,8 @@ from yolo_ov.metrics_ultralytics import (
     mask_iou,
     match_predictions,
 )
+from yolo_ov.eval.validate import evaluate, match_classes, ultralytics_val_resize, validate
 from yolo_ov.results import Detections
-from yolo_ov.validate import evaluate, match_classes, ultralytics_val_resize, validate
 
 SEG = "yolo11n-seg_int8_openvino_model"
 POSE = "yolov8n-pose_int8_openvino_model"
@@ -267,8 +267,8 @@ def classify_set(shared, tmp_path_factory):
     available here); every fourth image is filed under Ultralytics' second guess instead, so the expected top-1
     accuracy is 3/4 and top-5 stays near 1 (a low second guess can leave our top 5 where the two runs differ
     in the last digits)."""
-    from yolo_ov.model import inspect_model, read_model
-    from yolo_ov.runtime import get_core
+    from yolo_ov.runtime.core import get_core
+    from yolo_ov.runtime.model import inspect_model, read_model
 
     model = shared.task_model(CLS)
     names = inspect_model(read_model(get_core(), model), model).names
@@ -349,7 +349,7 @@ def test_cli_val_tasks_and_bad_protocol(shared, classify_set, tmp_path):
 def test_evaluate_scores_given_masks_and_refuses_wrong_labels(shared):
     """evaluate() on hand-made results: perfect masks score 1 under both protocols; the fallback grid guess
     (results without the validator's mask_grid) too."""
-    from yolo_ov.masks import Masks
+    from yolo_ov.ops.masks import Masks
 
     ds = load_dataset(shared.root / "data" / "coco96-seg")
     results = []
@@ -405,7 +405,7 @@ def test_probiou_is_ultralytics_batch_probiou():
     import torch
     from ultralytics.utils.metrics import batch_probiou
 
-    from yolo_ov.metrics_ultralytics import probiou
+    from yolo_ov.eval.metrics_ultralytics import probiou
 
     rng = np.random.default_rng(3)
     a = np.c_[rng.random((7, 2)) * 100, rng.random((7, 2)) * 40 + 1, rng.random(7) * 3 - 1.5]
@@ -455,7 +455,7 @@ def test_obb_validation_matches_by_probiou(shared, obb_set):
 
 
 def test_obb_perfect_predictions_score_ultralytics_perfect(shared, obb_set):
-    from yolo_ov.evaluate_ultralytics import rotated_labels
+    from yolo_ov.eval.ultralytics import rotated_labels
 
     ds = load_dataset(obb_set)
     results = []

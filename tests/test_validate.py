@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from yolo_ov.dataset import load_dataset
 from yolo_ov.errors import ConfigError
+from yolo_ov.eval.dataset import load_dataset
+from yolo_ov.eval.validate import evaluate, validate
 from yolo_ov.results import Detections, Failure
-from yolo_ov.validate import evaluate, validate
 
 
 @pytest.fixture(scope="module")

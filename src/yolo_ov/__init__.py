@@ -15,7 +15,6 @@ from __future__ import annotations
 from ._version import __version__
 from .config import DetectConfig, Mode, Precision, RuntimeConfig, load_runtime_config
 from .detector import Detector
-from .engine import Engine, FakeEngine
 from .errors import (
     CalibrationError,
     ConfigError,
@@ -30,10 +29,11 @@ from .errors import (
     OverloadedError,
     YoloOvError,
 )
-from .model import HeadType, ModelInfo, TensorSpec
 from .pipeline import PipelineConfig, Specialize
 from .results import Detections, Failure, Timings
-from .runtime import CompiledInfo, LoadTimings, available_devices
+from .runtime.core import CompiledInfo, LoadTimings, available_devices
+from .runtime.engine import Engine, FakeEngine
+from .runtime.model import HeadType, ModelInfo, TensorSpec
 
 __all__ = [
     "CalibrationError",

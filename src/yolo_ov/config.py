@@ -243,7 +243,7 @@ class DetectConfig:
             (what Ultralytics' validator does; off for prediction).
         fast_decode: decode a JPEG at a half, quarter or eighth of its size
             when the letterbox needs no more pixels (12 MP photos, 4K frames;
-            see :func:`yolo_ov.images.load_image_for`): much less decoding
+            see :func:`yolo_ov.imaging.decode.load_image_for`): much less decoding
             work, boxes still in original pixels, but the network sees
             slightly different pixels than after Ultralytics' full decode.
             Inputs already near the model's size are never affected.

@@ -1,8 +1,8 @@
 """The model used when none is given: ``$YOLO_OV_MODEL``, the user cache, then a download.
 
 Only the layers that offer a default (``Detector`` and the CLI) call this;
-:mod:`yolo_ov.model` reads models and never exports, so it does not depend on
-:mod:`yolo_ov.export` (which depends on it).
+:mod:`yolo_ov.runtime.model` reads models and never exports, so it does not depend on
+:mod:`yolo_ov.export.convert` (which depends on it).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .config import default_cache_dir
 from .errors import ModelLoadError
-from .model import resolve_model_path
+from .runtime.model import resolve_model_path
 
 __all__ = ["DEFAULT_WEIGHTS", "DEFAULT_WEIGHTS_URL", "MODEL_ENV", "default_model_path", "resolve_or_default"]
 
@@ -26,7 +26,7 @@ DEFAULT_WEIGHTS_URL = "https://github.com/ultralytics/assets/releases/download/v
 
 
 def resolve_or_default(model: str | os.PathLike[str] | None) -> Path:
-    """:func:`~yolo_ov.model.resolve_model_path` for ``model``, or the default model for ``None``."""
+    """:func:`~yolo_ov.runtime.model.resolve_model_path` for ``model``, or the default model for ``None``."""
     return default_model_path() if model is None else resolve_model_path(model)
 
 
@@ -53,7 +53,7 @@ def default_model_path() -> Path:
             f"no model given and none cached; downloading {DEFAULT_WEIGHTS} failed ({exc}). "
             f"Pass --model PATH (an OpenVINO export folder, .xml or .onnx) or set {MODEL_ENV}"
         ) from exc
-    from .export import ExportConfig, export_model  # lazy: needs the export extra
+    from .export.convert import ExportConfig, export_model  # lazy: needs the export extra
 
     out = export_model(weights, ExportConfig(output=cached))
     return resolve_model_path(out)

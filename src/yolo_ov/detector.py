@@ -30,13 +30,13 @@ import numpy as np
 
 from .config import DetectConfig, Mode, RuntimeConfig
 from .default_model import resolve_or_default
-from .engine import Engine
 from .errors import ConfigError, InputError
 from .heads import Head, select_head
-from .images import ImageInput, describe_source, load_image_for
+from .imaging.decode import ImageInput, describe_source, load_image_for
 from .pipeline import Pipeline, PipelineConfig, RunStats, StreamRun
 from .results import Detections, Failure, Timings
-from .runtime import CompiledInfo, LoadTimings, OpenVINOEngine, load
+from .runtime.core import CompiledInfo, LoadTimings, OpenVINOEngine, load
+from .runtime.engine import Engine
 
 if TYPE_CHECKING:
     from .track import TrackerConfig, TrackRun
@@ -132,7 +132,7 @@ class Detector:
 
     @property
     def engine(self) -> OpenVINOEngine:
-        """The compiled model (the :class:`~yolo_ov.engine.Engine` contract; for bench and tests)."""
+        """The compiled model (the :class:`~yolo_ov.runtime.engine.Engine` contract; for bench and tests)."""
         return self._engine
 
     @property
@@ -274,7 +274,7 @@ class Detector:
 
         ``source``: image files, folders, globs, video files, camera indices,
         RTSP/HTTP URLs, arrays, or any iterable of frames (see
-        :func:`yolo_ov.sources.open_source`). Results come in input order
+        :func:`yolo_ov.io.sources.open_source`). Results come in input order
         (``ordered=False``: as completed); every input yields one
         :class:`Detections` or one :class:`Failure`. Use a ``throughput``
         mode Detector for speed; a latency-mode one works but has one stream.

@@ -14,8 +14,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .draw import draw_classification, draw_task_data
-from .masks import Masks
+from .io.draw import draw_classification, draw_task_data
+from .ops.masks import Masks
 
 __all__ = ["DATA_FORMATTERS", "Classification", "Detections", "Failure", "Timings"]
 
@@ -287,7 +287,7 @@ def _round(points: np.ndarray, digits: tuple[int, ...]) -> list[list[float]]:
 
 
 def _obb_records(xywhr: np.ndarray) -> list[dict[str, Any]]:
-    from .postprocess import xywhr_to_corners
+    from .ops.boxes import xywhr_to_corners
 
     corners = xywhr_to_corners(xywhr)
     return [

@@ -2,7 +2,7 @@
 
 ``run_bench`` returns a :class:`BenchReport` (its ``to_dict()`` is the
 ``--json`` schema); :func:`write_report` adds markdown and plots. The tuning
-sweep lives in :mod:`yolo_ov.tune`.
+sweep lives in :mod:`yolo_ov.bench.tune`.
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ import numpy as np
 from ..config import Mode, RuntimeConfig
 from ..detector import Detector
 from ..errors import ConfigError, InputError
-from ..images import IMAGE_SUFFIXES
-from ..sources import iter_image_files
+from ..imaging.decode import IMAGE_SUFFIXES
+from ..io.sources import iter_image_files
 from .measure import WARMUP_ITERATIONS, Measurement, measure_end_to_end, measure_model_only, synthetic_frames
 from .startup import StartTimes, measure_startup
 

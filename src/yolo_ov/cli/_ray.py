@@ -15,8 +15,8 @@ from typing import Any
 
 from ..config import DetectConfig, Mode, RuntimeConfig
 from ..errors import ConfigError
-from ..signals import terminate_as_interrupt
 from ._app import EXIT_OK, EXIT_PARTIAL, err
+from .signals import terminate_as_interrupt
 
 __all__ = ["RAY_OPTION", "optional_value_args", "predict_on_ray", "ray_address", "serve_on_ray"]
 
@@ -71,8 +71,8 @@ def predict_on_ray(
     import dataclasses
 
     from ..default_model import resolve_or_default
-    from ..model import inspect_model, read_model
-    from ..runtime import get_core
+    from ..runtime.core import get_core
+    from ..runtime.model import inspect_model, read_model
     from ._options import resolve_classes
 
     given = [name for name, value in unsupported.items() if value]

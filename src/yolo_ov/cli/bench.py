@@ -10,7 +10,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..config import Mode
 from ..errors import ConfigError
-from ..sinks import check_output_dir, check_output_file
+from ..io.sinks import check_output_dir, check_output_file
 from ._app import app, err, guarded, out
 from ._options import ConfigOpt, DeviceOpt, ImgszOpt, ModelOpt, NoCacheOpt, NoMmapOpt, build_runtime, tuned_model
 from .val import write_json

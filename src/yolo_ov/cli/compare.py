@@ -8,10 +8,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..compare import compare_models, plot_comparison, table_rows
 from ..errors import ConfigError
-from ..evaluate import PROTOCOLS
-from ..sinks import check_output_file
+from ..eval.compare import compare_models, plot_comparison, table_rows
+from ..eval.evaluate import PROTOCOLS
+from ..io.sinks import check_output_file
 from ._app import app, err, guarded, out
 from ._options import DeviceOpt, ImgszOpt, ModeOpt, NoCacheOpt, build_runtime
 from .val import validation_progress, write_json

@@ -10,8 +10,8 @@ from typing import Annotated
 
 import typer
 
-from ..export import ExportConfig, ExportWarning, export_model
-from ..quantize import CalibrationWarning
+from ..export.convert import ExportConfig, ExportWarning, export_model
+from ..export.quantize import CalibrationWarning
 from ._app import app, err, guarded
 from ._options import parse_imgsz
 
@@ -68,8 +68,8 @@ def export_cmd(
 
 
 def _export_auto(weights: Path, config: ExportConfig, max_drop: float) -> None:
-    """``--precision auto``: both candidates measured here, the faster accurate one kept (yolo_ov.export_auto)."""
-    from ..export_auto import export_fastest
+    """``--precision auto``: both candidates measured here, the faster accurate one kept (yolo_ov.export.precision)."""
+    from ..export.precision import export_fastest
 
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:

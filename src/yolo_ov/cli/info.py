@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from ..detector import Detector
-from ..runtime import available_devices
+from ..runtime.core import available_devices
 from ._app import app, guarded, out
 from ._options import ConfigOpt, DeviceOpt, ImgszOpt, ModelOpt, ModeOpt, NoCacheOpt, build_runtime, tuned_model
 

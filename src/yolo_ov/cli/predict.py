@@ -23,12 +23,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..config import DetectConfig, Mode
 from ..detector import Detector
 from ..errors import ConfigError, InputError
-from ..images import load_image
+from ..imaging.decode import load_image
+from ..io.sinks import AnnotatedImageSink, CocoJsonSink, JsonlSink, VideoSink, check_output_dir, check_output_file
+from ..io.sources import FrameSource, SourceItem, is_live, is_video_file, open_source
 from ..pipeline import PipelineConfig, Specialize
 from ..results import Detections, Failure
-from ..signals import deferred
-from ..sinks import AnnotatedImageSink, CocoJsonSink, JsonlSink, VideoSink, check_output_dir, check_output_file
-from ..sources import FrameSource, SourceItem, is_live, is_video_file, open_source
 from ..track import Trails
 from ._app import EXIT_OK, EXIT_PARTIAL, app, err, guarded
 from ._options import (
@@ -44,6 +43,7 @@ from ._options import (
     tuned_model,
 )
 from ._ray import RAY_HELP, RAY_OPTION, predict_on_ray, ray_address
+from .signals import deferred
 
 _MODE_HELP = (
     "latency | throughput | cumulative_throughput. Default: latency for a single image file, "
@@ -352,7 +352,7 @@ def _latency_results(
 class _Sinks:
     def __init__(self, jsonl: Path | None, coco: Path | None, coco91: bool, save_dir: Path | None,
                  video: Path | None, fps: float, *, polygons: bool = False) -> None:
-        from ..coco import COCO80_TO_COCO91
+        from ..runtime.coco_names import COCO80_TO_COCO91
 
         self.jsonl = self.coco = self.images = self.video = None
         try:

@@ -20,11 +20,10 @@ from rich.progress import Progress, TextColumn, TimeElapsedColumn
 from ..config import DetectConfig
 from ..detector import Detector
 from ..errors import ConfigError
+from ..io.sinks import JsonlSink, VideoSink, check_output_file
+from ..io.sources import is_live, is_video_file
 from ..pipeline import PipelineConfig, Specialize
 from ..results import Detections, Failure
-from ..signals import deferred
-from ..sinks import JsonlSink, VideoSink, check_output_file
-from ..sources import is_live, is_video_file
 from ..track import Counters, Trails, load_tracker_config
 from ..track.counters import parse_line, parse_zone
 from ._app import EXIT_OK, EXIT_PARTIAL, app, err, guarded
@@ -40,6 +39,7 @@ from ._options import (
     resolve_classes,
     tuned_model,
 )
+from .signals import deferred
 
 
 @app.command()

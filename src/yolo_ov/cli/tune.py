@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..errors import ConfigError
-from ..sinks import check_output_dir, check_output_file
+from ..io.sinks import check_output_dir, check_output_file
 from ._app import app, err, guarded, out
 from ._options import DeviceOpt, ImgszOpt, ModelOpt, NoCacheOpt, build_runtime
 
@@ -45,7 +45,7 @@ def tune(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
 ) -> None:
     """Sweep configurations, print them, and save the best as a config for --config."""
-    from ..tune import tune as run_tune
+    from ..bench.tune import tune as run_tune
 
     batches = _batches(batch)
     variants = _models(models, model)

@@ -12,8 +12,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..errors import ConfigError, OutputError
-from ..sinks import check_output_file
-from ..validate import PROTOCOLS, ValResult, describe, validate
+from ..eval.validate import PROTOCOLS, ValResult, describe, validate
+from ..io.sinks import check_output_file
 from ._app import app, err, guarded, out
 from ._options import DeviceOpt, ImgszOpt, ModelOpt, ModeOpt, NoCacheOpt, build_runtime
 

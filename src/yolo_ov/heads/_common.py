@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..config import DetectConfig
-from ..metrics_ultralytics import probiou  # Ultralytics' batch_probiou, shared with OBB validation
-from ..postprocess import nms
-from ..preprocess import Letterbox
+from ..eval.metrics_ultralytics import probiou  # Ultralytics' batch_probiou, shared with OBB validation
+from ..imaging.letterbox import Letterbox
+from ..ops.boxes import nms
 
 __all__ = [
     "Kept", "decode_end2end_rows", "decode_raw_rows", "dim", "probiou", "rotated_nms", "scale_points",

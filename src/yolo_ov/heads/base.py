@@ -1,6 +1,6 @@
 """The head contract: one image's network outputs -> one result.
 
-A head is chosen once per model, from its :class:`~yolo_ov.model.ModelInfo`
+A head is chosen once per model, from its :class:`~yolo_ov.runtime.model.ModelInfo`
 (task and output layout), and then called for every image by every runner:
 the latency path, the throughput pipeline, ``submit()``, validation and INT8
 accuracy control. Nothing else decodes, runs NMS or rescales, so adding a
@@ -18,9 +18,9 @@ import numpy as np
 
 from ..config import DetectConfig
 from ..errors import ModelLoadError
-from ..images import reduction_factor
-from ..model import ModelInfo
-from ..preprocess import letterbox
+from ..imaging.decode import reduction_factor
+from ..imaging.letterbox import letterbox
+from ..runtime.model import ModelInfo
 
 __all__ = ["HEADS", "Head", "register_head", "select_head", "supported_tasks"]
 

@@ -17,9 +17,9 @@ import numpy as np
 
 from ..config import DetectConfig
 from ..errors import ModelLoadError
-from ..model import ModelInfo
-from ..resample import resize_short_side
+from ..imaging.resample import resize_short_side
 from ..results import Classification
+from ..runtime.model import ModelInfo
 from ._common import dim
 from .base import Head, register_head
 

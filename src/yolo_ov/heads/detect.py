@@ -8,10 +8,10 @@ import numpy as np
 
 from ..config import DetectConfig
 from ..errors import ModelLoadError
-from ..model import ModelInfo
-from ..postprocess import decode_end2end, decode_raw, scale_boxes
-from ..preprocess import Letterbox
+from ..imaging.letterbox import Letterbox
+from ..ops.boxes import decode_end2end, decode_raw, scale_boxes
 from ..results import Detections
+from ..runtime.model import ModelInfo
 from .base import Head, register_head
 
 __all__ = ["DetectHead", "EndToEndDetectHead"]

@@ -18,10 +18,10 @@ import numpy as np
 
 from ..config import DetectConfig
 from ..errors import ModelLoadError
-from ..model import ModelInfo
-from ..postprocess import xywhr_to_corners
-from ..preprocess import Letterbox
+from ..imaging.letterbox import Letterbox
+from ..ops.boxes import xywhr_to_corners
 from ..results import Detections
+from ..runtime.model import ModelInfo
 from ._common import Kept, decode_end2end_rows, decode_raw_rows, denormalize, dim, scale_xywhr
 from .base import Head, register_head
 

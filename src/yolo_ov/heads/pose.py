@@ -16,9 +16,9 @@ import numpy as np
 
 from ..config import DetectConfig
 from ..errors import ModelLoadError
-from ..model import ModelInfo
-from ..preprocess import Letterbox
+from ..imaging.letterbox import Letterbox
 from ..results import Detections
+from ..runtime.model import ModelInfo
 from ._common import Kept, decode_end2end_rows, decode_raw_rows, denormalize, dim, scale_points, scale_xyxy
 from .base import Head, register_head
 

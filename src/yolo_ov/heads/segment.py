@@ -3,14 +3,14 @@
 Two outputs: per-anchor rows ``box, class scores, nm mask coefficients`` and
 ``(nm, H/4, W/4)`` mask prototypes. Boxes are decoded as for detection; each
 kept box's mask is ``coefficients @ prototypes`` cut to the box, upsampled and
-thresholded as Ultralytics' ``process_mask`` does (see :mod:`yolo_ov.masks`).
+thresholded as Ultralytics' ``process_mask`` does (see :mod:`yolo_ov.ops.masks`).
 Detections whose mask comes out empty in the image are dropped. Ultralytics
 drops those empty in its letterboxed input, padding included, so it keeps a
 box lying in the padding with an empty mask where yolo-ov drops it (measured
 with random-weight YOLO26n-seg: 9 of about 1,130 detections, all on one image;
 the shared YOLO11n-seg still matches Ultralytics on >= 99% of coco96's detections).
 Result: :class:`~yolo_ov.results.Detections` with ``data["masks"]``, a
-:class:`~yolo_ov.masks.Masks`.
+:class:`~yolo_ov.ops.masks.Masks`.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ import numpy as np
 
 from ..config import DetectConfig
 from ..errors import ModelLoadError
-from ..masks import Masks, masks_from_prototypes
-from ..model import ModelInfo
-from ..preprocess import Letterbox
+from ..imaging.letterbox import Letterbox
+from ..ops.masks import Masks, masks_from_prototypes
 from ..results import Detections
+from ..runtime.model import ModelInfo
 from ._common import Kept, decode_end2end_rows, decode_raw_rows, dim, scale_xyxy
 from .base import Head, register_head
 

@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 
 from ..config import DetectConfig
-from ..engine import Engine
 from ..errors import ConfigError, InferenceError
 from ..heads import Head
-from ..images import ImageInput
-from ..sources import FrameSource, open_source
+from ..imaging.decode import ImageInput
+from ..io.sources import FrameSource, open_source
+from ..runtime.engine import Engine
 from .config import MAX_AUTO_WORKERS, PipelineConfig, Specialize
 from .lanes import LaneSet, ShapePlanner
 from .payoff import video_shape_pays_off
@@ -172,7 +172,7 @@ class Pipeline:
     def stream(self, source: Any, *, ordered: bool | None = None, with_images: bool = False,
                drop: str | None = "auto", callback: Callable[[Any], None] | None = None,
                detect: DetectConfig | None = None) -> StreamRun:
-        """Start a run over ``source`` (anything :func:`~yolo_ov.sources.open_source` takes).
+        """Start a run over ``source`` (anything :func:`~yolo_ov.io.sources.open_source` takes).
 
         Several runs may be active at once on one pipeline: they share the
         request slots and the compiled shapes. Returns a :class:`StreamRun`:

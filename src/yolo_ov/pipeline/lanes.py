@@ -1,6 +1,6 @@
 """Compiled input shapes ("lanes") and the choice of lane for each image.
 
-A lane is one :class:`~yolo_ov.engine.Engine`: one compiled input shape with
+A lane is one :class:`~yolo_ov.runtime.engine.Engine`: one compiled input shape with
 its asynchronous requests, created once and shared by every run and by
 ``submit()``. The model's own shape is the base lane and is never compiled a
 second time.
@@ -22,8 +22,8 @@ import math
 import threading
 from collections.abc import Callable
 
-from ..engine import Engine
-from ..preprocess import min_rect_shape
+from ..imaging.letterbox import min_rect_shape
+from ..runtime.engine import Engine
 
 __all__ = ["BUCKETS", "LaneSet", "ShapePlanner", "bucket_shape"]
 

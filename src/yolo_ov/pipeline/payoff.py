@@ -6,7 +6,7 @@ spend on inference, and the frames that arrive while it compiles still run at
 the model's own shape. A clip of a few dozen frames therefore ends *slower*
 specialised. When the source says how many frames it holds and their size
 (a video file's ``CAP_PROP_FRAME_COUNT``, see
-:attr:`~yolo_ov.sources.FrameSource.expected_frames`), the automatic setting
+:attr:`~yolo_ov.io.sources.FrameSource.expected_frames`), the automatic setting
 keeps short clips at the model's own shape.
 
 The rule: specialise when ``frames x (1 - area(shape) / area(model's own))``
@@ -19,7 +19,7 @@ shape that is already compiled in this pipeline (nothing left to pay).
 
 from __future__ import annotations
 
-from ..preprocess import min_rect_shape
+from ..imaging.letterbox import min_rect_shape
 
 __all__ = ["COMPILE_COST_FRAMES", "saving", "shape_pays_off", "video_shape_pays_off"]
 

@@ -36,12 +36,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..config import DetectConfig
-from ..engine import Engine
 from ..errors import InferenceError, InputError
-from ..images import load_image_for
-from ..preprocess import PAD_VALUE
+from ..imaging.decode import load_image_for
+from ..imaging.letterbox import PAD_VALUE
+from ..io.sources import FrameSource, SourceItem
 from ..results import Failure, Timings
-from ..sources import FrameSource, SourceItem
+from ..runtime.engine import Engine
 from .config import DEFAULT_WORKERS, LARGE_IMAGE_PIXELS, MAX_AUTO_WORKERS
 from .lanes import ShapePlanner
 

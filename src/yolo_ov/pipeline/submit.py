@@ -35,8 +35,8 @@ import numpy as np
 
 from ..config import DetectConfig
 from ..errors import InferenceError, OverloadedError
-from ..images import ImageInput, describe_source, load_image_for
-from ..preprocess import PAD_VALUE
+from ..imaging.decode import ImageInput, describe_source, load_image_for
+from ..imaging.letterbox import PAD_VALUE
 from ..results import Timings
 from .config import DEFAULT_WORKERS
 

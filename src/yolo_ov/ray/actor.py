@@ -20,9 +20,9 @@ import pyarrow as pa
 
 from ..config import DetectConfig, RuntimeConfig
 from ..errors import InputError, OverloadedError
+from ..io.sources import is_video_file
 from ..pipeline import PipelineConfig
 from ..results import Detections, Failure
-from ..sources import is_video_file
 from .inputs import is_uri
 from .shipping import ModelSource
 

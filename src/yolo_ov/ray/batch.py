@@ -39,8 +39,8 @@ import pyarrow as pa
 
 from ..config import DetectConfig, Mode, RuntimeConfig
 from ..errors import ConfigError, InferenceError
+from ..io.sinks import JsonlSink, check_output_file
 from ..pipeline import PipelineConfig, Specialize
-from ..sinks import JsonlSink, check_output_file
 from .actor import DetectorActor
 from .cluster import connect, cpu_nodes, require_extra
 from .config import BatchConfig
@@ -165,7 +165,7 @@ def map_detections(
 # -- the driver ---------------------------------------------------------------------
 
 class _Line:
-    """A JSONL line already formatted by an actor, for :class:`~yolo_ov.sinks.JsonlSink`."""
+    """A JSONL line already formatted by an actor, for :class:`~yolo_ov.io.sinks.JsonlSink`."""
 
     __slots__ = ("line",)
 

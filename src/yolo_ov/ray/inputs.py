@@ -16,8 +16,8 @@ from typing import Any
 import pyarrow as pa
 
 from ..errors import ConfigError, InputError
-from ..images import IMAGE_SUFFIXES
-from ..sources import VIDEO_SUFFIXES, is_live, is_video_file, iter_image_files
+from ..imaging.decode import IMAGE_SUFFIXES
+from ..io.sources import VIDEO_SUFFIXES, is_live, is_video_file, iter_image_files
 
 __all__ = ["INPUT_SCHEMA", "expand_inputs", "input_dataset", "is_uri"]
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from ..config import default_cache_dir
 from ..errors import ConfigError, ModelLoadError
-from ..model import resolve_model_path
+from ..runtime.model import resolve_model_path
 
 __all__ = ["MAX_PACKAGE_BYTES", "ModelPackage", "ModelSource", "pack", "unpack"]
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..imagesize import HeaderError, image_size
+from ..imaging.header import HeaderError, image_size
 
 __all__ = ["BodyLimit", "ServeError", "check_encoded", "check_frame", "decode_body"]
 

@@ -14,7 +14,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..draw import palette_color
+from ..io.draw import palette_color
 from ..results import Detections
 
 __all__ = ["Trails"]

@@ -68,7 +68,7 @@ def track(
             ``track_high_thresh``: ``conf=0.1`` lets them through, as
             Ultralytics' ``track`` does by default).
         with_images: yield ``(result, image)`` pairs (for drawing).
-        drop: the live frame-drop policy (see :func:`~yolo_ov.sources.open_source`).
+        drop: the live frame-drop policy (see :func:`~yolo_ov.io.sources.open_source`).
         config: pipeline settings for this run.
 
     Example:

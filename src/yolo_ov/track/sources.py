@@ -2,7 +2,7 @@
 
 ``--detect-every N`` runs the detector on every Nth frame of each stream;
 the tracker predicts the frames between. It is done here, in front of the
-pipeline, with nothing but the public :mod:`yolo_ov.sources` classes: a
+pipeline, with nothing but the public :mod:`yolo_ov.io.sources` classes: a
 wrapper reads every frame, passes the chosen ones on to be inferred and
 keeps a note (and, when the caller draws, the picture) of the others, which
 the tracking run then answers with the tracker's prediction, in order.
@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from ..errors import ConfigError, InputError
-from ..sources import FrameSource, LatestFrames, SourceItem, is_live, is_video_file, open_source
+from ..io.sources import FrameSource, LatestFrames, SourceItem, is_live, is_video_file, open_source
 
 __all__ = ["LiveStreams", "SkippedFrame", "open_tracking_source"]
 
@@ -129,7 +129,7 @@ def open_tracking_source(source: Any, *, detect_every: int, drop: str | None, ke
     """The :class:`FrameSource` to stream, and the selector holding the frames it skips.
 
     With ``detect_every == 1`` and an ordinary source this is
-    :func:`~yolo_ov.sources.open_source` itself (no selector).
+    :func:`~yolo_ov.io.sources.open_source` itself (no selector).
     """
     if isinstance(detect_every, bool) or not isinstance(detect_every, int) or detect_every < 1:
         raise ConfigError(f"detect_every must be a positive integer, got {detect_every!r}")

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import openvino as ov
 
-from .config import RuntimeConfig
-from .errors import ConfigError, DeviceError, InferenceError, openvino_message
+from ..config import RuntimeConfig
+from ..errors import ConfigError, DeviceError, InferenceError, openvino_message
 from .model import ModelInfo, inspect_model, read_model, resolve_model_path
 from .prepared import PreparedStore
 from .reshape import reshape_model
@@ -244,7 +244,7 @@ def _scale_1_255(node: ov.Output) -> ov.Output:
 
 class OpenVINOEngine:
     """One compiled model: a synchronous request for the latency path and an
-    ``AsyncInferQueue`` for everything asynchronous (see :class:`yolo_ov.engine.Engine`).
+    ``AsyncInferQueue`` for everything asynchronous (see :class:`yolo_ov.runtime.engine.Engine`).
 
     Thread-safety: :meth:`infer` may be called from any number of threads; it
     serialises them on the one synchronous request (one request per device is
@@ -387,7 +387,7 @@ class OpenVINOEngine:
 
 
 #: Back-compat name: the OpenVINO engine was called ``Engine`` before the contract
-#: in :mod:`yolo_ov.engine` took that name.
+#: in :mod:`yolo_ov.runtime.engine` took that name.
 Engine = OpenVINOEngine
 
 _KEYS = itertools.count()

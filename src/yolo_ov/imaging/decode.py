@@ -10,7 +10,7 @@ Reduced decoding (:func:`load_image_for`): a JPEG much larger than the network
 input is decoded at a half, quarter or eighth of its size by libjpeg's DCT
 scaling (``cv2.IMREAD_REDUCED_COLOR_2/4/8``) when the letterbox needs no more
 pixels than that, which skips most of the decoding work on 12 MP photos and 4K
-frames. The size is read from the header first (:mod:`yolo_ov.imagesize`), and
+frames. The size is read from the header first (:mod:`yolo_ov.imaging.header`), and
 the letterbox geometry stays that of the full image, so boxes still come back
 in original pixels; only the pixels fed to the network differ slightly (DCT
 scaling averages where a full decode + ``INTER_LINEAR`` samples), which is
@@ -25,9 +25,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import InputError
-from .imagesize import HeaderError, image_size, jpeg_orientation
-from .preprocess import letterbox_geometry
+from ..errors import InputError
+from .header import HeaderError, image_size, jpeg_orientation
+from .letterbox import letterbox_geometry
 
 __all__ = [
     "IMAGE_SUFFIXES", "REDUCTIONS", "ImageInput", "describe_source", "load_image", "load_image_for",
@@ -115,7 +115,7 @@ def load_image_for(image: ImageInput, target_hw: tuple[int, int] | None, source:
     a half, quarter or eighth of its pixels is decoded at that size
     (``reduction``: :func:`reduction_factor`, or a head's own rule);
     ``pixels`` is then smaller than ``original``, and the letterbox must use
-    ``original`` for its geometry (:func:`~yolo_ov.preprocess.letterbox`'s
+    ``original`` for its geometry (:func:`~yolo_ov.imaging.letterbox.letterbox`'s
     ``original_hw``). Anything else is decoded as :func:`load_image` does and
     ``original`` is its shape. Shape specialisation does not change the
     factor: every compiled shape holds the minimal letterbox of the model's

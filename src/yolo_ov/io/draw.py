@@ -81,7 +81,7 @@ def _draw_keypoints(canvas: np.ndarray, kpts: np.ndarray, lw: int) -> None:
 
 
 def _draw_rotated(canvas: np.ndarray, det: Any, xywhr: np.ndarray, lw: int) -> None:
-    from .postprocess import xywhr_to_corners
+    from ..ops.boxes import xywhr_to_corners
 
     corners = xywhr_to_corners(xywhr)
     font_scale = lw / 3

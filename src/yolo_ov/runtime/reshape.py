@@ -15,7 +15,7 @@ import numpy as np
 import openvino as ov
 import openvino.opset13 as ops
 
-from .errors import ConfigError, openvino_message
+from ..errors import ConfigError, openvino_message
 
 __all__ = ["make_anchors", "reshape_model"]
 

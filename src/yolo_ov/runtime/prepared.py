@@ -5,7 +5,7 @@ OpenVINO's model cache only pays off fully when ``compile_model`` is given a
 pre-processing) every start must still read the IR, rebuild the graph and
 hash it before the cache can be consulted. So the first load saves the
 prepared graph as an IR in ``<cache_dir>/prepared/<key>/`` together with the
-:class:`~yolo_ov.model.ModelInfo` read from it; later loads skip reading and
+:class:`~yolo_ov.runtime.model.ModelInfo` read from it; later loads skip reading and
 preparing and compile that file, which OpenVINO's cache answers directly.
 
 The key covers what the prepared graph depends on: the source files'

@@ -14,7 +14,7 @@ INT8 IR ran 1.44x the FP32 IR, while on an Intel Xeon with AMX the FP32 IR,
 executed in bf16, beat the INT8 IR (benchmark_app 61.9 vs 51.7 FPS). So tune
 also compares **model variants** (``models``: e.g. the FP32 and the INT8 IR)
 and the precision hints the device offers, and keeps only the variants whose
-COCO mAP50-95 on ``data`` (measured with :func:`yolo_ov.validate.validate`)
+COCO mAP50-95 on ``data`` (measured with :func:`yolo_ov.eval.validate.validate`)
 is within ``max_drop`` of the most accurate one: the fastest *accurate*
 configuration wins. Without ``data`` there is no accuracy check, so several
 models need it.
@@ -30,12 +30,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .bench.measure import Measurement, measure_model_only
-from .bench.runner import machine_facts
-from .config import Mode, Precision, RuntimeConfig
-from .detector import Detector
-from .errors import ConfigError, YoloOvError
-from .runtime import get_core
+from ..config import Mode, Precision, RuntimeConfig
+from ..detector import Detector
+from ..errors import ConfigError, YoloOvError
+from ..runtime.core import get_core
+from .measure import Measurement, measure_model_only
+from .runner import machine_facts
 
 __all__ = ["DEFAULT_MAX_DROP", "Accuracy", "Candidate", "TuneResult", "candidates_for", "eligible", "measure_accuracy",
            "pick_best", "tune"]
@@ -263,9 +263,9 @@ def tune(
 
 def measure_accuracy(models: Sequence[str | None], precisions: Sequence[Precision | None], data: str | Path,
                      base: RuntimeConfig) -> list[Accuracy]:
-    """mAP50-95 of every model at every precision hint on ``data`` (:func:`yolo_ov.validate.validate`,
+    """mAP50-95 of every model at every precision hint on ``data`` (:func:`yolo_ov.eval.validate.validate`,
     throughput pipeline at the model's own square input)."""
-    from .validate import validate
+    from ..eval.validate import validate
 
     out = []
     for model in models:

@@ -1,4 +1,4 @@
-"""Validate a model on a labelled dataset: run it, then score it (:mod:`yolo_ov.evaluate`).
+"""Validate a model on a labelled dataset: run it, then score it (:mod:`yolo_ov.eval.evaluate`).
 
 :func:`validate` runs a model over the dataset with the settings Ultralytics'
 validator uses for exported models (``conf=0.001``, ``iou=0.7``, multi-label
@@ -15,7 +15,7 @@ Two protocols:
 * ``ultralytics``: reproduces the figure Ultralytics' own ``val`` prints.
   Its validator first resizes each image's long side to the model size
   (``ceil`` of the scaled sides) before the letterbox, which then only pads;
-  and it computes AP its own way (:mod:`yolo_ov.evaluate_ultralytics`).
+  and it computes AP its own way (:mod:`yolo_ov.eval.ultralytics`).
   Ultralytics 8.4 resizes with ``cv2.INTER_LINEAR`` (older releases used
   ``INTER_AREA`` when shrinking); measured on coco96 with the shared YOLOv8n
   INT8 IR on an AMX Xeon: 0.4680 mAP50-95 with ``INTER_LINEAR``, 0.4644 with
@@ -38,12 +38,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .config import DetectConfig, RuntimeConfig
+from ..config import DetectConfig, RuntimeConfig
+from ..errors import ConfigError, InputError
+from ..imaging.decode import load_image
+from ..results import Failure
 from .dataset import ClassifyDataset, YoloDataset, load_classify_dataset, load_dataset, match_classes
-from .errors import ConfigError, InputError
 from .evaluate import PROTOCOLS, ClassAP, MapMetrics, ValResult, check_dataset_fits, describe, evaluate
-from .images import load_image
-from .results import Failure
 
 __all__ = [
     "PROTOCOLS",
@@ -104,7 +104,7 @@ def validate(
             (oriented boxes), or a dataset that does not fit the task.
         DatasetError: the dataset is missing or malformed.
     """
-    from .detector import Detector  # the runtime is only needed to run a model
+    from ..detector import Detector  # the runtime is only needed to run a model
 
     if protocol not in PROTOCOLS:
         raise ConfigError(f"protocol {protocol!r} is not one of: {', '.join(PROTOCOLS)}")
@@ -157,7 +157,7 @@ class _UltralyticsValHead:
     """The model's own head, adding what Ultralytics' ``val`` scores to each result.
 
     Ultralytics scores unclipped boxes and keypoints and prototype-grid masks
-    (see :mod:`yolo_ov.evaluate_ultralytics`), which only the network outputs
+    (see :mod:`yolo_ov.eval.ultralytics`), which only the network outputs
     still hold; everything else is the wrapped head's.
     """
 
@@ -170,7 +170,7 @@ class _UltralyticsValHead:
         return getattr(self._head, name)
 
     def decode(self, outputs: Sequence[np.ndarray], geo: Any, cfg: DetectConfig) -> Any:
-        from .evaluate_ultralytics import ultralytics_extras
+        from .ultralytics import ultralytics_extras
 
         result = self._head.decode(outputs, geo, cfg)
         if not len(result):
@@ -207,7 +207,7 @@ def ultralytics_val_resize(image: np.ndarray, size: int) -> np.ndarray:
 
 def _frames(images: Sequence[Path], size: int) -> Iterator[Any]:
     """Decoded, Ultralytics-resized frames for the pipeline (an unreadable image stays an error item)."""
-    from .sources import SourceItem
+    from ..io.sources import SourceItem
 
     for path in images:
         try:
@@ -221,8 +221,8 @@ def _run_pipeline(
     det: Any, images: Sequence[Path], resize: bool, progress: Callable[[int, int], None] | None
 ) -> list[Any]:
     """The throughput pipeline (many requests in flight), at the model's own square size like Ultralytics' val."""
-    from .pipeline import PipelineConfig
-    from .sources import FrameSource
+    from ..io.sources import FrameSource
+    from ..pipeline import PipelineConfig
 
     source: Any = FrameSource(_frames(images, max(det.input_hw))) if resize else [str(p) for p in images]
     results: list[Any] = []

@@ -4,7 +4,7 @@
 throughput pipeline, a saved run): it only needs each result's ``source`` to
 be the image's path. It never runs a model, so INT8 accuracy control and
 export can use it without depending on the runtime
-(:func:`yolo_ov.validate.validate` runs a model and then calls it).
+(:func:`yolo_ov.eval.validate.validate` runs a model and then calls it).
 
 Two scoring protocols (the JSON record says which):
 
@@ -17,8 +17,8 @@ Two scoring protocols (the JSON record says which):
   as Ultralytics approximates it, because YOLO pose labels carry no
   segmentation area). COCO's standard ``maxDets=100`` is kept.
 * ``ultralytics``: Ultralytics' own matching and AP (see
-  :mod:`yolo_ov.evaluate_ultralytics` and
-  :mod:`yolo_ov.metrics_ultralytics`), to reproduce the figure its ``val``
+  :mod:`yolo_ov.eval.ultralytics` and
+  :mod:`yolo_ov.eval.metrics_ultralytics`), to reproduce the figure its ``val``
   prints. On the same coco96 detections of YOLOv8n the two definitions
   differ by about 0.004 mAP50-95 (COCO's is higher).
 
@@ -37,10 +37,10 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ConfigError, MissingExtraError
+from ..results import Detections, Failure
 from .dataset import ClassifyDataset, ImageLabels, YoloDataset
-from .errors import ConfigError, MissingExtraError
 from .metrics_ultralytics import COCO_KEYPOINT_SIGMAS, OKS_AREA_FACTOR, APResult
-from .results import Detections, Failure
 
 __all__ = [
     "MAX_DETS",
@@ -120,7 +120,7 @@ class ValResult:
         images: images in the split.
         instances: labelled objects (classification: labelled images).
         task: ``detect``, ``segment``, ``pose`` or ``classify``.
-        protocol: ``coco`` or ``ultralytics`` (see :mod:`yolo_ov.evaluate`).
+        protocol: ``coco`` or ``ultralytics`` (see :mod:`yolo_ov.eval.evaluate`).
         box: box AP (every task but classification).
         mask: mask AP (segmentation).
         pose: keypoint (OKS) AP (pose).
@@ -255,8 +255,8 @@ def evaluate(
     """Score results against the dataset's labels.
 
     Args:
-        dataset: the labelled split (:func:`~yolo_ov.dataset.load_dataset`,
-            or :func:`~yolo_ov.dataset.load_classify_dataset` for classification).
+        dataset: the labelled split (:func:`~yolo_ov.eval.dataset.load_dataset`,
+            or :func:`~yolo_ov.eval.dataset.load_classify_dataset` for classification).
         results: one result per image whose ``source`` is the image path (any
             order; :class:`Failure` records count as missing): a
             :class:`Detections`, or a classification result (with ``top5``). Boxes, masks and
@@ -293,7 +293,7 @@ def evaluate(
         return ValResult(instances=len(dataset), top1=top1, top5=top5, **common)
     dets: dict[int, Detections] = got  # type: ignore[assignment]
     if protocol == "ultralytics" or task == "obb":  # COCO has no rotated-box AP: OBB is scored Ultralytics' way
-        from .evaluate_ultralytics import score_ultralytics
+        from .ultralytics import score_ultralytics
 
         sigmas = keypoint_sigmas(dataset) if task == "pose" else None
         scored = score_ultralytics(dataset, dets, task=task, network_hw=network_hw or (640, 640), sigmas=sigmas)

@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .errors import DatasetError
-from .images import IMAGE_SUFFIXES
+from ..errors import DatasetError
+from ..imaging.decode import IMAGE_SUFFIXES
 
 __all__ = [
     "ClassifyDataset",

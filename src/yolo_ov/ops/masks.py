@@ -21,7 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .preprocess import Letterbox
+from ..imaging.letterbox import Letterbox
 
 __all__ = ["Masks", "masks_from_prototypes"]
 

@@ -3,8 +3,8 @@
 What matters for accuracy, and why it is done this way:
 
 * **Calibration data is pre-processed exactly as inference does**: the image
-  is decoded by :func:`~yolo_ov.images.load_image`, letterboxed by
-  :func:`~yolo_ov.preprocess.letterbox`, then turned into the float ``NCHW``
+  is decoded by :func:`~yolo_ov.imaging.decode.load_image`, letterboxed by
+  :func:`~yolo_ov.imaging.letterbox.letterbox`, then turned into the float ``NCHW``
   RGB tensor scaled by ``float32(1/255)`` that the exported graph expects (the
   same arithmetic the runtime compiles into the graph). Activation ranges are
   therefore measured on the very values the model will see.
@@ -22,7 +22,7 @@ What matters for accuracy, and why it is done this way:
   ``benchmarks/bench_int8.py``).
 * ``max_drop`` switches to ``nncf.quantize_with_accuracy_control``: layers
   are reverted to float, worst first, until the COCO mAP50-95 (measured with
-  :mod:`yolo_ov.validate`) is within ``max_drop`` of the float model's.
+  :mod:`yolo_ov.eval.validate`) is within ``max_drop`` of the float model's.
 """
 
 from __future__ import annotations
@@ -37,16 +37,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._console import printable_output
-from .config import DetectConfig
-from .dataset import ClassifyDataset, YoloDataset
-from .errors import CalibrationError, InputError, MissingExtraError, openvino_message
-from .evaluate import evaluate
-from .images import load_image
-from .preprocess import letterbox
+from .._console import printable_output
+from ..config import DetectConfig
+from ..errors import CalibrationError, InputError, MissingExtraError, openvino_message
+from ..eval.dataset import ClassifyDataset, YoloDataset
+from ..eval.evaluate import evaluate
+from ..imaging.decode import load_image
+from ..imaging.letterbox import letterbox
 
 if TYPE_CHECKING:
-    from .heads import Head
+    from ..heads import Head
 
 __all__ = [
     "RECOMMENDED_CALIB_SIZE",
@@ -292,7 +292,7 @@ def quantize_model(
 class _MapValidation:
     """NNCF's ``validation_fn``: the task's headline accuracy of a compiled float-input model on
     some images of the dataset (box mAP50-95 for detection, mask or keypoint mAP50-95 for
-    segmentation or pose, top-1 for classification: :attr:`~yolo_ov.evaluate.ValResult.primary`).
+    segmentation or pose, top-1 for classification: :attr:`~yolo_ov.eval.evaluate.ValResult.primary`).
 
     NNCF calls it with the full validation set and with subsets when ranking
     layers, so it scores exactly the images (indices into the dataset) it is given.
@@ -346,7 +346,7 @@ def _runtime_check(
     run in bf16 at inference, and the real drop can exceed ``max_drop``. When
     it does, say so with both figures and the way out.
     """
-    from .runtime import get_core  # one Core per process
+    from ..runtime.core import get_core  # one Core per process
 
     core = get_core()
     measure = _MapValidation(dataset, imgsz, head)

@@ -38,8 +38,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .errors import ConfigError, InputError
-from .images import IMAGE_SUFFIXES, describe_source
+from ..errors import ConfigError, InputError
+from ..imaging.decode import IMAGE_SUFFIXES, describe_source
 
 __all__ = [
     "LIVE_SCHEMES",

@@ -36,8 +36,8 @@ from typing import ClassVar
 import cv2
 import numpy as np
 
-from .errors import ConfigError, OutputError
-from .results import Detections, Failure
+from ..errors import ConfigError, OutputError
+from ..results import Detections, Failure
 
 __all__ = ["AnnotatedImageSink", "CocoJsonSink", "JsonlSink", "VideoSink", "check_output_dir", "check_output_file"]
 

@@ -1,7 +1,7 @@
 """Host-side pre-processing: the letterbox, nothing more.
 
 Everything after the letterbox (HWC->CHW, BGR->RGB, uint8->float, /255) runs
-inside the OpenVINO graph (see :mod:`yolo_ov.runtime`), so the host only
+inside the OpenVINO graph (see :mod:`yolo_ov.runtime.core`), so the host only
 resizes and pads an 8-bit image. The arithmetic mirrors Ultralytics'
 ``LetterBox`` exactly (same rounding of the resized size and of the padding)
 so boxes agree with Ultralytics to the pixel. Pure OpenCV/numpy.
@@ -53,7 +53,7 @@ def letterbox(image: np.ndarray, target: tuple[int, int], pad_value: int = PAD_V
         image: BGR ``uint8`` ``HxWx3``.
         target: network input ``(height, width)``.
         original_hw: when ``image`` was decoded at reduced size (see
-            :func:`yolo_ov.images.load_image_for`), the size of the full
+            :func:`yolo_ov.imaging.decode.load_image_for`), the size of the full
             image: the geometry is that of the full image (so boxes map back
             to its pixels) and ``image`` is resized to the same letterbox.
 

@@ -11,7 +11,7 @@ model, copied out of the request's buffers, in the model's output order.
 thread pool, so ordering, backpressure, timeouts, shutdown and batching are
 testable in milliseconds without OpenVINO or a model (like httpx's
 ``MockTransport``). The OpenVINO implementation is
-:class:`yolo_ov.runtime.OpenVINOEngine`.
+:class:`yolo_ov.runtime.core.OpenVINOEngine`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from .errors import InferenceError
+from ..errors import InferenceError
 
 __all__ = ["DoneCallback", "Engine", "FakeEngine", "Outputs"]
 

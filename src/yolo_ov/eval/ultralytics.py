@@ -1,9 +1,9 @@
 """Score results the way Ultralytics' ``val`` does (``--protocol ultralytics``).
 
 Per image, Ultralytics matches detections (descending confidence) with the
-labelled objects of their class (:func:`~yolo_ov.metrics_ultralytics.match_predictions`)
+labelled objects of their class (:func:`~yolo_ov.eval.metrics_ultralytics.match_predictions`)
 by box IoU, by mask IoU (segmentation) and by OKS (pose), pools every
-image's matches and computes its own AP (:func:`~yolo_ov.metrics_ultralytics.ap_per_class`).
+image's matches and computes its own AP (:func:`~yolo_ov.eval.metrics_ultralytics.ap_per_class`).
 This module feeds it the same inputs:
 
 * **Boxes and keypoints** are compared in the pixels of each result's
@@ -39,6 +39,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ..imaging.letterbox import letterbox_geometry
+from ..results import Detections
 from .dataset import ImageLabels, YoloDataset
 from .metrics_ultralytics import (
     OKS_AREA_FACTOR,
@@ -50,8 +52,6 @@ from .metrics_ultralytics import (
     match_predictions,
     probiou,
 )
-from .preprocess import letterbox_geometry
-from .results import Detections
 
 __all__ = ["MASK_RATIO", "rotated_labels", "score_ultralytics", "ultralytics_extras"]
 

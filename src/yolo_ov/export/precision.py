@@ -8,16 +8,16 @@ the machine that runs it:
 
 1. both candidates are exported into a hidden folder beside the output
    (FP32, and INT8 calibrated on ``data``; each exactly as
-   :func:`~yolo_ov.export.export_model` makes it);
-2. each is validated on ``data`` (COCO mAP50-95, :func:`yolo_ov.validate.validate`)
+   :func:`~yolo_ov.export.convert.export_model` makes it);
+2. each is validated on ``data`` (COCO mAP50-95, :func:`yolo_ov.eval.validate.validate`)
    and its throughput measured model-only with the THROUGHPUT hint (what
    ``benchmark_app -hint throughput`` measures), in interleaved rounds so a
    change in machine load hits both;
 3. the fastest candidate within ``max_drop`` mAP50-95 of the most accurate one
-   (:func:`yolo_ov.tune.pick_best`) is moved into place; what was measured is
+   (:func:`yolo_ov.bench.tune.pick_best`) is moved into place; what was measured is
    written into its ``metadata.yaml`` (``yolo_ov.auto_precision``) and returned.
 
-This module sits above :mod:`yolo_ov.export` (which never reaches the
+This module sits above :mod:`yolo_ov.export.convert` (which never reaches the
 ``Detector``) and below the CLI.
 """
 
@@ -33,9 +33,9 @@ from typing import Any
 
 import yaml
 
-from .config import RuntimeConfig
-from .errors import ConfigError, OutputError
-from .export import ExportConfig, default_output, export_model, place_model_folder
+from ..config import RuntimeConfig
+from ..errors import ConfigError, OutputError
+from .convert import ExportConfig, default_output, export_model, place_model_folder
 
 __all__ = ["AutoExport", "export_fastest"]
 
@@ -86,12 +86,12 @@ def export_fastest(weights: Path, config: ExportConfig, *, max_drop: float = 0.0
         DatasetError: ``data`` is not a labelled dataset.
         ExportError, CalibrationError, MissingExtraError: as :func:`export_model`.
     """
-    from .bench.measure import measure_model_only
-    from .bench.runner import machine_facts
-    from .dataset import load_dataset
-    from .detector import Detector
-    from .tune import Candidate, eligible, pick_best
-    from .validate import validate
+    from ..bench.measure import measure_model_only
+    from ..bench.runner import machine_facts
+    from ..bench.tune import Candidate, eligible, pick_best
+    from ..detector import Detector
+    from ..eval.dataset import load_dataset
+    from ..eval.validate import validate
 
     if config.data is None:
         raise ConfigError("--precision auto needs --data: a labelled YOLO dataset, to calibrate INT8 and to "
@@ -148,8 +148,8 @@ def export_fastest(weights: Path, config: ExportConfig, *, max_drop: float = 0.0
 
 def _measurement(fps: float) -> Any:
     """A stand-in :class:`~yolo_ov.bench.measure.Measurement` carrying the median FPS (for ``pick_best``)."""
-    from .bench.measure import Measurement
-    from .bench.stats import LatencyStats
+    from ..bench.measure import Measurement
+    from ..bench.stats import LatencyStats
 
     return Measurement("model_only", "throughput", 0, 0, 0.0, fps, LatencyStats.from_samples([]))
 

@@ -1,7 +1,7 @@
 """Read an encoded image's width and height from its header, without decoding it.
 
 Two users: the pipeline decodes a large JPEG at a half, quarter or eighth of
-its size when the letterbox needs no more (:mod:`yolo_ov.images`), which it
+its size when the letterbox needs no more (:mod:`yolo_ov.imaging.decode`), which it
 can only choose before decoding; and the server must refuse a decompression bomb (a few kilobytes of PNG or JPEG
 that declare 50,000 x 50,000 pixels) *before* OpenCV allocates the pixels.
 ``cv2.imdecode`` has no header-only mode, and its own cap

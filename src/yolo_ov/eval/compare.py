@@ -1,7 +1,7 @@
 """Accuracy and speed of several models side by side, in one run.
 
 Each model is validated on the same dataset with the same settings
-(:func:`yolo_ov.validate.validate`), one after the other, so the mAP and
+(:func:`yolo_ov.eval.validate.validate`), one after the other, so the mAP and
 images/s columns are directly comparable. The chart (mAP50-95 against
 images/s) needs matplotlib (the ``val`` extra), imported only when drawn.
 """
@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import RuntimeConfig
+from ..config import RuntimeConfig
+from ..errors import MissingExtraError
 from .dataset import ClassifyDataset, YoloDataset
-from .errors import MissingExtraError
 from .validate import ValResult, validate
 
 __all__ = ["Comparison", "compare_models", "figures", "plot_comparison", "table_rows"]

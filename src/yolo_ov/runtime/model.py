@@ -22,8 +22,8 @@ from typing import Any
 
 import yaml
 
-from .coco import COCO80_NAMES
-from .errors import ModelLoadError, openvino_message
+from ..errors import ModelLoadError, openvino_message
+from .coco_names import COCO80_NAMES
 
 __all__ = ["TASKS", "HeadType", "ModelInfo", "TensorSpec", "inspect_model", "read_model", "resolve_model_path"]
 
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 
 class HeadType(str, enum.Enum):
-    """How the network's output is laid out (see :mod:`yolo_ov.postprocess`)."""
+    """How the network's output is laid out (see :mod:`yolo_ov.ops.boxes`)."""
 
     RAW = "raw"  # (B, 4 + nc, N): needs NMS
     END2END = "end2end"  # (B, N, 6): x1 y1 x2 y2 score class
@@ -73,7 +73,7 @@ class ModelInfo:
 
     Task facts (``layout``, ``kpt_shape``, ``num_masks``, ``normalized_coords``)
     are properties derived from the fields above, so a :class:`ModelInfo`
-    saved with the prepared model (see :mod:`yolo_ov.prepared`) carries them.
+    saved with the prepared model (see :mod:`yolo_ov.runtime.prepared`) carries them.
     """
 
     path: Path

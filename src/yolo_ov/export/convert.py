@@ -9,7 +9,7 @@ Sources:
 * an existing OpenVINO IR (folder or ``.xml``): read as is.
 
 Whatever the source, the float graph then goes through one path: optional
-INT8 quantization (:mod:`yolo_ov.quantize`, NNCF), ``openvino.save_model``
+INT8 quantization (:mod:`yolo_ov.export.quantize`, NNCF), ``openvino.save_model``
 (``compress_to_fp16`` for FP16), and a ``metadata.yaml`` Ultralytics can read
 (names, imgsz, stride, task, batch, args) plus ``precision`` and a
 ``yolo_ov`` block saying how the model was made. The same facts go into the
@@ -38,11 +38,11 @@ from typing import Any
 
 import yaml
 
-from .config import normalize_imgsz
-from .errors import ConfigError, ExportError, MissingExtraError, ModelLoadError, OutputError, openvino_message
-from .heads import select_head
-from .model import HeadType, ModelInfo, inspect_model, read_model, resolve_model_path
-from .reshape import reshape_model
+from ..config import normalize_imgsz
+from ..errors import ConfigError, ExportError, MissingExtraError, ModelLoadError, OutputError, openvino_message
+from ..heads import select_head
+from ..runtime.model import HeadType, ModelInfo, inspect_model, read_model, resolve_model_path
+from ..runtime.reshape import reshape_model
 
 __all__ = ["PRECISIONS", "ExportConfig", "ExportWarning", "default_output", "export_model", "place_model_folder"]
 
@@ -211,7 +211,7 @@ def _stem(weights: Path) -> str:
 def _load_source(
     weights: Path, kind: str, config: ExportConfig, workdir: Path
 ) -> tuple[Any, ModelInfo, dict[str, Any]]:
-    from .runtime import get_core
+    from ..runtime.core import get_core
 
     provenance: dict[str, Any] = {"source": str(weights.resolve()), "source_format": kind}
     if kind == "pt":
@@ -331,7 +331,7 @@ def _calibration_inputs(config: ExportConfig) -> tuple[Any, list[Path]]:
     is read once the model's task is known (:func:`_labelled`)."""
     if config.precision != "int8":
         return None, []
-    from .dataset import find_images
+    from ..eval.dataset import find_images
 
     images = find_images(config.data)  # type: ignore[arg-type]
     if len(images) > config.calib_size:
@@ -342,7 +342,7 @@ def _calibration_inputs(config: ExportConfig) -> tuple[Any, list[Path]]:
 
 def _labelled(data: Path, info: ModelInfo) -> Any:
     """The labelled split accuracy control measures on, in the form the model's task is scored on."""
-    from .dataset import load_classify_dataset, load_dataset, match_classes
+    from ..eval.dataset import load_classify_dataset, load_dataset, match_classes
 
     if info.task == "classify":
         return match_classes(load_classify_dataset(data), info.names)
@@ -356,7 +356,7 @@ def _metadata(
 ) -> dict[str, Any]:
     import openvino as ov
 
-    from ._version import __version__
+    from .._version import __version__
 
     src = info.metadata or {}
     quantize = {"int8": 8, "fp16": 16}.get(config.precision)

@@ -16,9 +16,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .config import DetectConfig
-from .model import HeadType
-from .preprocess import Letterbox
+from ..config import DetectConfig
+from ..imaging.letterbox import Letterbox
+from ..runtime.model import HeadType
 
 __all__ = ["decode_end2end", "decode_raw", "nms", "postprocess", "scale_boxes", "xywhr_to_corners"]
 
