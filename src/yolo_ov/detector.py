@@ -21,7 +21,7 @@ import asyncio
 import dataclasses
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,7 +35,8 @@ from .heads import Head, select_head
 from .imaging.decode import ImageInput, describe_source, load_image_for
 from .pipeline import Pipeline, PipelineConfig, RunStats, StreamRun
 from .results import Detections, Failure, Timings
-from .runtime.core import CompiledInfo, LoadTimings, OpenVINOEngine, load
+from .runtime.core import CompiledInfo, LoadTimings, load
+from .runtime.model import ModelInfo
 from .runtime.engine import Engine
 
 if TYPE_CHECKING:
@@ -96,11 +97,53 @@ class Detector:
             detect, conf=conf, iou=iou, max_det=max_det, classes=classes, agnostic=agnostic
         )
         self.pipeline_config = pipeline
+        self._model_path = resolve_or_default(model)
+        engine, info = load(self._model_path, self.runtime_config)
+        self._attach(engine, info, self._compile_shape, warmup=warmup)
+
+    @classmethod
+    def from_engine(
+        cls,
+        engine: Engine,
+        model_info: ModelInfo,
+        *,
+        runtime: RuntimeConfig | None = None,
+        detect: DetectConfig | None = None,
+        pipeline: PipelineConfig | None = None,
+        make_engine: Callable[[tuple[int, int]], Engine] | None = None,
+        warmup: bool = False,
+    ) -> Detector:
+        """A Detector on an engine built elsewhere: the same front door, no model compiled.
+
+        This is how everything above the engine is tested without OpenVINO
+        (``FakeEngine`` and a hand-made :class:`ModelInfo`), as httpx's
+        clients are tested on a mock transport; it also lets an embedding
+        application bring its own :class:`~yolo_ov.runtime.engine.Engine`.
+        The Detector owns ``engine`` from here on (``close()`` closes it).
+        ``make_engine`` compiles another input shape (shape specialisation);
+        without it every image uses the engine's own shape.
+
+        Example:
+            >>> from yolo_ov.runtime import FakeEngine
+            >>> det = Detector.from_engine(FakeEngine(input_hw=(64, 64)), info)  # doctest: +SKIP
+        """
+        det = cls.__new__(cls)
+        det.runtime_config = runtime or RuntimeConfig()
+        det.detect_config = detect or DetectConfig()
+        det.pipeline_config = pipeline
+        det._model_path = model_info.path
+        det._attach(engine, model_info, make_engine, warmup=warmup)
+        return det
+
+    def _attach(self, engine: Engine, info: ModelInfo,
+                make_engine: Callable[[tuple[int, int]], Engine] | None, *, warmup: bool) -> None:
+        """Take ``engine`` (closed again if the model cannot be served), pick the head, warm up."""
         self._pipeline: Pipeline | None = None
         self._pipeline_lock = threading.Lock()
         self._closed = False
-        self._model_path = resolve_or_default(model)
-        self._engine, self.model_info = load(self._model_path, self.runtime_config)
+        self._engine = engine
+        self.model_info = info
+        self._make_engine = make_engine
         try:
             self.head: Head = select_head(self.model_info)
             _check_classes(self.detect_config, self.model_info.num_classes)
@@ -111,8 +154,9 @@ class Detector:
             t0 = time.perf_counter()
             self._engine.infer(np.full((self._engine.batch, *self._engine.input_hw, 3), 114, np.uint8))
             first = (time.perf_counter() - t0) * 1e3
-            lt = self._engine.load_timings
-            self._engine.load_timings = LoadTimings(lt.read_ms, lt.compile_ms, first)
+            lt = self.load_timings
+            if hasattr(self._engine, "load_timings"):
+                self._engine.load_timings = LoadTimings(lt.read_ms, lt.compile_ms, first)
 
     # -- what was loaded -------------------------------------------------
     @property
@@ -122,16 +166,27 @@ class Detector:
 
     @property
     def compiled_info(self) -> CompiledInfo:
-        """What OpenVINO chose: streams, optimal requests, precision, devices."""
-        return self._engine.info
+        """What OpenVINO chose: streams, optimal requests, precision, devices.
+
+        An engine that is not OpenVINO's (``from_engine``) reports its device as
+        ``"engine"``, one optimal request and nothing else.
+        """
+        info = getattr(self._engine, "info", None)
+        if info is not None:
+            return info
+        h, w = self._engine.input_hw
+        return CompiledInfo(device="engine", mode=self.runtime_config.mode.value, num_streams=None,
+                            optimal_requests=1, inference_precision=None, inference_threads=None,
+                            execution_devices=[], input_shape=(self._engine.batch, 3, h, w), cache_dir=None,
+                            enable_mmap=False)
 
     @property
     def load_timings(self) -> LoadTimings:
         """Read, compile and first-inference milliseconds of this load."""
-        return self._engine.load_timings
+        return getattr(self._engine, "load_timings", None) or LoadTimings(0.0, 0.0)
 
     @property
-    def engine(self) -> OpenVINOEngine:
+    def engine(self) -> Engine:
         """The compiled model (the :class:`~yolo_ov.runtime.engine.Engine` contract; for bench and tests)."""
         return self._engine
 
@@ -244,7 +299,7 @@ class Detector:
         if config.num_requests is None and self.runtime_config.num_requests:
             config = dataclasses.replace(config, num_requests=self.runtime_config.num_requests)
         pipeline = Pipeline(self._engine, self.head, detect=self.detect_config, config=config,
-                            make_engine=self._compile_shape, stride=self.model_info.stride,
+                            make_engine=self._make_engine, stride=self.model_info.stride,
                             device=self.runtime_config.device)
         pipeline.on_exit = self._engine.close
         return pipeline
