@@ -1,8 +1,10 @@
-"""The layout keeps data flowing one way: no import circles inside ``src/yolo_ov``.
+"""The layout keeps data flowing one way: no import circles inside ``src/yolo_ov``, and no layer imports
+from a layer above it.
 
 Every import counts, including those inside functions (a lazy import is still
-a dependency); only ``if TYPE_CHECKING:`` blocks are left out. A package's
-``__init__`` counts as a module of its own.
+a dependency) and those under ``if TYPE_CHECKING:`` (a circle hidden from the
+interpreter is still a circle in the design). A package's ``__init__`` counts
+as a module of its own.
 """
 
 from __future__ import annotations
@@ -27,13 +29,6 @@ def _modules() -> dict[str, Path]:
     return {_module_name(p): p for p in PACKAGE.rglob("*.py")}
 
 
-def _is_type_checking(node: ast.If) -> bool:
-    test = node.test
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
-    )
-
-
 def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
     is_package = path.name == "__init__.py"
@@ -46,10 +41,6 @@ def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
         return target or None
 
     def visit(node: ast.AST) -> None:
-        if isinstance(node, ast.If) and _is_type_checking(node):
-            for child in node.orelse:
-                visit(child)
-            return
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.startswith("yolo_ov"):
@@ -152,3 +143,69 @@ def test_the_detector_sits_above_the_pipeline_and_the_model_never_exports():
 @pytest.mark.parametrize("cycle", [{"a": {"b"}, "b": {"a"}}, {"a": {"b"}, "b": {"c"}, "c": {"a"}}])
 def test_cycle_finder_finds_cycles(cycle):
     assert _cycles(cycle)
+
+
+def test_type_checking_imports_count():
+    graph = {"yolo_ov.a": set()}
+    tree_src = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .b import B\n"
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        a = Path(tmp) / "a.py"
+        a.write_text(tree_src, encoding="utf-8")
+        graph["yolo_ov.a"] = _imports("yolo_ov.a", a, {"yolo_ov.a": a, "yolo_ov.b": a})
+    assert graph["yolo_ov.a"] == {"yolo_ov.b"}
+
+
+#: Layers, lowest first: a module may import its own layer and those below, never one above.
+#: A name matches a module and everything under it (the longest prefix wins).
+LAYERS: dict[str, int] = {
+    "yolo_ov.errors": 0, "yolo_ov.config": 0, "yolo_ov._version": 0, "yolo_ov._console": 0,
+    "yolo_ov.runtime": 1, "yolo_ov.imaging": 1, "yolo_ov.ops": 1,
+    "yolo_ov.results": 2,
+    "yolo_ov.heads": 3,
+    "yolo_ov.io": 4,
+    "yolo_ov.pipeline": 5,
+    # the front door and what is built on it as a library
+    "yolo_ov.detector": 6, "yolo_ov.default_model": 6, "yolo_ov.track": 6, "yolo_ov.eval": 6,
+    "yolo_ov.export": 6, "yolo_ov.bench": 6,
+    # front ends
+    "yolo_ov.serve": 7, "yolo_ov.ray": 7,
+    "yolo_ov.cli": 8,
+    "yolo_ov.__main__": 9, "yolo_ov": 9,
+}
+
+
+def layer_of(module: str) -> int:
+    parts = module.split(".")
+    for k in range(len(parts), 0, -1):
+        name = ".".join(parts[:k])
+        if name in LAYERS:
+            return LAYERS[name]
+    raise AssertionError(f"{module} has no layer: add it to LAYERS in tests/test_architecture.py")
+
+
+def test_no_module_imports_from_a_layer_above_it():
+    graph = import_graph()
+    wrong = sorted(f"{m} (layer {layer_of(m)}) imports {t} (layer {layer_of(t)})"
+                   for m, targets in graph.items() for t in targets if layer_of(t) > layer_of(m))
+    assert not wrong, "imports from a higher layer:\n" + "\n".join(wrong)
+
+
+def test_runtime_imaging_and_ops_know_nothing_above_them():
+    graph = import_graph()
+    low = [m for m in graph if layer_of(m) <= 1]
+    assert low
+    for m in low:
+        assert all(layer_of(t) <= 1 for t in graph[m]), (m, graph[m])
+
+
+def test_the_top_holds_only_the_front_door():
+    top = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert len(top) <= 12, top
+
+
+def test_no_module_is_over_600_lines():
+    long = {str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py")
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > 600}
+    assert not long, long
