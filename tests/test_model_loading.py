@@ -188,6 +188,7 @@ def test_default_model_offline_gives_one_clear_line(monkeypatch, tmp_path):
         default_model_path()
     text = str(info.value)
     assert "--model" in text and "YOLO_OV_MODEL" in text and "\n" not in text
+    assert ".tflite" in text  # every model kind --model takes is named
     assert not (tmp_path / "models" / "yolov8n.pt").exists()
     assert not list((tmp_path / "models").glob("*.part"))
 

@@ -51,7 +51,7 @@ def default_model_path() -> Path:
     except OSError as exc:
         raise ModelLoadError(
             f"no model given and none cached; downloading {DEFAULT_WEIGHTS} failed ({exc}). "
-            f"Pass --model PATH (an OpenVINO export folder, .xml or .onnx) or set {MODEL_ENV}"
+            f"Pass --model PATH (an OpenVINO export folder, .xml, .onnx or .tflite) or set {MODEL_ENV}"
         ) from exc
     from .export.convert import ExportConfig, export_model  # lazy: needs the export extra
 
