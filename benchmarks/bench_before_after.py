@@ -49,7 +49,10 @@ if kind == "latency":
             det(img)
         times, i, end = [], 0, time.perf_counter() + seconds
         while time.perf_counter() < end:
-            t0 = time.perf_counter(); det(images[i % len(images)]); times.append((time.perf_counter() - t0) * 1e3); i += 1
+            t0 = time.perf_counter()
+            det(images[i % len(images)])
+            times.append((time.perf_counter() - t0) * 1e3)
+            i += 1
         out = {"median_ms": statistics.median(times), "calls": len(times),
                "precision": det.compiled_info.inference_precision}
 elif kind == "throughput":
@@ -73,7 +76,8 @@ elif kind == "submit":
         t0 = time.perf_counter()
         threads = [threading.Thread(target=caller, args=(k,)) for k in range(8)]
         [t.start() for t in threads]; [t.join() for t in threads]
-        out = {"images_per_s": count[0] / (time.perf_counter() - t0), "precision": det.compiled_info.inference_precision}
+        out = {"images_per_s": count[0] / (time.perf_counter() - t0),
+               "precision": det.compiled_info.inference_precision}
 elif kind == "serve":
     s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
     env = {**os.environ, "PYTHONPATH": tree}
