@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
-from .header import HeaderError, image_size, jpeg_orientation
+from .header import HeaderError, image_size, jpeg_min_data_bytes, jpeg_orientation
 from .letterbox import letterbox_geometry
 
 __all__ = [
@@ -195,6 +195,10 @@ def _check_not_truncated(data: bytes, name: str) -> None:
         tail = data.rstrip(b"\x00")[-2:]
         if tail != _JPEG_EOI:
             raise InputError(f"{name}: truncated JPEG (no end-of-image marker); re-save or re-download it", name)
+        least = jpeg_min_data_bytes(data)
+        if least is not None and len(data) < least:
+            raise InputError(f"{name}: corrupt JPEG (its header declares a larger image than its data holds); "
+                             "re-save or re-download it", name)
     elif data.startswith(_PNG_SIG) and _PNG_IEND not in data[-32:]:
         raise InputError(f"{name}: truncated PNG (no IEND chunk); re-save or re-download it", name)
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import struct
 
-__all__ = ["FORMATS", "HeaderError", "image_size", "jpeg_orientation"]
+__all__ = ["FORMATS", "HeaderError", "image_size", "jpeg_min_data_bytes", "jpeg_orientation"]
 
 #: The formats whose size this module can read (and so the server accepts).
 FORMATS = ("JPEG", "PNG", "WebP", "BMP", "TIFF")
@@ -104,6 +104,45 @@ def _jpeg(data: bytes | bytearray | memoryview) -> tuple[int, int]:
                 raise HeaderError("JPEG declares its height later in the data (DNL); not supported")
             return width, height
         pos += length
+
+
+def jpeg_min_data_bytes(data: bytes | bytearray | memoryview) -> int | None:
+    """The fewest bytes a sequential (baseline or extended) Huffman JPEG of its declared size can occupy.
+
+    Each 8x8 block of each component costs at least two Huffman codes of at least one bit each: its DC
+    difference and either an end-of-block or an AC coefficient. A file shorter than that bound cannot hold
+    the image its frame header declares (a header claiming 9000x9000 on a 640x480 stream): libjpeg would only
+    warn ("premature end of data segment") and return a mostly grey picture, so the caller rejects it instead.
+    The bound is strict, so no valid file is refused. Progressive and arithmetic-coded JPEGs (end-of-band runs
+    code many blocks in a few bits) and anything unparsable give ``None``: no bound.
+    """
+    pos, n = 2, len(data)
+    while pos < n and data[pos] == 0xFF:
+        while pos < n and data[pos] == 0xFF:
+            pos += 1
+        if pos >= n:
+            return None
+        marker = data[pos]
+        pos += 1
+        if marker in _STANDALONE:
+            continue
+        if marker in (0xD9, 0xDA) or pos + 2 > n:
+            return None
+        (length,) = struct.unpack_from(">H", data, pos)
+        if marker in _SOF:
+            if marker not in (0xC0, 0xC1) or pos + 8 > n:
+                return None
+            _precision, height, width, count = struct.unpack_from(">BHHB", data, pos + 2)
+            if pos + 8 + 3 * count > n or count == 0 or height == 0:
+                return None
+            sampling = [data[pos + 8 + 3 * i + 1] for i in range(count)]
+            hs, vs = [max(s >> 4, 1) for s in sampling], [max(s & 15, 1) for s in sampling]
+            hmax, vmax = max(hs), max(vs)
+            blocks = sum(-(-(-(-width * h // hmax)) // 8) * -(-(-(-height * v // vmax)) // 8)
+                         for h, v in zip(hs, vs, strict=True))
+            return -(-2 * blocks // 8)
+        pos += length
+    return None
 
 
 def _png(data: bytes | bytearray | memoryview) -> tuple[int, int]:
