@@ -37,7 +37,7 @@ def _patch_size(data: bytes, h: int, w: int) -> bytes:
     return data[: pos + 5] + struct.pack(">HH", h, w) + data[pos + 9:]
 
 
-@pytest.mark.parametrize(("h", "w"), [(9000, 9000), (6000, 8000), (20000, 1000)])
+@pytest.mark.parametrize(("h", "w"), [(9000, 9000), (6000, 8000), (20000, 4000)])
 def test_a_header_claiming_more_than_the_data_holds_is_one_clear_error(h, w):
     data = _patch_size(_jpeg(480, 640, quality=75), h, w)
     with pytest.raises(InputError) as info:

@@ -36,8 +36,8 @@ from .imaging.decode import ImageInput, describe_source, load_image_for
 from .pipeline import Pipeline, PipelineConfig, RunStats, StreamRun
 from .results import Detections, Failure, Timings
 from .runtime.core import CompiledInfo, LoadTimings, load
-from .runtime.model import ModelInfo
 from .runtime.engine import Engine
+from .runtime.model import ModelInfo
 
 if TYPE_CHECKING:
     from .track import TrackerConfig, TrackRun
