@@ -51,7 +51,7 @@ def test_a_header_claiming_more_than_the_data_holds_is_one_clear_error(h, w):
 def test_the_file_on_disk_is_named(tmp_path):
     path = tmp_path / "patched.jpg"
     path.write_bytes(_patch_size(_jpeg(240, 320), 8000, 6000))
-    with pytest.raises(InputError, match="patched.jpg: corrupt JPEG"):
+    with pytest.raises(InputError, match=r"patched\.jpg: corrupt JPEG"):
         load_image(path)
 
 

@@ -106,6 +106,10 @@ def _jpeg(data: bytes | bytearray | memoryview) -> tuple[int, int]:
         pos += length
 
 
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
+
+
 def jpeg_min_data_bytes(data: bytes | bytearray | memoryview) -> int | None:
     """The fewest bytes a sequential (baseline or extended) Huffman JPEG of its declared size can occupy.
 
@@ -138,9 +142,9 @@ def jpeg_min_data_bytes(data: bytes | bytearray | memoryview) -> int | None:
             sampling = [data[pos + 8 + 3 * i + 1] for i in range(count)]
             hs, vs = [max(s >> 4, 1) for s in sampling], [max(s & 15, 1) for s in sampling]
             hmax, vmax = max(hs), max(vs)
-            blocks = sum(-(-(-(-width * h // hmax)) // 8) * -(-(-(-height * v // vmax)) // 8)
+            blocks = sum(_ceil(_ceil(width * h, hmax), 8) * _ceil(_ceil(height * v, vmax), 8)
                          for h, v in zip(hs, vs, strict=True))
-            return -(-2 * blocks // 8)
+            return _ceil(2 * blocks, 8)
         pos += length
     return None
 
