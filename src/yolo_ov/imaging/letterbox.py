@@ -38,7 +38,9 @@ def letterbox_geometry(original: tuple[int, int], target: tuple[int, int]) -> Le
     h0, w0 = original
     th, tw = target
     r = min(th / h0, tw / w0)
-    new_w, new_h = round(w0 * r), round(h0 * r)
+    # At least one pixel: a sliver (8x5000 into 64x64) would round to zero rows, which OpenCV cannot resize to
+    # (Ultralytics fails there); every other size rounds exactly as Ultralytics' LetterBox does.
+    new_w, new_h = max(round(w0 * r), 1), max(round(h0 * r), 1)
     dw, dh = (tw - new_w) / 2, (th - new_h) / 2
     left = round(dw - 0.1)
     top = round(dh - 0.1)
