@@ -22,10 +22,10 @@ from typer.testing import CliRunner
 from tests.tiny_models import classifier_model, save
 from yolo_ov import Detector
 from yolo_ov.cli import app
-from yolo_ov.ops.rotated import probiou, rotated_nms
 from yolo_ov.imaging.letterbox import letterbox_geometry
 from yolo_ov.imaging.resample import pil_bilinear_resize, resize_short_side
 from yolo_ov.ops.masks import Masks, masks_from_prototypes
+from yolo_ov.ops.rotated import probiou, rotated_nms
 from yolo_ov.results import Classification, Detections
 
 runner = CliRunner()
