@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from ..ops.rotated import xywhr_to_corners
-from ..results import Classification, Detections
+from ..results import Classification, Detections, Result
 
 __all__ = ["COCO_SKELETON", "draw", "draw_classification", "draw_task_data", "palette_color"]
 
@@ -41,7 +41,7 @@ def palette_color(index: int) -> tuple[int, int, int]:
     return int(b), int(g), int(r)
 
 
-def draw(result: Detections | Classification, image: np.ndarray, *, line_width: int | None = None) -> np.ndarray:
+def draw(result: Result, image: np.ndarray, *, line_width: int | None = None) -> np.ndarray:
     """A copy of BGR ``image`` with ``result`` drawn on it.
 
     Detections: boxes and ``name conf`` labels, plus what the task adds
