@@ -43,7 +43,7 @@ import pytest
 from tests.matching import box_iou
 from tests.test_tasks import MIN_CONF, MIN_MATCHED, _pairs
 from yolo_ov import Detector, RuntimeConfig
-from yolo_ov.heads._common import probiou
+from yolo_ov.ops.rotated import probiou
 from yolo_ov.pipeline import PipelineConfig
 
 pytestmark = pytest.mark.export

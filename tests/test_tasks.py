@@ -26,7 +26,7 @@ import pytest
 
 from tests.matching import box_iou
 from yolo_ov import Detector, RuntimeConfig
-from yolo_ov.heads._common import probiou
+from yolo_ov.ops.rotated import probiou
 from yolo_ov.pipeline import PipelineConfig
 from yolo_ov.results import Classification, Detections
 

@@ -22,10 +22,10 @@ from typer.testing import CliRunner
 from tests.tiny_models import classifier_model, save
 from yolo_ov import Detector
 from yolo_ov.cli import app
-from yolo_ov.heads._common import probiou, rotated_nms
 from yolo_ov.imaging.letterbox import letterbox_geometry
 from yolo_ov.imaging.resample import pil_bilinear_resize, resize_short_side
 from yolo_ov.ops.masks import Masks, masks_from_prototypes
+from yolo_ov.ops.rotated import probiou, rotated_nms
 from yolo_ov.results import Classification, Detections
 
 runner = CliRunner()
@@ -221,3 +221,98 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     lt, rb = np.maximum(a[:2], b[:2]), np.minimum(a[2:], b[2:])
     inter = float(np.prod(np.clip(rb - lt, 0, None)))
     return inter / (float(np.prod(a[2:] - a[:2])) + float(np.prod(b[2:] - b[:2])) - inter)
+
+
+# -- drawing lives in io/draw, results are data -----------------------------------------------------
+def _drawn_results() -> dict[str, Detections | Classification]:
+    from yolo_ov.ops.rotated import xywhr_to_corners
+
+    names = {0: "person", 1: "car", 2: "dog"}
+    xyxy = np.array([[10, 10, 60, 50], [70, 5, 150, 100]], np.float32)
+    base = {"xyxy": xyxy, "confidence": [0.9, 0.5], "class_id": [0, 1], "names": names, "image_shape": (120, 160)}
+    xywhr = np.array([[40, 30, 50, 20, 0.3], [100, 60, 60, 30, -0.5]], np.float32)
+    corners = xywhr_to_corners(xywhr)
+    kpts = np.zeros((2, 17, 3), np.float32)
+    kpts[..., 0], kpts[..., 1], kpts[..., 2] = 30, 30, 0.9
+    return {
+        "detect": Detections(**base),
+        "tracked": Detections(**base, data={"track_id": np.array([3, 7])}),
+        "segment": Detections(**base, data={"masks": Masks((120, 160), np.array([[10, 10], [70, 5]]),
+                                                           [np.ones((40, 50), bool), np.ones((95, 80), bool)])}),
+        "pose": Detections(**base, data={"keypoints": kpts}),
+        "obb": Detections(np.concatenate([corners.min(1), corners.max(1)], 1), [0.9, 0.5], [0, 1], names, (120, 160),
+                          data={"xywhr": xywhr}),
+        "classify": Classification(np.array([0.1, 0.6, 0.3]), names, (120, 160)),
+    }
+
+
+@pytest.mark.parametrize("task", ["detect", "tracked", "segment", "pose", "obb", "classify"])
+def test_draw_returns_an_annotated_copy(task):
+    from yolo_ov.io.draw import draw
+
+    image = np.full((120, 160, 3), 40, np.uint8)
+    before = image.copy()
+    out = draw(_drawn_results()[task], image)
+    assert np.array_equal(image, before), "the input image is left alone"
+    assert out.shape == image.shape and out.dtype == np.uint8
+    assert (out != image).any(axis=2).sum() > 200  # something was drawn
+    assert not hasattr(_drawn_results()[task], "draw")  # results are data; drawing is io.draw.draw
+
+
+def test_draw_colours_by_class_or_by_track():
+    from yolo_ov.io.draw import draw, palette_color
+
+    image = np.zeros((120, 160, 3), np.uint8)
+    results = _drawn_results()
+    # the box's left edge, below its label: the class colour, or the track's when tracked
+    assert tuple(draw(results["detect"], image)[40, 10]) == palette_color(0)
+    assert tuple(draw(results["tracked"], image)[40, 10]) == palette_color(3)
+    assert tuple(draw(results["tracked"], image)[60, 70]) == palette_color(7)
+
+
+def test_masks_are_blended_at_half_strength():
+    from yolo_ov.io.draw import draw, palette_color
+
+    image = np.full((120, 160, 3), 100, np.uint8)
+    out = draw(_drawn_results()["segment"], image)
+    expected = (np.array([100.0] * 3) * 0.5 + np.array(palette_color(1), np.float64) * 0.5).astype(np.uint8)
+    assert tuple(out[60, 110]) == tuple(expected)  # inside the second mask, away from its box and label
+
+
+def test_one_palette_one_decoder_one_probiou():
+    """The issue's duplicates stay gone: each of these is defined in exactly one module of the package."""
+    import ast
+    from pathlib import Path
+
+    import yolo_ov
+
+    root = Path(yolo_ov.__file__).parent
+    defined: dict[str, list[str]] = {}
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef | ast.ClassDef):
+                defined.setdefault(node.name, []).append(str(path.relative_to(root)))
+            elif isinstance(node, ast.Assign):
+                for target in node.targets:
+                    if isinstance(target, ast.Name):
+                        defined.setdefault(target.id, []).append(str(path.relative_to(root)))
+    assert defined["_PALETTE"] == ["io/draw.py"]
+    assert defined["probiou"] == ["ops/rotated.py"]
+    assert defined["rotated_nms"] == ["ops/rotated.py"]
+    assert defined["candidates"] == ["heads/_common.py"]
+    assert defined["dim"] == ["heads/_common.py"]
+    assert defined["nms"] == ["ops/boxes.py"]
+    assert "decode_raw" not in defined and "postprocess" not in defined and "_dim" not in defined
+
+
+def test_results_module_is_data_only():
+    """results.py imports no drawing, no OpenCV, no box decoding and nothing from io/."""
+    import ast
+    from pathlib import Path
+
+    import yolo_ov.results
+
+    tree = ast.parse(Path(yolo_ov.results.__file__).read_text(encoding="utf-8"))
+    imported = {(n.module or "") for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not {m for m in imported if m.startswith(("io", "draw", "ops.boxes", "cv2", "heads"))}, imported

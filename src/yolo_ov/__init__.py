@@ -30,13 +30,14 @@ from .errors import (
     YoloOvError,
 )
 from .pipeline import PipelineConfig, Specialize
-from .results import Detections, Failure, Timings
+from .results import Classification, Detections, Failure, Timings
 from .runtime.core import CompiledInfo, LoadTimings, available_devices
 from .runtime.engine import Engine, FakeEngine
 from .runtime.model import HeadType, ModelInfo, TensorSpec
 
 __all__ = [
     "CalibrationError",
+    "Classification",
     "CompiledInfo",
     "ConfigError",
     "DatasetError",

@@ -1,23 +1,25 @@
-"""The one result type: detections of one image, validated on construction.
+"""The result types: detections (or class probabilities) of one image, validated on construction.
 
-Boxes are ``xyxy`` float32 in original-image pixels. Converters (JSON, COCO)
-and drawing live here so every sink and every runner speaks the same type.
+Data only: boxes are ``xyxy`` float32 in original-image pixels; the
+converters (JSON, COCO) live here so every sink and every runner speaks the
+same type, and drawing lives in :mod:`yolo_ov.io.draw`. Results of parts of
+an image (tiles, crops) come back to the whole image with
+:meth:`Detections.offset` and :meth:`Detections.merge`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
-import cv2
 import numpy as np
 
-from .io.draw import draw_classification, draw_task_data
 from .ops.masks import Masks
+from .ops.rotated import xywhr_to_corners
 
-__all__ = ["DATA_FORMATTERS", "Classification", "Detections", "Failure", "Timings"]
+__all__ = ["DATA_FORMATTERS", "DATA_OFFSETS", "Classification", "Detections", "Failure", "Result", "Timings"]
 
 
 @dataclass(frozen=True)
@@ -210,33 +212,126 @@ class Detections:
                 entry["keypoints"] = [round(float(v), 3) for v in kpts.reshape(-1)]
         return entries
 
-    def draw(self, image: np.ndarray, *, line_width: int | None = None) -> np.ndarray:
-        """A copy of BGR ``image`` with boxes and ``name conf`` labels drawn on it.
+    @classmethod
+    def merge(cls, parts: Sequence[Detections], *, names: Mapping[int, str] | None = None,
+              image_shape: tuple[int, int] | None = None) -> Detections:
+        """One result holding every detection of ``parts``, in order (every field concatenated).
 
-        Tracked results (``data["track_id"]``) are labelled ``#id name conf`` and
-        coloured by id, so one object keeps its colour from frame to frame.
+        ``parts`` are results of the same image (tiles already moved into it
+        with :meth:`offset`): their ``names`` and ``image_shape`` must agree,
+        and so must the per-detection ``data`` fields of the non-empty parts.
+        ``source``, ``stream`` and ``frame`` are the first part's; ``timing``
+        is the sum of the parts' (the work done for the whole image). No NMS
+        across parts: that is the caller's choice (sliced inference decides
+        how overlapping tiles' detections are combined).
+
+        ``names`` and ``image_shape`` describe the result when ``parts`` is
+        empty (and, when given, must agree with the parts).
+
+        Raises:
+            TypeError: a part is not a :class:`Detections` (a :class:`Classification` cannot be merged).
+            ValueError: the parts disagree on names, image shape or data fields.
         """
-        canvas = image.copy()
-        lw = line_width or max(round(sum(canvas.shape[:2]) / 2 * 0.003), 2)
-        font_scale = lw / 3
-        if self.data and draw_task_data(canvas, self, lw):  # masks, skeletons; oriented boxes draw their own labels
-            return canvas
-        ids = self.data.get("track_id")
-        tags = [f"#{int(i)} " for i in ids] if ids is not None else [""] * len(self)
-        rows = zip(self.xyxy, self.confidence, self.class_id, self.class_names, tags, strict=True)
-        for (x1, y1, x2, y2), conf, cls, name, tag in rows:
-            color = _color(int(tag[1:]) if tag else int(cls))
-            p1, p2 = (int(x1), int(y1)), (int(x2), int(y2))
-            cv2.rectangle(canvas, p1, p2, color, lw, cv2.LINE_AA)
-            label = f"{tag}{name} {conf:.2f}"
-            (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, max(lw - 1, 1))
-            above = p1[1] - th - 3 >= 0
-            q2 = (p1[0] + tw, p1[1] - th - 3 if above else p1[1] + th + 3)
-            cv2.rectangle(canvas, p1, q2, color, -1, cv2.LINE_AA)
-            text_org = (p1[0], p1[1] - 2 if above else p1[1] + th + 2)
-            cv2.putText(canvas, label, text_org, cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255),
-                        max(lw - 1, 1), cv2.LINE_AA)
-        return canvas
+        for p in parts:
+            if not isinstance(p, Detections):
+                raise TypeError(f"Detections.merge: cannot merge a {type(p).__name__}"
+                                + (" (class probabilities have no detections to concatenate)"
+                                   if isinstance(p, Classification) else ""))
+        if not parts:
+            return cls.empty(names=dict(names or {}), image_shape=image_shape or (0, 0))
+        first = parts[0]
+        ref_names = dict(first.names) if names is None else dict(names)
+        ref_shape = first.image_shape if image_shape is None else (int(image_shape[0]), int(image_shape[1]))
+        for i, p in enumerate(parts):
+            if dict(p.names) != ref_names:
+                raise ValueError(f"Detections.merge: part {i} has other class names than the first")
+            if p.image_shape != ref_shape:
+                raise ValueError(f"Detections.merge: part {i} is of an image of shape {p.image_shape}, "
+                                 f"not {ref_shape} (move tile results into the full image with offset() first)")
+        filled = [p for p in parts if len(p)]
+        timing = _sum_timings([p.timing for p in parts])
+        meta = {"names": ref_names, "image_shape": ref_shape, "source": first.source, "stream": first.stream,
+                "frame": first.frame, "timing": timing}
+        if not filled:  # every part empty: the first one's (empty) fields, keeping the data all parts have
+            common = set.intersection(*(set(p.data) for p in parts))
+            return cls(first.xyxy, first.confidence, first.class_id,
+                       data={k: v for k, v in first.data.items() if k in common}, **meta)
+        keys = list(filled[0].data)
+        for p in filled[1:]:
+            if set(p.data) != set(keys):
+                raise ValueError(f"Detections.merge: the parts carry different data fields "
+                                 f"({sorted(keys)} and {sorted(p.data)})")
+        return cls(
+            np.concatenate([p.xyxy for p in filled]),
+            np.concatenate([p.confidence for p in filled]),
+            np.concatenate([p.class_id for p in filled]),
+            data={k: _concat(k, [p.data[k] for p in filled]) for k in keys},
+            **meta,
+        )
+
+    def offset(self, dx: float, dy: float, full_shape: tuple[int, int]) -> Detections:
+        """This result of a crop (a tile) whose top-left corner is at ``(dx, dy)``, in the full image.
+
+        Boxes, keypoints (``x, y``; visibility untouched), rotated boxes'
+        centres and masks' placements move by ``(dx, dy)``; masks keep their
+        pixels (no copy) in an image of ``full_shape``; ``image_shape``
+        becomes ``full_shape`` ``(h, w)``. Each ``data`` field moves as
+        :data:`DATA_OFFSETS` says; a field it does not know is an error
+        rather than a silently misplaced array. Nothing is clipped: a
+        translation keeps every value exact.
+        """
+        full = (int(full_shape[0]), int(full_shape[1]))
+        data = {}
+        for key, values in self.data.items():
+            if key not in DATA_OFFSETS:
+                raise ValueError(f"Detections.offset: no rule to move data[{key!r}]; register one in "
+                                 "yolo_ov.results.DATA_OFFSETS (None when it has no position)")
+            move = DATA_OFFSETS[key]
+            data[key] = values if move is None else move(values, dx, dy, full)
+        shift = np.array([dx, dy, dx, dy], np.float32)
+        return Detections(self.xyxy + shift, self.confidence.copy(), self.class_id.copy(), self.names, full,
+                          self.source, self.stream, self.frame, self.timing, data)
+
+
+def _sum_timings(timings: Sequence[Timings | None]) -> Timings | None:
+    known = [t for t in timings if t is not None]
+    if not known:
+        return None
+    return Timings(sum(t.preprocess_ms for t in known), sum(t.inference_ms for t in known),
+                   sum(t.postprocess_ms for t in known))
+
+
+def _concat(key: str, values: list[Any]) -> Any:
+    """Rows of one ``data`` field from several parts, one after the other, in the parts' type."""
+    if all(isinstance(v, Masks) for v in values):
+        return Masks.concat(values)
+    if all(isinstance(v, np.ndarray) for v in values):
+        shapes = {v.shape[1:] for v in values}
+        if len(shapes) != 1:
+            raise ValueError(f"Detections.merge: data[{key!r}] has rows of different shapes {sorted(shapes)}")
+        return np.concatenate(values, axis=0)
+    if any(isinstance(v, (np.ndarray, Masks)) for v in values):
+        raise ValueError(f"Detections.merge: data[{key!r}] is of different types in the parts")
+    return [row for v in values for row in v]
+
+
+def _shift_xy(values: Any, dx: float, dy: float, _: tuple[int, int]) -> np.ndarray:
+    """Points (``..., >= 2``: x, y first, any further column such as visibility untouched) moved."""
+    out = np.array(values, copy=True)
+    out[..., 0] += dx
+    out[..., 1] += dy
+    return out
+
+
+def _shift_xyxy(values: Any, dx: float, dy: float, _: tuple[int, int]) -> np.ndarray:
+    out = np.array(values, copy=True)
+    out[:, [0, 2]] += dx
+    out[:, [1, 3]] += dy
+    return out
+
+
+def _shift_masks(masks: Masks, dx: float, dy: float, full: tuple[int, int]) -> Masks:
+    return masks.offset(dx, dy, full)
 
 
 def _take(values: Any, idx: Any) -> Any:
@@ -266,19 +361,19 @@ DATA_FORMATTERS: dict[str, Callable[[Any, Detections], list[dict[str, Any]]]] = 
     "predicted": lambda values, _: [{"predicted": bool(v)} for v in values],  # tracker-only frames
 }
 
-
-_PALETTE = np.array(
-    [(56, 56, 255), (151, 157, 255), (31, 112, 255), (29, 178, 255), (49, 210, 207), (10, 249, 72),
-     (23, 204, 146), (134, 219, 61), (52, 147, 26), (187, 212, 0), (168, 153, 44), (255, 194, 0),
-     (147, 69, 52), (255, 115, 100), (236, 24, 0), (255, 56, 132), (133, 0, 82), (255, 56, 203),
-     (200, 149, 255), (199, 55, 255)],
-    dtype=np.int32,
-)
-
-
-def _color(class_id: int) -> tuple[int, int, int]:
-    b, g, r = _PALETTE[class_id % len(_PALETTE)]
-    return int(b), int(g), int(r)
+#: How each per-detection ``data`` field moves when a crop's result is placed in the full image
+#: (:meth:`Detections.offset`): ``move(values, dx, dy, full_shape) -> values``, or ``None`` for a
+#: field without a position. A task that adds a positioned field registers it here.
+DATA_OFFSETS: dict[str, Callable[[Any, float, float, tuple[int, int]], Any] | None] = {
+    "track_id": None,
+    "predicted": None,
+    "masks": _shift_masks,
+    "keypoints": _shift_xy,  # (N, K, 2 or 3): x, y moved, visibility kept
+    "xywhr": _shift_xy,  # rotated boxes: the centre moves, size and angle stay
+    "corners": _shift_xy,  # (N, 4, 2) rotated-box corners
+    "val_xyxy": _shift_xyxy,  # validation's unclipped boxes
+    "val_keypoints": _shift_xy,
+}
 
 
 def _round(points: np.ndarray, digits: tuple[int, ...]) -> list[list[float]]:
@@ -287,8 +382,6 @@ def _round(points: np.ndarray, digits: tuple[int, ...]) -> list[list[float]]:
 
 
 def _obb_records(xywhr: np.ndarray) -> list[dict[str, Any]]:
-    from .ops.boxes import xywhr_to_corners
-
     corners = xywhr_to_corners(xywhr)
     return [
         {"obb": _round(r[None], (2, 2, 2, 2, 6))[0], "corners": _round(c, (2, 2))}
@@ -361,9 +454,19 @@ class Classification:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), separators=(",", ":"))
 
-    def draw(self, image: np.ndarray, *, line_width: int | None = None) -> np.ndarray:
-        """A copy of BGR ``image`` with the top-5 classes written in its top-left corner."""
-        canvas = image.copy()
-        draw_classification(canvas, [(self.names.get(i, str(i)), c)
-                                     for i, c in zip(self.top5, self.top5_confidence, strict=True)], line_width)
-        return canvas
+    @classmethod
+    def merge(cls, parts: Sequence[Any], **_: Any) -> Classification:
+        """Not defined: class probabilities of several crops are not one image's result."""
+        raise TypeError("Classification results cannot be merged: they are class probabilities of one whole "
+                        "image, with no detections to concatenate (tiles and crops apply to Detections)")
+
+    def offset(self, dx: float, dy: float, full_shape: tuple[int, int]) -> Classification:
+        """Not defined: class probabilities have no position to move."""
+        raise TypeError("Classification results cannot be offset: class probabilities have no position in the "
+                        "image (tiles and crops apply to Detections)")
+
+
+#: What a runner yields for an image that was processed: detections (every
+#: detection-like task) or class probabilities (classification). Multi-item
+#: runs yield a :class:`Failure` in place of an image that could not be.
+Result: TypeAlias = Detections | Classification

@@ -41,6 +41,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..ops.rotated import probiou  # one implementation, shared with the OBB head's rotated NMS
+
 __all__ = [
     "AP_RECALL_POINTS",
     "COCO_KEYPOINT_SIGMAS",
@@ -113,36 +115,6 @@ def keypoint_oks(
     e = d2 / ((2 * sig) ** 2 * (np.asarray(area, np.float64)[:, None, None] + eps) * 2)
     seen = gt[..., 2] != 0  # (N, K)
     return (np.exp(-e) * seen[:, None, :]).sum(axis=-1) / (seen.sum(axis=-1)[:, None] + eps)
-
-
-def probiou(a: np.ndarray, b: np.ndarray, eps: float = 1e-7) -> np.ndarray:
-    """Probabilistic IoU of every rotated box in ``a`` (N, 5) with every box in ``b`` (M, 5): (N, M).
-
-    Boxes are ``cx, cy, w, h, angle`` (radians). Each box becomes the Gaussian
-    with its centre and covariance ``R diag(w^2, h^2) R^T / 12``; the score is
-    ``1 - Hellinger distance`` from their Bhattacharyya distance (clipped to
-    ``[eps, 100]``), as Ultralytics computes it (``batch_probiou``).
-    """
-    a = np.asarray(a, np.float64).reshape(-1, 5)
-    b = np.asarray(b, np.float64).reshape(-1, 5)
-
-    def cov(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        w2, h2 = boxes[:, 2] ** 2 / 12, boxes[:, 3] ** 2 / 12
-        cos, sin = np.cos(boxes[:, 4]), np.sin(boxes[:, 4])
-        return w2 * cos**2 + h2 * sin**2, w2 * sin**2 + h2 * cos**2, (w2 - h2) * cos * sin
-
-    a1, b1, c1 = (v[:, None] for v in cov(a))
-    a2, b2, c2 = (v[None, :] for v in cov(b))
-    dx = a[:, None, 0] - b[None, :, 0]
-    dy = a[:, None, 1] - b[None, :, 1]
-    sa, sb, sc = a1 + a2, b1 + b2, c1 + c2
-    den = sa * sb - sc**2
-    t1 = (sa * dy**2 + sb * dx**2) / (den + eps) * 0.25
-    t2 = (sc * -dx * dy) / (den + eps) * 0.5
-    t3 = 0.5 * np.log(den / (4 * np.sqrt(np.clip(a1 * b1 - c1**2, 0, None) * np.clip(a2 * b2 - c2**2, 0, None)) + eps)
-                      + eps)
-    bd = np.clip(t1 + t2 + t3, eps, 100.0)
-    return 1 - np.sqrt(1 - np.exp(-bd) + eps)
 
 
 def match_predictions(

@@ -40,6 +40,7 @@ import cv2
 import numpy as np
 
 from ..imaging.letterbox import letterbox_geometry
+from ..ops.rotated import probiou
 from ..results import Detections
 from .dataset import ImageLabels, YoloDataset
 from .metrics_ultralytics import (
@@ -50,7 +51,6 @@ from .metrics_ultralytics import (
     keypoint_oks,
     mask_iou,
     match_predictions,
-    probiou,
 )
 
 __all__ = ["MASK_RATIO", "rotated_labels", "score_ultralytics", "ultralytics_extras"]

@@ -1,10 +1,13 @@
-"""Decoding steps every task head shares: candidate selection, NMS with extra
-columns carried along, and mapping points from the letterbox back to the image.
+"""The one box decoder: every task head turns its network rows into kept detections here.
 
-They follow Ultralytics' ``non_max_suppression`` (``ultralytics/utils/nms.py``)
-and ``ops.scale_coords``: the confidence filter, multi-label or best class,
-the class filter, the candidate cap, class-aware NMS, ``max_det``; the task's
-extra rows (mask coefficients, keypoints, the angle) follow each kept box.
+It follows Ultralytics' ``non_max_suppression`` (``ultralytics/utils/nms.py``):
+the confidence filter, multi-label or best class, the class filter, the
+candidate cap (highest scores first, a stable sort), class-aware NMS,
+``max_det``; the task's extra rows (mask coefficients, keypoints, the angle)
+follow each kept box. End-to-end (NMS-free) outputs keep the rows over the
+threshold in score order. The results are in network pixels; the heads map
+them back with :mod:`yolo_ov.ops.boxes` (Ultralytics' per-axis gains).
+The box operations themselves (NMS, rotated NMS, scaling) live in :mod:`yolo_ov.ops`.
 """
 
 from __future__ import annotations
@@ -12,14 +15,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..config import DetectConfig
-from ..eval.metrics_ultralytics import probiou  # Ultralytics' batch_probiou, shared with OBB validation
-from ..imaging.letterbox import Letterbox
-from ..ops.boxes import nms
+from ..ops.boxes import nms, xywh_to_xyxy
+from ..ops.rotated import rotated_nms
 
-__all__ = [
-    "Kept", "decode_end2end_rows", "decode_raw_rows", "dim", "probiou", "rotated_nms", "scale_points",
-    "scale_xywhr", "scale_xyxy", "xywh_to_xyxy",
-]
+__all__ = ["Kept", "candidates", "decode_end2end_rows", "decode_raw_rows", "denormalize", "dim"]
 
 _EMPTY_I = np.zeros(0, np.int64)
 
@@ -65,14 +64,6 @@ def candidates(scores: np.ndarray, cfg: DetectConfig) -> tuple[np.ndarray, np.nd
     return anchors, conf, cls
 
 
-def xywh_to_xyxy(xywh: np.ndarray) -> np.ndarray:
-    xyxy = np.empty_like(xywh)
-    half = xywh[:, 2:4] / 2
-    xyxy[:, :2] = xywh[:, :2] - half
-    xyxy[:, 2:] = xywh[:, :2] + half
-    return xyxy
-
-
 def decode_raw_rows(output: np.ndarray, nc: int, cfg: DetectConfig, *, rotated: bool = False) -> Kept:
     """One image's raw ``(4 + nc + extra, N)`` output -> the detections NMS keeps.
 
@@ -109,60 +100,6 @@ def decode_end2end_rows(output: np.ndarray, cfg: DetectConfig, *, box_cols: int 
     rows = output[keep]
     rows = rows[np.argsort(-rows[:, box_cols], kind="stable")[: cfg.max_det]]
     return Kept(rows[:, :box_cols], rows[:, box_cols], rows[:, box_cols + 1].astype(np.int64), rows[:, box_cols + 2 :])
-
-
-def rotated_nms(xywhr: np.ndarray, scores: np.ndarray, class_id: np.ndarray, iou: float, *,
-                agnostic: bool = False, max_wh: float = 7680.0) -> np.ndarray:
-    """Ultralytics' rotated NMS: fast-NMS over ``probiou``, classes kept apart by offsetting centres.
-
-    Fast-NMS (not greedy): a box goes when any higher-scored box overlaps it
-    more than ``iou``, even one that was itself suppressed; this is what
-    Ultralytics does for OBB, so the same boxes survive.
-    """
-    if not len(xywhr):
-        return _EMPTY_I
-    boxes = xywhr.astype(np.float64).copy()
-    if not agnostic:
-        boxes[:, :2] += class_id[:, None].astype(np.float64) * max_wh
-    order = np.argsort(-scores, kind="stable")
-    ious = np.triu(probiou(boxes[order], boxes[order]), k=1)
-    return order[(ious > iou).sum(axis=0) <= 0]
-
-
-def scale_points(xy: np.ndarray, geo: Letterbox, *, clip: bool = True) -> np.ndarray:
-    """Map ``(..., 2)`` network-pixel points to the original image (Ultralytics' ``scale_coords``)."""
-    gain_y, gain_x = _gains(geo)
-    out = xy.astype(np.float32, copy=True)
-    out[..., 0] = (out[..., 0] - geo.pad_left) / gain_x
-    out[..., 1] = (out[..., 1] - geo.pad_top) / gain_y
-    if clip:
-        h, w = geo.original
-        out[..., 0] = out[..., 0].clip(0, w)
-        out[..., 1] = out[..., 1].clip(0, h)
-    return out
-
-
-def scale_xyxy(xyxy: np.ndarray, geo: Letterbox) -> np.ndarray:
-    """Map network-pixel ``xyxy`` boxes to the original image and clip (Ultralytics' ``scale_boxes``)."""
-    out = scale_points(xyxy.reshape(-1, 2, 2), geo, clip=True)
-    return out.reshape(-1, 4)
-
-
-def scale_xywhr(xywhr: np.ndarray, geo: Letterbox) -> np.ndarray:
-    """Map network-pixel rotated boxes to the original image (``scale_boxes(xywh=True)``: not clipped)."""
-    gain_y, gain_x = _gains(geo)
-    out = xywhr.astype(np.float32, copy=True)
-    out[:, 0] = (out[:, 0] - geo.pad_left) / gain_x
-    out[:, 1] = (out[:, 1] - geo.pad_top) / gain_y
-    out[:, 2] /= gain_x
-    out[:, 3] /= gain_y
-    return out
-
-
-def _gains(geo: Letterbox) -> tuple[float, float]:
-    """Per-axis gains as Ultralytics' ``scale_boxes``/``scale_coords`` compute them (resized / original side)."""
-    (h0, w0), (nh, nw) = geo.original, geo.resized
-    return nh / h0, nw / w0
 
 
 def dim(shape: str, axis: int) -> int | None:

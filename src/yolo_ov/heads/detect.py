@@ -9,9 +9,10 @@ import numpy as np
 from ..config import DetectConfig
 from ..errors import ModelLoadError
 from ..imaging.letterbox import Letterbox
-from ..ops.boxes import decode_end2end, decode_raw, scale_boxes
+from ..ops.boxes import scale_xyxy
 from ..results import Detections
 from ..runtime.model import ModelInfo
+from ._common import Kept, decode_end2end_rows, decode_raw_rows, dim
 from .base import Head, register_head
 
 __all__ = ["DetectHead", "EndToEndDetectHead"]
@@ -26,7 +27,7 @@ class DetectHead(Head):
 
     def __init__(self, info: ModelInfo) -> None:
         super().__init__(info)
-        rows = _dim(info.outputs[0].shape, 1)
+        rows = dim(info.outputs[0].shape, 1)
         if rows is not None and rows != 4 + info.num_classes:
             raise ModelLoadError(
                 f"{info.path}: a detection output of {rows} rows does not fit {info.num_classes} classes "
@@ -34,8 +35,7 @@ class DetectHead(Head):
             )
 
     def decode(self, outputs: Sequence[np.ndarray], geo: Letterbox, cfg: DetectConfig) -> Detections:
-        xyxy, conf, cls = decode_raw(outputs[0], cfg)
-        return _detections(xyxy, conf, cls, geo, self.names)
+        return _detections(decode_raw_rows(outputs[0], self.info.num_classes, cfg), geo, self.names)
 
 
 @register_head
@@ -47,26 +47,15 @@ class EndToEndDetectHead(Head):
 
     def __init__(self, info: ModelInfo) -> None:
         super().__init__(info)
-        cols = _dim(info.outputs[0].shape, 2)
+        cols = dim(info.outputs[0].shape, 2)
         if cols is not None and cols != 6:
             raise ModelLoadError(f"{info.path}: an end-to-end detection output must have 6 columns "
                                  f"(x1 y1 x2 y2 score class), got {info.outputs[0].shape}")
 
     def decode(self, outputs: Sequence[np.ndarray], geo: Letterbox, cfg: DetectConfig) -> Detections:
-        xyxy, conf, cls = decode_end2end(outputs[0], cfg)
-        return _detections(xyxy, conf, cls, geo, self.names)
+        return _detections(decode_end2end_rows(outputs[0], cfg), geo, self.names)
 
 
-def _detections(xyxy: np.ndarray, conf: np.ndarray, cls: np.ndarray, geo: Letterbox,
-                names: dict[int, str]) -> Detections:
-    if len(xyxy):
-        xyxy = scale_boxes(xyxy, geo)
-    return Detections(xyxy, conf, cls, names, geo.original)
-
-
-def _dim(shape: str, axis: int) -> int | None:
-    """One dimension of a ``[1,84,8400]``-style shape text (``None`` when dynamic or absent)."""
-    dims = shape.strip("[]").split(",")
-    if axis >= len(dims) or not dims[axis].strip().isdigit():
-        return None
-    return int(dims[axis])
+def _detections(kept: Kept, geo: Letterbox, names: dict[int, str]) -> Detections:
+    xyxy = scale_xyxy(kept.boxes, geo) if len(kept) else kept.boxes
+    return Detections(xyxy, kept.confidence, kept.class_id, names, geo.original)

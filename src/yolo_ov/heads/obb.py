@@ -19,13 +19,14 @@ import numpy as np
 from ..config import DetectConfig
 from ..errors import ModelLoadError
 from ..imaging.letterbox import Letterbox
-from ..ops.boxes import xywhr_to_corners
+from ..ops.boxes import scale_xywhr
+from ..ops.rotated import xywhr_to_corners
 from ..results import Detections
 from ..runtime.model import ModelInfo
-from ._common import Kept, decode_end2end_rows, decode_raw_rows, denormalize, dim, scale_xywhr
+from ._common import Kept, decode_end2end_rows, decode_raw_rows, denormalize, dim
 from .base import Head, register_head
 
-__all__ = ["EndToEndOBBHead", "OBBHead", "xywhr_to_corners"]
+__all__ = ["EndToEndOBBHead", "OBBHead"]
 
 
 class _OBBBase(Head):

@@ -17,9 +17,10 @@ import numpy as np
 from ..config import DetectConfig
 from ..errors import ModelLoadError
 from ..imaging.letterbox import Letterbox
+from ..ops.boxes import scale_points, scale_xyxy
 from ..results import Detections
 from ..runtime.model import ModelInfo
-from ._common import Kept, decode_end2end_rows, decode_raw_rows, denormalize, dim, scale_points, scale_xyxy
+from ._common import Kept, decode_end2end_rows, decode_raw_rows, denormalize, dim
 from .base import Head, register_head
 
 __all__ = ["EndToEndPoseHead", "PoseHead"]

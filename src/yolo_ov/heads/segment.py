@@ -22,10 +22,11 @@ import numpy as np
 from ..config import DetectConfig
 from ..errors import ModelLoadError
 from ..imaging.letterbox import Letterbox
+from ..ops.boxes import scale_xyxy
 from ..ops.masks import Masks, masks_from_prototypes
 from ..results import Detections
 from ..runtime.model import ModelInfo
-from ._common import Kept, decode_end2end_rows, decode_raw_rows, dim, scale_xyxy
+from ._common import Kept, decode_end2end_rows, decode_raw_rows, dim
 from .base import Head, register_head
 
 __all__ = ["EndToEndSegmentHead", "SegmentHead"]

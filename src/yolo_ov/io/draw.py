@@ -1,8 +1,10 @@
-"""Drawing what the task heads add to detections: masks, skeletons, rotated boxes, top-5.
+"""Drawing results on images: boxes and labels, masks, skeletons, rotated boxes, top-5.
 
-Called by :meth:`yolo_ov.results.Detections.draw` and
-:meth:`yolo_ov.results.Classification.draw` (the sinks draw through those).
-Pure OpenCV/NumPy, on a BGR canvas modified in place.
+:func:`draw` is the one entry point (the image sinks, the server and the
+tracker's video call it); results stay data (:mod:`yolo_ov.results` knows
+nothing of drawing). The colours are Ultralytics' palette, defined once here
+(:func:`palette_color`), so a class, a track id or a keypoint has the same
+colour wherever it is drawn. Pure OpenCV/NumPy.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-__all__ = ["COCO_SKELETON", "draw_classification", "draw_task_data", "palette_color"]
+from ..ops.rotated import xywhr_to_corners
+from ..results import Classification, Detections, Result
+
+__all__ = ["COCO_SKELETON", "draw", "draw_classification", "draw_task_data", "palette_color"]
 
 #: COCO's 17-keypoint skeleton (1-based pairs, as Ultralytics draws it).
 COCO_SKELETON = (
@@ -31,11 +36,48 @@ _KPT_MIN_CONF = 0.5  # keypoints below this are not drawn (Ultralytics' default)
 
 
 def palette_color(index: int) -> tuple[int, int, int]:
+    """The BGR colour of a class id, track id or keypoint index (the palette repeats every 20)."""
     b, g, r = _PALETTE[index % len(_PALETTE)]
     return int(b), int(g), int(r)
 
 
-def draw_task_data(canvas: np.ndarray, det: Any, line_width: int) -> bool:
+def draw(result: Result, image: np.ndarray, *, line_width: int | None = None) -> np.ndarray:
+    """A copy of BGR ``image`` with ``result`` drawn on it.
+
+    Detections: boxes and ``name conf`` labels, plus what the task adds
+    (translucent masks, skeletons, oriented boxes with their own labels).
+    Tracked results (``data["track_id"]``) are labelled ``#id name conf`` and
+    coloured by id, so one object keeps its colour from frame to frame.
+    Classification: the top-5 classes written in the top-left corner.
+    """
+    canvas = image.copy()
+    if isinstance(result, Classification):
+        draw_classification(canvas, [(result.names.get(i, str(i)), c)
+                                     for i, c in zip(result.top5, result.top5_confidence, strict=True)], line_width)
+        return canvas
+    lw = line_width or max(round(sum(canvas.shape[:2]) / 2 * 0.003), 2)
+    font_scale = lw / 3
+    if result.data and draw_task_data(canvas, result, lw):  # masks, skeletons; oriented boxes draw their own labels
+        return canvas
+    ids = result.data.get("track_id")
+    tags = [f"#{int(i)} " for i in ids] if ids is not None else [""] * len(result)
+    rows = zip(result.xyxy, result.confidence, result.class_id, result.class_names, tags, strict=True)
+    for (x1, y1, x2, y2), conf, cls, name, tag in rows:
+        color = palette_color(int(tag[1:]) if tag else int(cls))
+        p1, p2 = (int(x1), int(y1)), (int(x2), int(y2))
+        cv2.rectangle(canvas, p1, p2, color, lw, cv2.LINE_AA)
+        label = f"{tag}{name} {conf:.2f}"
+        (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, max(lw - 1, 1))
+        above = p1[1] - th - 3 >= 0
+        q2 = (p1[0] + tw, p1[1] - th - 3 if above else p1[1] + th + 3)
+        cv2.rectangle(canvas, p1, q2, color, -1, cv2.LINE_AA)
+        text_org = (p1[0], p1[1] - 2 if above else p1[1] + th + 2)
+        cv2.putText(canvas, label, text_org, cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255),
+                    max(lw - 1, 1), cv2.LINE_AA)
+    return canvas
+
+
+def draw_task_data(canvas: np.ndarray, det: Detections, line_width: int) -> bool:
     """Draw ``det.data``'s masks (translucent), keypoints and rotated boxes onto ``canvas``.
 
     Returns ``True`` when it also drew the boxes and labels (oriented boxes
@@ -80,9 +122,7 @@ def _draw_keypoints(canvas: np.ndarray, kpts: np.ndarray, lw: int) -> None:
                 cv2.circle(canvas, (int(point[0]), int(point[1])), radius, palette_color(k), -1, cv2.LINE_AA)
 
 
-def _draw_rotated(canvas: np.ndarray, det: Any, xywhr: np.ndarray, lw: int) -> None:
-    from ..ops.boxes import xywhr_to_corners
-
+def _draw_rotated(canvas: np.ndarray, det: Detections, xywhr: np.ndarray, lw: int) -> None:
     corners = xywhr_to_corners(xywhr)
     font_scale = lw / 3
     for quad, conf, cls, name in zip(corners, det.confidence, det.class_id, det.class_names, strict=True):

@@ -38,6 +38,7 @@ import numpy as np
 
 from ..errors import ConfigError, OutputError
 from ..results import Detections, Failure
+from .draw import draw
 
 __all__ = ["AnnotatedImageSink", "CocoJsonSink", "JsonlSink", "VideoSink", "check_output_dir", "check_output_file"]
 
@@ -203,7 +204,7 @@ class AnnotatedImageSink:
     def write(self, result: Detections, image: np.ndarray) -> Path:
         name = self._name_for(result)
         out = self.folder / name
-        ok, buf = cv2.imencode(out.suffix or ".jpg", result.draw(image))
+        ok, buf = cv2.imencode(out.suffix or ".jpg", draw(result, image))
         if not ok:
             raise ConfigError(f"{out}: cannot encode the annotated image")
         part = out.with_name(f".{out.name}.part")
@@ -373,7 +374,7 @@ class VideoSink:
         return writer
 
     def write(self, result: Detections, image: np.ndarray) -> None:
-        canvas = result.draw(image)
+        canvas = draw(result, image)
         h, w = canvas.shape[:2]
         self._writer(result.stream or 0, (w, h)).write(canvas)
         self.frames += 1

@@ -65,6 +65,44 @@ class Masks:
     def __repr__(self) -> str:
         return f"Masks(n={len(self)}, image_shape={self.image_shape})"
 
+    @classmethod
+    def concat(cls, parts: Sequence[Masks]) -> Masks:
+        """The masks of ``parts`` one after the other (the crops are shared, not copied).
+
+        Raises:
+            ValueError: no parts, or parts of different image shapes.
+        """
+        if not parts:
+            raise ValueError("Masks.concat needs at least one Masks (the image shape comes from them)")
+        shapes = {m.image_shape for m in parts}
+        if len(shapes) != 1:
+            raise ValueError(f"Masks.concat: the parts have different image shapes {sorted(shapes)}")
+        origins = np.concatenate([m.origins for m in parts], axis=0)
+        return cls(parts[0].image_shape, origins, [c for m in parts for c in m.crops])
+
+    def offset(self, dx: int, dy: int, image_shape: tuple[int, int]) -> Masks:
+        """These masks moved by ``(dx, dy)`` whole pixels into an image of ``image_shape`` ``(h, w)``.
+
+        A mask computed on a crop (a tile) whose top-left corner sits at
+        ``(dx, dy)`` of the full image: only the placement changes, the crops
+        are shared (no pixel is copied). A crop reaching past the new image is
+        cut to it (a view of the crop), so every mask stays inside its image.
+        """
+        if int(dx) != dx or int(dy) != dy:
+            raise ValueError(f"masks move by whole pixels; got an offset of ({dx}, {dy})")
+        h, w = int(image_shape[0]), int(image_shape[1])
+        origins = self.origins + np.array([int(dx), int(dy)], np.int64)
+        crops: list[np.ndarray] = []
+        for i, crop in enumerate(self.crops):
+            x, y = (int(v) for v in origins[i])
+            x0, y0 = max(x, 0), max(y, 0)
+            x1, y1 = max(min(x + crop.shape[1], w), x0), max(min(y + crop.shape[0], h), y0)
+            if (x0, y0, x1 - x0, y1 - y0) != (x, y, crop.shape[1], crop.shape[0]):
+                crop = crop[y0 - y : y1 - y, x0 - x : x1 - x]
+                origins[i] = (x0, y0)
+            crops.append(crop)
+        return Masks((h, w), origins, crops)
+
     @property
     def boxes(self) -> np.ndarray:
         """``(N, 4)`` int ``x0, y0, x1, y1`` (exclusive) of each crop."""

@@ -4,9 +4,9 @@ The host hands the compiled model ``uint8`` BGR ``NHWC`` letterboxed frames;
 ``PrePostProcessor`` puts the layout change, BGR->RGB, the conversion to
 float and the /255 into the graph, where the plugin fuses them with the first
 convolution. Compilation happens once, explicitly, in :func:`load`; the
-returned :class:`Engine` owns the compiled model and one synchronous request
-for the latency path. The throughput pipeline builds its ``AsyncInferQueue``
-from the same compiled model.
+returned :class:`OpenVINOEngine` (an :class:`~yolo_ov.runtime.engine.Engine`)
+owns the compiled model and one synchronous request for the latency path.
+The throughput pipeline builds its ``AsyncInferQueue`` from the same compiled model.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from .reshape import reshape_model
 
 __all__ = [
     "CompiledInfo",
-    "Engine",
     "LoadTimings",
     "OpenVINOEngine",
     "available_devices",
@@ -385,10 +384,6 @@ class OpenVINOEngine:
             enable_mmap=self.config.enable_mmap,
         )
 
-
-#: Back-compat name: the OpenVINO engine was called ``Engine`` before the contract
-#: in :mod:`yolo_ov.runtime.engine` took that name.
-Engine = OpenVINOEngine
 
 _KEYS = itertools.count()
 

@@ -1,7 +1,7 @@
 """Short trails behind tracked objects, drawn on the frames of a video.
 
 A trail is the path of a track's box centre over its last few frames, in
-the track's colour (the one :meth:`~yolo_ov.results.Detections.draw` gives
+the track's colour (the one :func:`~yolo_ov.io.draw.draw` gives
 its box). One :class:`Trails` follows every stream of a run.
 """
 
