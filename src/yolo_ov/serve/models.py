@@ -182,6 +182,9 @@ class ServedModel:
                 ``DEADLINE_EXCEEDED`` when the deadline passes, ``INTERNAL``
                 when inference failed.
         """
+        if not self.ready:  # closed (shutting down): the Detector would refuse with a ConfigError
+            raise ServeError(ErrorCode.UNAVAILABLE, f"model {self.name!r} is not accepting work: it is closed",
+                             retry_after_s=self.config.retry_after_s)
         futures: list[Future] = []
         try:
             for image in images:
