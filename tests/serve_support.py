@@ -1,8 +1,15 @@
-"""A real ``yolo-ov serve`` process for the server tests, and record comparison helpers.
+"""A real ``yolo-ov serve`` process for the server tests, the same server on the fake engine, and helpers.
 
 The server runs as a subprocess on a free loopback port (``--port 0``; the
 port is read from the line it prints), bounded in time at start and at stop,
 and is always stopped with SIGTERM (then SIGKILL if it ever hangs).
+
+Without a model (the fast tier): :func:`fake_models` makes stand-in model
+folders and :func:`fake_detectors` opens each as ``tests.fakes.fake_detector``
+in throughput mode with the server's pipeline settings; :class:`LiveServer`
+runs an app under a real uvicorn on a free 127.0.0.1 port in a thread;
+``python -m tests.serve_support ARGS`` is ``yolo-ov serve`` on the fake engine
+(the command's own ``_run``: signals, drain, totals), for :class:`ServerProcess`.
 """
 
 from __future__ import annotations
@@ -30,8 +37,9 @@ _URL = re.compile(r"serving on (http://\S+?) ")
 class ServerProcess:
     """``yolo-ov serve ARGS...`` on 127.0.0.1, port chosen by the OS."""
 
-    def __init__(self, args: Sequence[str], *, cache_dir: Path, env: dict[str, str] | None = None) -> None:
-        self.args = [sys.executable, "-m", "yolo_ov", "serve", "--host", "127.0.0.1", "--port", "0", *args]
+    def __init__(self, args: Sequence[str], *, cache_dir: Path, env: dict[str, str] | None = None,
+                 command: Sequence[str] = ("-m", "yolo_ov", "serve")) -> None:
+        self.args = [sys.executable, *command, "--host", "127.0.0.1", "--port", "0", *args]
         self.env = {**os.environ, "YOLO_OV_CACHE_DIR": str(cache_dir), **(env or {})}
         self.env.pop("YOLO_OV_MODEL", None)
         self.lines: list[str] = []
@@ -124,3 +132,95 @@ def assert_same_detections(
         missing = np.flatnonzero(~ok.any(axis=1))
         unmatched = [(int(ak[i]), round(float(ac[i]), 3), ab[i].round(1).tolist()) for i in missing]
         assert not len(missing), f"{where} ({direction}): unmatched (class, conf, box) {unmatched}"
+
+
+# -- the server on the fake engine ---------------------------------------------------------------
+
+#: Run ``ServerProcess(args, command=FAKE_SERVE)`` for ``yolo-ov serve`` on the fake engine.
+FAKE_SERVE = ("-m", "tests.serve_support")
+
+
+def fake_models(root: Path, *names: str) -> tuple[Any, ...]:
+    """A :class:`~yolo_ov.serve.ModelSpec` per name, on an empty stand-in folder (the fake needs no file)."""
+    from yolo_ov.serve import ModelSpec
+
+    specs = []
+    for name in names or ("yolov8n",):
+        folder = root / f"{name}_openvino_model"
+        folder.mkdir(parents=True, exist_ok=True)
+        specs.append(ModelSpec(name=name, path=folder))
+    return tuple(specs)
+
+
+def fake_detectors(*, delay_s: float = 0.0, batch: int = 1, opened: list | None = None):
+    """A ``DetectorFactory`` opening every model as the fake end-to-end detector, with the server's settings."""
+    from tests.fakes import fake_detector
+    from yolo_ov.serve.state import pipeline_config
+
+    def open_detector(spec: Any, config: Any) -> Any:
+        det = fake_detector(mode="throughput", delay_s=delay_s, batch=batch, detect=config.detect,
+                            pipeline=pipeline_config(config))
+        if opened is not None:
+            opened.append(det)
+        return det
+
+    return open_detector
+
+
+class LiveServer:
+    """An ASGI app under a real uvicorn on a free 127.0.0.1 port, in a thread (``with LiveServer(app) as s``)."""
+
+    def __init__(self, app: Any, **config: Any) -> None:
+        import socket
+
+        import uvicorn
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        host, port = self.sock.getsockname()[:2]
+        self.url = f"http://{host}:{port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", **config))
+        self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # not the main thread
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+        self.sock.close()
+
+
+def _main(argv: Sequence[str]) -> None:
+    """``yolo-ov serve`` on the fake engine: the command's own start, signal handling, drain and totals."""
+    import argparse
+
+    from yolo_ov.cli.serve import _listen, _run
+    from yolo_ov.serve import ServeConfig
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--root", type=Path, required=True)
+    parser.add_argument("--delay-s", type=float, default=0.0)
+    parser.add_argument("--max-queue", type=int, default=64)
+    parser.add_argument("--timeout-s", type=float, default=60.0)
+    args = parser.parse_args(argv)
+    settings = ServeConfig(models=fake_models(args.root), host=args.host, port=args.port, max_queue=args.max_queue,
+                           timeout_s=args.timeout_s)
+    sock = _listen(settings.host, settings.port)
+    try:
+        _run(settings, sock, access_log=False, detectors=fake_detectors(delay_s=args.delay_s))
+    finally:
+        sock.close()
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])

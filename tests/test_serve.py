@@ -1,11 +1,15 @@
-"""``yolo-ov serve`` as a real process on a loopback port, driven by real clients.
+"""``yolo-ov serve`` as a real process on a loopback port, on the real models, driven by real clients.
 
 KServe v2 through Triton's own ``tritonclient.http`` (metadata; BYTES JPEGs
 and UINT8 frames, several images per request) checked image by image against
 the in-process Detector; ``/predict`` against the JSONL record ``yolo-ov
-predict`` writes; every refusal with its status while the server keeps
-answering; the 503 queue bound with metrics that add up; the API key; a
-SIGTERM drain under load that finishes every accepted request and exits 0.
+predict`` writes; segment and pose outputs; a batch-4 model grouping requests.
+
+The server's behaviour that does not depend on the network (every refusal
+with its status and body, the limits, the API key, CORS, the 503 queue bound
+with its metrics, the SIGTERM drain) is tested on the fake engine in the fast
+tier: ``test_serve_app.py`` and ``test_serve_live.py``. The command-line
+refusals here load no model and run in the fast tier too.
 """
 
 from __future__ import annotations
@@ -13,15 +17,9 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import signal
 import socket
-import struct
 import subprocess
 import sys
-import threading
-import time
-import zlib
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -34,8 +32,6 @@ from tests.serve_support import ServerProcess, assert_same_detections, record_ar
 http = pytest.importorskip("tritonclient.http")
 requests = pytest.importorskip("requests")
 from tritonclient.utils import InferenceServerException  # noqa: E402
-
-KEY = "test-key-0123456789abcdef"
 
 
 def _arrays(det):
@@ -278,163 +274,7 @@ def test_models_lists_what_openvino_chose(server):
     assert m["limits"]["max_body_mb"] == 4
 
 
-# -- refusals: each with its status, and the server keeps answering -----------------------------------------
-
-def _png_bomb() -> bytes:
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b""))
-
-
-def _kserve_json(shape, datatype, data, **extra):
-    return json.dumps({"inputs": [{"name": "image", "shape": shape, "datatype": datatype, "data": data}], **extra})
-
-
-def _jpeg(shared) -> bytes:
-    return shared.coco96_images[0].read_bytes()
-
-
-def _binary_request(declared: int, tail: bytes) -> dict:
-    header = json.dumps({"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES",
-                                     "parameters": {"binary_data_size": declared}}]}).encode()
-    return {"data": header + tail, "headers": {"Inference-Header-Content-Length": str(len(header))}}
-
-
-INFER = "/v2/models/yolov8n/infer"
-REFUSALS = [
-    # (id, method, path, request kwargs (built from the shared assets), status, message)
-    ("unknown-model-predict", "POST", "/predict?model=nope", lambda s: {"data": _jpeg(s)}, 404, "unknown model 'nope'"),
-    ("unknown-model-infer", "POST", "/v2/models/nope/infer", lambda s: {"data": "{}"}, 404, "unknown model"),
-    ("unknown-version", "POST", "/v2/models/yolov8n/versions/7/infer", lambda s: {"data": "{}"}, 404, "no version"),
-    ("unknown-route", "GET", "/v3/nothing", lambda s: {}, 404, "Not Found"),
-    ("not-an-image", "POST", "/predict", lambda s: {"data": b"hello, I am text"}, 400, "not a supported image format"),
-    ("empty-body", "POST", "/predict", lambda s: {"data": b""}, 400, "no image"),
-    ("truncated-jpeg", "POST", "/predict", lambda s: {"data": _jpeg(s)[: len(_jpeg(s)) // 2]}, 400, "truncated JPEG"),
-    ("form-without-file", "POST", "/predict", lambda s: {"files": {"name": (None, "x")}}, 400, "no file"),
-    ("png-bomb", "POST", "/predict", lambda s: {"data": _png_bomb()}, 413, "900.0 MP) is over the limit"),
-    ("gzip-bomb", "POST", INFER, lambda s: {"data": gzip.compress(b"\0" * (8 << 20)),
-                                            "headers": {"Content-Encoding": "gzip"}}, 413, "inflates past"),
-    ("bad-conf", "POST", "/predict?conf=2", lambda s: {"data": _jpeg(s)}, 400, "conf must be within"),
-    ("bad-classes", "POST", "/predict?classes=cat", lambda s: {"data": _jpeg(s)}, 400, "classes"),
-    ("bad-json", "POST", INFER, lambda s: {"data": "{oops"}, 400, "not valid JSON"),
-    ("wrong-datatype", "POST", INFER, lambda s: {"data": _kserve_json([1, 3], "FP32", [1, 2, 3])}, 400,
-     "datatype 'FP32'"),
-    ("wrong-shape", "POST", INFER, lambda s: {"data": _kserve_json([1, 2, 2, 4], "UINT8", [0] * 16)}, 400,
-     "[N, H, W, 3]"),
-    ("wrong-input-name", "POST", INFER, lambda s: {"data": json.dumps({"inputs": [{"name": "images"}]})}, 400,
-     "one input named 'image'"),
-    ("binary-size-mismatch", "POST", INFER, lambda s: _binary_request(100, b"\0" * 10), 400,
-     "binary_data_size is 100"),
-    ("unknown-output", "POST", INFER,
-     lambda s: {"data": _kserve_json([1], "BYTES", ["AA=="], outputs=[{"name": "masks"}])}, 400, "unknown outputs"),
-    ("bad-timeout", "POST", INFER,
-     lambda s: {"data": _kserve_json([1], "BYTES", ["AA=="], parameters={"timeout": -5})}, 400, "timeout"),
-    ("too-many-images", "POST", INFER, lambda s: {"data": _kserve_json([65], "BYTES", ["AA=="] * 65)}, 413,
-     "holds 65 images"),
-    ("bad-image-in-batch", "POST", INFER,
-     lambda s: {"data": _kserve_json([2], "BYTES", [__import__("base64").b64encode(_jpeg(s)).decode(), "AAAA"])},
-     400, "image[1]: not a supported image format"),
-    ("wrong-method", "GET", INFER, lambda s: {}, 405, "Method Not Allowed"),
-]
-
-
-@pytest.mark.parametrize(("method", "path", "make", "status", "message"), [r[1:] for r in REFUSALS],
-                         ids=[r[0] for r in REFUSALS])
-def test_refusals_and_the_server_keeps_answering(shared, server, reference, method, path, make, status, message):
-    response = requests.request(method, server.url + path, timeout=60, **make(shared))
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"}, body  # KServe's error form, on both protocols
-    assert message in body["error"]
-    good = shared.coco96_images[3]
-    after = requests.post(f"{server.url}/predict", data=good.read_bytes(), timeout=60)
-    assert after.status_code == 200
-    assert_same_detections(record_arrays(after.json()), _arrays(reference[good.name]), where="after a refusal")
-
-
-def _raw_request(url: str, head: str, body_parts=()) -> tuple[int, dict]:
-    """Send a request by hand on a socket; return the status and the JSON body of the answer."""
-    host, port = url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=30) as sock:
-        sock.sendall(head.encode())
-        for part in body_parts:
-            sock.sendall(part)
-        data = b""
-        while b"\r\n\r\n" not in data or len(data) < data.index(b"\r\n\r\n") + 4 + _length(data):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    status = int(data.split(b" ", 2)[1])
-    return status, json.loads(data.split(b"\r\n\r\n", 1)[1])
-
-
-def _length(data: bytes) -> int:
-    for line in data.split(b"\r\n\r\n")[0].split(b"\r\n")[1:]:
-        key, _, value = line.partition(b":")
-        if key.strip().lower() == b"content-length":
-            return int(value)
-    return 0
-
-
-def test_body_limit_refuses_before_reading_the_body(shared, server, reference):
-    """A declared body over --max-body-mb is refused before a byte of it is sent; a chunked one at the limit."""
-    head = ("POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
-            f"Content-Length: {5 << 20}\r\n\r\n")
-    status, body = _raw_request(server.url, head)  # no body sent at all: the answer comes anyway
-    assert status == 413 and "over the limit of 4 MB" in body["error"]
-    chunk = b"\0" * 65536
-    parts = [b"10000\r\n" + chunk + b"\r\n"] * 65  # 4 MB + 64 kB, chunked
-    head = "POST /predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-    status, body = _raw_request(server.url, head, parts)
-    assert status == 413 and "over the limit of 4 MB" in body["error"]
-    good = shared.coco96_images[3]
-    after = requests.post(f"{server.url}/predict", data=good.read_bytes(), timeout=60)
-    assert_same_detections(record_arrays(after.json()), _arrays(reference[good.name]), where="after 413")
-
-
-# -- the queue bound, metrics, API key: a server with a tiny queue ------------------------------------------
-
-@pytest.fixture(scope="module")
-def tight(shared, cache_dir):
-    proc = ServerProcess(["--model", str(shared.fp32_model), "--max-queue", "2", "--api-key-env", "YOLO_OV_TEST_KEY",
-                          "--cors", "http://app.example"], cache_dir=cache_dir, env={"YOLO_OV_TEST_KEY": KEY}).start()
-    yield proc
-    assert proc.stop() == 0, proc.output()
-
-
-AUTH = {"Authorization": f"Bearer {KEY}"}
-
-
-def test_api_key(tight, shared):
-    jpeg = _jpeg(shared)
-    assert requests.get(f"{tight.url}/v2/health/live", timeout=10).status_code == 200
-    assert requests.get(f"{tight.url}/v2/health/ready", timeout=10).status_code == 200
-    assert requests.get(f"{tight.url}/", timeout=10).status_code == 200  # the page itself holds no data
-    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": KEY}):
-        guarded = (("POST", "/predict"), ("GET", "/models"), ("GET", "/metrics"), ("GET", "/v2/models/yolov8n"))
-        for method, path in guarded:
-            r = requests.request(method, tight.url + path, data=jpeg if method == "POST" else None, headers=headers,
-                                 timeout=30)
-            assert r.status_code == 401, (path, headers)
-            assert r.headers["WWW-Authenticate"] == "Bearer"
-    assert requests.post(f"{tight.url}/predict", data=jpeg, headers=AUTH, timeout=30).status_code == 200
-    c = http.InferenceServerClient(tight.host_port)
-    assert c.get_model_metadata("yolov8n", headers=AUTH)["name"] == "yolov8n"
-    with pytest.raises(InferenceServerException, match="API key"):
-        c.get_model_metadata("yolov8n")
-
-
-def test_cors_only_for_the_origin_given(tight, server):
-    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization"}
-    ok = requests.options(f"{tight.url}/predict", headers={"Origin": "http://app.example", **preflight}, timeout=10)
-    assert ok.status_code == 200 and ok.headers["Access-Control-Allow-Origin"] == "http://app.example"
-    other = requests.options(f"{tight.url}/predict", headers={"Origin": "http://evil.example", **preflight}, timeout=10)
-    assert "Access-Control-Allow-Origin" not in other.headers
-    plain = requests.get(f"{server.url}/v2/health/live", headers={"Origin": "http://app.example"}, timeout=10)
-    assert "Access-Control-Allow-Origin" not in plain.headers  # no --cors: no cross-origin calls
-
+# -- batching ------------------------------------------------------------------------------------------
 
 def _metric(text: str, metric: str, /, **labels) -> float:
     from prometheus_client.parser import text_string_to_metric_families
@@ -445,45 +285,6 @@ def _metric(text: str, metric: str, /, **labels) -> float:
             if sample.name == metric and all(sample.labels.get(k) == v for k, v in labels.items()):
                 total += sample.value
     return total
-
-
-def test_overload_gets_503_at_once_and_every_200_is_right(tight, shared, reference):
-    """16 clients against a queue of 2: the excess is refused with Retry-After, nothing else fails."""
-    before = requests.get(f"{tight.url}/metrics", headers=AUTH, timeout=10).text
-    paths = shared.coco96_images[:48]
-
-    def call(path: Path):
-        r = requests.post(f"{tight.url}/predict", files={"file": (path.name, path.read_bytes())}, headers=AUTH,
-                          timeout=60)
-        return path, r.status_code, r.headers.get("Retry-After"), r.json()
-
-    with ThreadPoolExecutor(16) as pool:
-        results = list(pool.map(call, paths))
-    statuses = Counter(status for _, status, _, _ in results)
-    assert set(statuses) <= {200, 503}, statuses
-    assert statuses[503] > 0 and statuses[200] > 0, statuses
-    for path, status, retry_after, body in results:
-        if status == 503:
-            assert retry_after == "1" and "at capacity" in body["error"]
-        else:
-            assert_same_detections(record_arrays(body), _arrays(reference[path.name]), where=path.name)
-    after = requests.get(f"{tight.url}/metrics", headers=AUTH, timeout=10).text
-
-    def delta(metric, /, **labels):
-        return _metric(after, metric, **labels) - _metric(before, metric, **labels)
-
-    assert delta("yolo_ov_requests_success_total", name="yolov8n", endpoint="predict") == statuses[200]
-    assert delta("yolo_ov_requests_fail_total", name="yolov8n", endpoint="predict", code="503") == statuses[503]
-    assert delta("yolo_ov_requests_rejected_total", name="yolov8n") == statuses[503]
-    assert delta("yolo_ov_images_total", name="yolov8n") == statuses[200]
-    assert delta("yolo_ov_request_time_us_count", name="yolov8n", endpoint="predict") == len(paths)
-    assert delta("yolo_ov_inference_time_us_count", name="yolov8n") == statuses[200]
-    assert _metric(after, "yolo_ov_images_in_queue", name="yolov8n") == 0
-    assert _metric(after, "yolo_ov_current_requests", name="yolov8n") == 0
-    assert _metric(after, "yolo_ov_streams", name="yolov8n") >= 1
-    assert _metric(after, "yolo_ov_max_queue", name="yolov8n") == 2
-    stats = requests.get(f"{tight.url}/stats", headers=AUTH, timeout=10).json()["models"]["yolov8n"]
-    assert stats["rejected"] >= statuses[503] and stats["in_flight"] == 0 and stats["queued"] == 0
 
 
 def test_batch_model_groups_images_of_concurrent_requests(shared, cache_dir, reference):
@@ -511,55 +312,20 @@ def test_batch_model_groups_images_of_concurrent_requests(shared, cache_dir, ref
         assert proc.stop() == 0, proc.output()
 
 
-# -- graceful drain -----------------------------------------------------------------------------------------
+# -- command-line refusals (no model is loaded for these: a stand-in folder will do; fast tier) -----------------
 
-def test_sigterm_under_load_finishes_every_accepted_request(shared, cache_dir, reference):
-    proc = ServerProcess(["--model", str(shared.fp32_model)], cache_dir=cache_dir).start()
-    paths = shared.coco96_images
-    outcomes: list[tuple[str, object]] = []
-    lock = threading.Lock()
-    stop = threading.Event()
-
-    def client(k: int) -> None:
-        with requests.Session() as s:
-            for i in range(40):  # bounded
-                path = paths[(k * 40 + i) % len(paths)]
-                try:
-                    r = s.post(f"{proc.url}/predict", data=path.read_bytes(), timeout=60)
-                    outcome = (path.name, r)
-                except requests.ConnectionError as exc:  # refused or reset: never accepted
-                    outcome = (path.name, exc)
-                with lock:
-                    outcomes.append(outcome)
-                if stop.is_set() and not isinstance(outcome[1], requests.Response):
-                    return
-
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
-    for t in threads:
-        t.start()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and sum(isinstance(o, requests.Response) for _, o in outcomes) < 16:
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGTERM)
-    stop.set()
-    for t in threads:
-        t.join(120)
-    code = proc.proc.wait(60)
-    output = proc.output()
-    assert code == 0, output
-    responses = [(name, o) for name, o in outcomes if isinstance(o, requests.Response)]
-    assert all(r.status_code == 200 for _, r in responses), Counter(r.status_code for _, r in responses)
-    for name, r in responses:
-        assert_same_detections(record_arrays(r.json()), _arrays(reference[name]), where=name)
-    assert "SIGTERM: stopped accepting" in output
-    answered = int(output.split("stopped: ")[1].split(" request")[0])
-    assert answered == len(responses), output  # every request the server accepted reached its client
-    assert len(responses) < len(outcomes)  # the run was cut short by the signal, not finished
+@pytest.fixture
+def stand_in(tmp_path):
+    """A model folder and a checkpoint the command refuses before reading either (the fast tier)."""
+    folder = tmp_path / "yolov8n_openvino_model"
+    folder.mkdir()
+    pt = tmp_path / "yolov8n.pt"
+    pt.write_bytes(b"not read")
+    return folder, pt
 
 
-# -- command-line refusals (no model is loaded for these) ------------------------------------------------------
-
-def test_cli_refusals_are_one_line(shared, tmp_path):
+def test_cli_refusals_are_one_line(stand_in, tmp_path):
+    model, pt = stand_in
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
     taken.listen(1)
@@ -567,17 +333,20 @@ def test_cli_refusals_are_one_line(shared, tmp_path):
     env = {**os.environ, "YOLO_OV_CACHE_DIR": str(tmp_path)}
     env.pop("YOLO_OV_UNSET_KEY", None)
     cases = [
-        (["--model", str(shared.pt_model)], "never loads .pt checkpoints"),
+        (["--model", str(pt)], "never loads .pt checkpoints"),
         (["--model", str(tmp_path / "missing_openvino_model")], "no such model"),
-        (["--model", str(shared.fp32_model), "--port", str(port)], f"cannot listen on 127.0.0.1:{port}"),
-        (["--model", str(shared.fp32_model), "--api-key-env", "YOLO_OV_UNSET_KEY"], "YOLO_OV_UNSET_KEY"),
-        (["--model", str(shared.fp32_model), "--max-queue", "0", "--port", "0"], "max_queue"),
+        (["--model", str(model), "--port", str(port)], f"cannot listen on 127.0.0.1:{port}"),
+        (["--model", str(model), "--api-key-env", "YOLO_OV_UNSET_KEY"], "YOLO_OV_UNSET_KEY"),
+        (["--model", str(model), "--max-queue", "0", "--port", "0"], "max_queue"),
     ]
+    def run_serve(args: list[str]) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "yolo_ov", "serve", *args], capture_output=True, text=True,
+                              encoding="utf-8", errors="replace", env=env, timeout=120)
+
     try:
-        for args, message in cases:
-            run = subprocess.run([sys.executable, "-m", "yolo_ov", "serve", *args], capture_output=True, text=True,
-                    encoding="utf-8", errors="replace",
-                                 env=env, timeout=120)
+        with ThreadPoolExecutor(len(cases)) as pool:  # each is a process start: side by side
+            runs = list(pool.map(run_serve, [args for args, _ in cases]))
+        for (args, message), run in zip(cases, runs, strict=True):
             assert run.returncode == 2, (args, run.stderr)
             lines = run.stderr.strip().splitlines()
             assert len(lines) == 1 and message in lines[0], run.stderr
@@ -586,7 +355,7 @@ def test_cli_refusals_are_one_line(shared, tmp_path):
         taken.close()
 
 
-def test_server_packages_load_only_for_serve(shared):
+def test_server_packages_load_only_for_serve(stand_in):
     """``import yolo_ov`` / the CLI never import FastAPI; without the extra, serve says which to install (exit 5)."""
     probe = ("import sys, yolo_ov, yolo_ov.cli, yolo_ov.serve; "
              "print(sorted(m for m in ('fastapi', 'uvicorn', 'starlette', 'prometheus_client') if m in sys.modules))")
@@ -594,7 +363,7 @@ def test_server_packages_load_only_for_serve(shared):
             encoding="utf-8", errors="replace", timeout=120, check=True)
     assert run.stdout.strip() == "[]"
     missing = ("import sys; sys.modules['fastapi'] = None; "
-               f"sys.argv = ['yolo-ov', 'serve', '--model', {str(shared.fp32_model)!r}]; "
+               f"sys.argv = ['yolo-ov', 'serve', '--model', {str(stand_in[0])!r}]; "
                "from yolo_ov.cli import main; main()")
     run = subprocess.run([sys.executable, "-c", missing], capture_output=True, text=True,
             encoding="utf-8", errors="replace", timeout=120)

@@ -20,16 +20,18 @@ import pytest
 from yolo_ov import ConfigError, DetectConfig, Detections
 from yolo_ov.imaging.header import HeaderError, image_size
 from yolo_ov.ops.masks import Masks
+from yolo_ov.serve.errors import ErrorCode, ServeError
 from yolo_ov.serve.kserve import (
     InferRequest,
     ProtocolError,
     RequestedOutput,
-    encode_infer_response,
+    build_response,
     output_specs,
-    parse_infer_request,
+    request_images,
     result_tensors,
 )
-from yolo_ov.serve.limits import ServeError, check_encoded, decode_body
+from yolo_ov.serve.kserve_rest import encode_infer_response, parse_infer_request
+from yolo_ov.serve.limits import check_encoded, decode_body
 from yolo_ov.serve.params import detect_config
 from yolo_ov.serve.settings import ModelSpec, ServeConfig, model_spec
 
@@ -137,16 +139,16 @@ def test_pixel_limit_refuses_bombs_before_decoding():
     for bomb in (_png_header(20_000, 20_000), bomb_jpeg):
         with pytest.raises(ServeError) as info:
             check_encoded(bomb, 100_000_000, "upload.bin")
-        assert info.value.status == 413
+        assert info.value.code is ErrorCode.PAYLOAD_TOO_LARGE
         assert "upload.bin" in info.value.message
         assert "over the limit of 100 MP" in info.value.message
     assert check_encoded(jpeg.tobytes(), 53 * 37, "ok.jpg") == (53, 37)
     with pytest.raises(ServeError) as info:
         check_encoded(jpeg.tobytes(), 53 * 37 - 1, "ok.jpg")
-    assert info.value.status == 413
+    assert info.value.code is ErrorCode.PAYLOAD_TOO_LARGE
     with pytest.raises(ServeError) as info:
         check_encoded(b"not an image", 100, "x.txt")
-    assert info.value.status == 400
+    assert info.value.code is ErrorCode.INVALID_ARGUMENT
 
 
 # -- the KServe codec, against tritonclient ------------------------------------------------------
@@ -162,10 +164,10 @@ def test_parse_binary_bytes_request_from_tritonclient():
     inp.set_data_from_numpy(np.array(images, dtype=np.object_))
     body, size = _body([inp], parameters={"conf": 0.5, "classes": [0, 2]})
     request = parse_infer_request(body, size)
-    assert request.datatype == "BYTES"
-    assert request.images == images
+    assert request.inputs[0].datatype == "BYTES" and request.inputs[0].raw is not None
+    assert request_images(request) == images
     assert request.parameters["conf"] == 0.5
-    assert request.outputs is None and request.binary_output  # no outputs named: all, binary
+    assert request.outputs is None and request.parameters["binary_data_output"]  # no outputs named: all, binary
 
 
 def test_parse_uint8_frames_binary_and_json():
@@ -176,11 +178,12 @@ def test_parse_uint8_frames_binary_and_json():
         outputs = [http.InferRequestedOutput("boxes", binary_data=False)]
         body, size = _body([inp], outputs=outputs)
         request = parse_infer_request(body, size)
-        assert len(request.images) == 3
-        for got, want in zip(request.images, frames, strict=True):
+        images = request_images(request)
+        assert len(images) == 3
+        for got, want in zip(images, frames, strict=True):
             assert isinstance(got, np.ndarray)
             assert np.array_equal(got, want)
-        assert request.outputs == (RequestedOutput("boxes", False),)
+        assert request.outputs == (RequestedOutput("boxes", {"binary_data": False}),)
 
 
 def test_parse_json_bytes_are_base64():
@@ -189,7 +192,7 @@ def test_parse_json_bytes_are_base64():
     data = cv2.imencode(".jpg", _IMAGE)[1].tobytes()
     body = json.dumps({"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES",
                                    "data": [base64.b64encode(data).decode()]}]}).encode()
-    assert parse_infer_request(body).images == [data]
+    assert request_images(parse_infer_request(body)) == [data]
 
 
 @pytest.mark.parametrize(
@@ -226,8 +229,9 @@ def test_parse_json_bytes_are_base64():
 )
 def test_parse_rejects_malformed_requests(request_json, tail, header, message):
     length = len(request_json) if header == "auto" else header
-    with pytest.raises(ProtocolError, match=message):
-        parse_infer_request(request_json + tail, length)
+    with pytest.raises(ProtocolError, match=message) as info:
+        request_images(parse_infer_request(request_json + tail, length))
+    assert info.value.code is ErrorCode.INVALID_ARGUMENT and info.value.status == 400
 
 
 def _detections(n: int, **data) -> Detections:
@@ -240,13 +244,12 @@ def _detections(n: int, **data) -> Detections:
 def test_result_tensors_pad_to_the_largest_count_and_round_trip_through_tritonclient():
     a, b, c = _detections(3), _detections(0), _detections(5)
     tensors = result_tensors([a, b, c])
-    assert tensors["num_detections"][1].tolist() == [3, 0, 5]
-    assert tensors["boxes"][1].shape == (3, 5, 4)
-    assert tensors["classes"][1][1].tolist() == [-1] * 5
+    assert tensors["num_detections"].array.tolist() == [3, 0, 5]
+    assert tensors["boxes"].shape == (3, 5, 4)
+    assert tensors["classes"].array[1].tolist() == [-1] * 5
     for binary in (True, False):
-        request = InferRequest(id="r1", images=[], datatype="BYTES", parameters={}, outputs=None,
-                               binary_output=binary)
-        body, size = encode_infer_response(request, tensors, model_name="m")
+        request = InferRequest(id="r1", inputs=(), parameters={"binary_data_output": binary})
+        body, size = encode_infer_response(request, build_response(request, tensors, model_name="m"))
         result = http.InferResult.from_response_body(body, header_length=size)
         assert result.get_response()["id"] == "r1"
         assert np.array_equal(result.as_numpy("num_detections"), [3, 0, 5])
@@ -265,18 +268,18 @@ def test_result_tensors_carry_task_fields_generically():
     empty = _detections(0, masks=Masks.empty((120, 160)), keypoints=np.zeros((0, 17, 3), np.float32),
                         xywhr=np.zeros((0, 5), np.float32), track_id=np.zeros(0, int))
     tensors = result_tensors([first, empty])
-    assert tensors["keypoints"][0] == "FP32" and tensors["keypoints"][1].shape == (2, 2, 17, 3)
-    assert tensors["obb"][1].shape == (2, 2, 5)
-    assert tensors["track_ids"][0] == "INT32" and tensors["track_ids"][1].tolist() == [[7, 9], [-1, -1]]
-    datatype, rles = tensors["masks"]
+    assert tensors["keypoints"].datatype == "FP32" and tensors["keypoints"].shape == (2, 2, 17, 3)
+    assert tensors["obb"].shape == (2, 2, 5)
+    assert tensors["track_ids"].datatype == "INT32" and tensors["track_ids"].array.tolist() == [[7, 9], [-1, -1]]
+    datatype, rles = tensors["masks"].datatype, tensors["masks"].array
     assert datatype == "BYTES" and rles.shape == (2, 2)
     assert [json.loads(rles[0, j]) for j in range(2)] == masks.to_rle()  # the JSONL record's RLE, as is
     assert rles[1, 0] == b""
     mask_api = pytest.importorskip("faster_coco_eval.core.mask")
     rle = json.loads(rles[0, 0])
     assert (mask_api.decode({"size": rle["size"], "counts": rle["counts"].encode()}) == masks.mask(0)).all()
-    request = InferRequest(id=None, images=[], datatype="BYTES", parameters={}, outputs=None, binary_output=True)
-    body, size = encode_infer_response(request, tensors, model_name="m")
+    request = InferRequest(id=None, inputs=(), parameters={"binary_data_output": True})
+    body, size = encode_infer_response(request, build_response(request, tensors, model_name="m"))
     back = http.InferResult.from_response_body(body, header_length=size)
     assert json.loads(back.as_numpy("masks")[0, 0]) == rle
     np.testing.assert_allclose(back.as_numpy("keypoints")[0], kpts)
@@ -287,8 +290,10 @@ def test_classification_results_give_top5():
 
     probs = np.array([0.05, 0.5, 0.1, 0.2, 0.15, 0.0], np.float32)
     tensors = result_tensors([Classification(probs, {}, (10, 10)), Classification(probs[::-1].copy(), {}, (10, 10))])
-    assert tensors["top5"][1].tolist() == [[1, 3, 4, 2, 0], [4, 2, 1, 3, 5]]
-    np.testing.assert_allclose(tensors["top5_scores"][1][0], [0.5, 0.2, 0.15, 0.1, 0.05])
+    assert tensors["top5"].array.tolist() == [[1, 3, 4, 2, 0], [4, 2, 1, 3, 5]]
+    np.testing.assert_allclose(tensors["top5_scores"].array[0], [0.5, 0.2, 0.15, 0.1, 0.05])
+    with pytest.raises(ProtocolError, match="all be detections or all classifications"):
+        result_tensors([Classification(probs, {}, (10, 10)), _detections(1)])
 
 
 def test_output_specs_per_task():
@@ -299,11 +304,10 @@ def test_output_specs_per_task():
     assert [s.name for s in output_specs("classify")] == ["top5", "top5_scores"]
 
 
-def test_encode_refuses_unknown_outputs():
-    request = InferRequest(id=None, images=[], datatype="BYTES", parameters={},
-                           outputs=(RequestedOutput("nope"),), binary_output=False)
+def test_response_refuses_unknown_outputs():
+    request = InferRequest(id=None, inputs=(), outputs=(RequestedOutput("nope"),))
     with pytest.raises(ProtocolError, match="unknown outputs"):
-        encode_infer_response(request, result_tensors([_detections(1)]), model_name="m")
+        build_response(request, result_tensors([_detections(1)]), model_name="m")
 
 
 # -- parameters, limits, settings ----------------------------------------------------------
@@ -342,21 +346,39 @@ def test_decode_body_inflates_within_the_limit_only():
     assert len(bomb) < 10_000
     with pytest.raises(ServeError) as info:
         decode_body(bomb, "gzip", 1_000_000)
-    assert info.value.status == 413
+    assert info.value.code is ErrorCode.PAYLOAD_TOO_LARGE
     with pytest.raises(ServeError) as info:
         decode_body(b"not gzip", "gzip", 1000)
-    assert info.value.status == 400
+    assert info.value.code is ErrorCode.INVALID_ARGUMENT
     with pytest.raises(ServeError) as info:
         decode_body(payload, "br", 1000)
-    assert info.value.status == 415
+    assert info.value.code is ErrorCode.UNSUPPORTED_ENCODING
 
 
-def test_model_specs(shared, tmp_path):
-    spec = model_spec(str(shared.fp32_model))
-    assert spec.name == "yolov8n" and spec.path == shared.fp32_model
-    named = model_spec(f"det={shared.int8_model}")
-    assert named.name == "det" and named.path == shared.int8_model
-    assert model_spec(str(shared.fp32_model / "yolov8n.xml")).name == "yolov8n"
+class _Models:
+    """Model paths for the settings tests: ``ModelSpec`` checks a path's name and existence, not its content."""
+
+    def __init__(self, root):
+        self.fp32_model = root / "yolov8n_openvino_model"
+        self.int8_model = root / "yolov8n_int8_openvino_model"
+        self.pt_model = root / "yolov8n.pt"
+        for folder in (self.fp32_model, self.int8_model):
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "yolov8n.xml").write_text("<net/>", encoding="utf-8")
+        self.pt_model.write_bytes(b"not a pickle")
+
+
+@pytest.fixture
+def models(tmp_path):
+    return _Models(tmp_path / "models")
+
+
+def test_model_specs(models):
+    spec = model_spec(str(models.fp32_model))
+    assert spec.name == "yolov8n" and spec.path == models.fp32_model
+    named = model_spec(f"det={models.int8_model}")
+    assert named.name == "det" and named.path == models.int8_model
+    assert model_spec(str(models.fp32_model / "yolov8n.xml")).name == "yolov8n"
 
 
 def _touch(path):
@@ -379,13 +401,13 @@ def _touch(path):
         (lambda s, t: ServeConfig(models=(model_spec(str(s.fp32_model)),), port=70000), "port"),
     ],
 )
-def test_settings_refuse_bad_values(shared, tmp_path, make, message):
+def test_settings_refuse_bad_values(models, tmp_path, make, message):
     with pytest.raises(ConfigError, match=message):
-        make(shared, tmp_path)
+        make(models, tmp_path)
 
 
-def test_settings_defaults_are_safe(shared):
-    cfg = ServeConfig(models=(model_spec(str(shared.fp32_model)),))
+def test_settings_defaults_are_safe(models):
+    cfg = ServeConfig(models=(model_spec(str(models.fp32_model)),))
     assert cfg.host == "127.0.0.1" and not cfg.binds_all_interfaces
     assert cfg.runtime.mode.value == "throughput"
     assert cfg.cors_origins == () and cfg.api_key is None

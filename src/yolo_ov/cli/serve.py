@@ -103,14 +103,19 @@ def serve(
         sock.close()
 
 
-def _run(settings: Any, sock: socket.socket, *, access_log: bool) -> None:
+def _run(settings: Any, sock: socket.socket, *, access_log: bool, detectors: Any = None) -> None:
+    """Load the models, serve on ``sock`` until SIGTERM/SIGINT, drain, print the totals.
+
+    ``detectors`` opens each model's Detector (default: compile its file);
+    an embedding program, or a test on a fake engine, passes its own.
+    """
     import uvicorn
 
     from ..serve.app import create_app
 
     names = ", ".join(m.name for m in settings.models)
     _say(f"loading {names} ({settings.runtime.mode.value}, {settings.runtime.device}) ...")
-    application = create_app(settings)
+    application = create_app(settings, detectors=detectors)
     state = application.state.yolo
     for m in state.models.values():
         d = m.describe()

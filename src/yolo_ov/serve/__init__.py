@@ -5,6 +5,12 @@ KServe v2 REST (the protocol of OpenVINO Model Server, Triton and KServe, so
 the JSONL record of ``yolo-ov predict``, Prometheus metrics and a web page;
 bounded queues, body and pixel limits, timeouts, graceful drain.
 
+Split by transport, so a gRPC transport is a thin sibling of the HTTP one:
+``errors`` (transport-neutral codes), ``kserve`` (the v2 protocol's tensors
+as dataclasses), ``service`` (the v2 operations), ``models`` and ``state``
+(the opened models) are shared; ``kserve_rest``, ``http_errors`` and ``app``
+are the HTTP transport (REST encoding, statuses, FastAPI routes).
+
 Needs the ``serve`` extra (FastAPI, uvicorn, prometheus-client,
 python-multipart): ``pip install 'yolo-ov[serve]'``. Importing this package
 imports none of them; the names below load them on first use.

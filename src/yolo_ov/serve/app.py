@@ -1,8 +1,12 @@
 """``create_app``: the ASGI application of ``yolo-ov serve`` (FastAPI).
 
-A thin front end: each route parses its request, calls a
-:class:`~yolo_ov.serve.models.ServedModel` (which calls ``Detector.submit()``)
-and formats the answer. Routes:
+The HTTP transport, and only that: each route decodes its request (the KServe
+v2 REST encoding is :mod:`~yolo_ov.serve.kserve_rest`), calls the
+transport-neutral operations (:mod:`~yolo_ov.serve.service`, a
+:class:`~yolo_ov.serve.models.ServedModel`, which calls ``Detector.submit()``)
+and encodes the answer; a :class:`~yolo_ov.serve.errors.ServeError`'s code
+becomes its HTTP status here. The models are opened in
+:mod:`~yolo_ov.serve.state`. Routes:
 
 =====================================================  ==========================================
 ``GET /``                                              the web page (``/static/...`` its files)
@@ -40,13 +44,14 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from ..errors import ConfigError
-from .kserve import ProtocolError, encode_infer_response, parse_infer_request, result_tensors
-from .limits import BodyLimit, ServeError, decode_body
-from .metrics import ServeMetrics
+from .errors import ErrorCode, ServeError
+from .http_errors import BodyLimit, error_body, error_headers
+from .kserve_rest import encode_infer_response, parse_infer_request
+from .limits import decode_body
 from .models import ServedModel
-from .params import detect_config
+from .service import infer, request_settings, server_metadata
 from .settings import ServeConfig
+from .state import DetectorFactory, ServeState, load_models, open_detector
 
 __all__ = ["ServeState", "create_app"]
 
@@ -55,37 +60,9 @@ log = logging.getLogger("yolo_ov.serve")
 STATIC = Path(str(resources.files("yolo_ov.serve") / "static"))
 
 
-class ServeState:
-    """What the routes share: the settings, the models by name, the metrics.
-
-    ``app.state.yolo`` holds it. When the app is mounted inside another
-    application (whose lifespan does not reach a mounted app), call
-    :meth:`close` at shutdown.
-    """
-
-    def __init__(self, config: ServeConfig, models: Mapping[str, ServedModel], metrics: ServeMetrics) -> None:
-        self.config = config
-        self.models = dict(models)
-        self.metrics = metrics
-        self.accepting = True
-
-    def model(self, name: str | None) -> ServedModel:
-        if name is None or name == "":
-            return next(iter(self.models.values()))
-        found = self.models.get(name)
-        if found is None:
-            raise ServeError(404, f"unknown model {name!r}; this server has {sorted(self.models)}")
-        return found
-
-    def close(self) -> None:
-        """Stop taking requests and close every model (accepted images finish first)."""
-        self.accepting = False
-        for model in self.models.values():
-            model.close()
-
-
-def create_app(config: ServeConfig, *, load: Callable[[ServeConfig], ServeState] | None = None) -> FastAPI:
-    """The ASGI app serving ``config.models``; loads, compiles and warms every model first.
+def create_app(config: ServeConfig, *, load: Callable[[ServeConfig], ServeState] | None = None,
+               detectors: DetectorFactory | None = None) -> FastAPI:
+    """The ASGI app serving ``config.models``; opens and warms every model first.
 
     Loading happens here, not on a request and not in a lifespan hook (a
     mounted app's lifespan never runs), so a returned app is ready. Its own
@@ -94,14 +71,23 @@ def create_app(config: ServeConfig, *, load: Callable[[ServeConfig], ServeState]
 
     Args:
         config: the server settings (models, runtime, limits, API key, CORS).
-        load: builds the :class:`ServeState` (default: :func:`load_models`).
+        load: builds the :class:`ServeState` (default: :func:`~yolo_ov.serve.state.load_models`).
+        detectors: how each model's Detector is opened (default:
+            :func:`~yolo_ov.serve.state.open_detector` compiles its file); an
+            application that builds Detectors on engines of its own passes them here.
 
     Example:
         >>> from yolo_ov.serve import ServeConfig, create_app, model_spec  # doctest: +SKIP
         >>> app = create_app(ServeConfig(models=(model_spec("yolov8n_openvino_model"),)))  # doctest: +SKIP
         >>> import uvicorn; uvicorn.run(app, host="127.0.0.1", port=8000)  # doctest: +SKIP
     """
-    state = (load or load_models)(config)
+    if load is None:
+        factory = detectors or open_detector
+
+        def load(cfg: ServeConfig) -> ServeState:
+            return load_models(cfg, open_detector=factory)
+
+    state = load(config)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -144,32 +130,18 @@ def create_app(config: ServeConfig, *, load: Callable[[ServeConfig], ServeState]
     return app
 
 
-def load_models(config: ServeConfig) -> ServeState:
-    """Load, compile and warm up every model of ``config`` (closing those loaded if one fails)."""
-    metrics = ServeMetrics()
-    models: dict[str, ServedModel] = {}
-    try:
-        for spec in config.models:
-            t0 = time.perf_counter()
-            models[spec.name] = ServedModel(spec, config, metrics)
-            log.info("model %s ready in %.0f ms", spec.name, (time.perf_counter() - t0) * 1e3)
-    except BaseException:
-        for model in models.values():
-            model.close()
-        raise
-    return ServeState(config, models, metrics)
-
-
 # -- errors ----------------------------------------------------------------------
 
 def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status, headers=dict(headers or {}))
+    return JSONResponse(error_body(message), status_code=status, headers=dict(headers or {}))
 
 
 def _install_error_handlers(app: FastAPI) -> None:
+    """Map every error to its HTTP status and KServe's ``{"error": "..."}`` body."""
+
     async def serve_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, ServeError)
-        return _error(exc.status, exc.message, exc.headers)
+        return _error(exc.code.http_status, exc.message, error_headers(exc))
 
     async def http_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
@@ -191,8 +163,8 @@ def _api_key_check(key: str | None) -> Callable[[Request], None]:
             return
         given = request.headers.get("authorization", "").encode()
         if not hmac.compare_digest(given, expected):  # constant time: no timing oracle on the key
-            raise ServeError(401, "missing or wrong API key: send 'Authorization: Bearer <key>'",
-                             {"WWW-Authenticate": "Bearer"})
+            raise ServeError(ErrorCode.UNAUTHENTICATED,
+                             "missing or wrong API key: send 'Authorization: Bearer <key>'")
 
     return check
 
@@ -208,8 +180,7 @@ async def _live() -> dict[str, bool]:
 
 
 async def _ready(request: Request) -> Response:
-    state = _state(request)
-    ready = state.accepting and all(m.ready for m in state.models.values())
+    ready = _state(request).ready
     return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
 
@@ -220,13 +191,11 @@ async def _index() -> FileResponse:
 # -- KServe v2 -------------------------------------------------------------------------
 
 async def _server_metadata() -> dict[str, Any]:
-    return {"name": "yolo-ov", "version": __version__, "extensions": ["binary_tensor_data", "model_configuration"]}
+    return server_metadata()
 
 
 def _versioned(request: Request, name: str, version: str | None) -> ServedModel:
-    if version not in (None, "", "1"):
-        raise ServeError(404, f"model {name!r} has no version {version!r}; it has version '1'")
-    return _state(request).model(name)
+    return _state(request).model(name, version)
 
 
 async def _model_metadata(request: Request, name: str, version: str | None = None) -> dict[str, Any]:
@@ -249,39 +218,15 @@ async def _infer(request: Request, name: str, version: str | None = None) -> Res
 
 
 async def _infer_body(request: Request, model: ServedModel) -> Response:
-    deadline = time.monotonic() + model.config.timeout_s
+    started = time.monotonic()
     body = decode_body(await request.body(), request.headers.get("content-encoding"), model.config.max_body_bytes)
-    try:
-        parsed = parse_infer_request(body, request.headers.get("inference-header-content-length"))
-        detect = detect_config(model.config.detect, parsed.parameters)
-    except (ProtocolError, ConfigError) as exc:
-        raise ServeError(400, str(exc)) from None
-    deadline = min(deadline, time.monotonic() + _request_timeout(parsed.parameters))
-    known = {o.name for o in model.outputs}
-    unknown = [o.name for o in parsed.outputs or () if o.name not in known]
-    if unknown:
-        raise ServeError(400, f"unknown outputs {unknown}; model {model.name!r} gives {sorted(known)}")
-    sources = [f"image[{i}]" for i in range(len(parsed.images))]
-    images = model.check(parsed.images, sources)
-    results = await model.infer(images, detect, deadline)
-    try:
-        payload, header_length = encode_infer_response(parsed, result_tensors(results), model_name=model.name)
-    except ProtocolError as exc:
-        raise ServeError(400, str(exc)) from None
+    parsed = parse_infer_request(body, request.headers.get("inference-header-content-length"))
+    response = await infer(model, parsed, started=started)
+    payload, header_length = encode_infer_response(parsed, response)
     if header_length is None:
         return Response(payload, media_type="application/json")
     return Response(payload, media_type="application/octet-stream",
                     headers={"Inference-Header-Content-Length": str(header_length)})
-
-
-def _request_timeout(parameters: Mapping[str, Any]) -> float:
-    """A KServe request's own ``timeout`` parameter (microseconds, as Triton's clients send it), in seconds."""
-    value = parameters.get("timeout")
-    if value is None:
-        return float("inf")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ServeError(400, f"parameter timeout={value!r}: expected a positive number of microseconds")
-    return float(value) / 1e6
 
 
 # -- the simple endpoint -------------------------------------------------------------------
@@ -295,16 +240,13 @@ async def _predict(request: Request) -> Response:
 async def _predict_body(request: Request, model: ServedModel) -> Response:
     started = time.perf_counter()
     deadline = time.monotonic() + model.config.timeout_s
-    try:
-        detect = detect_config(model.config.detect, request.query_params)
-    except ConfigError as exc:
-        raise ServeError(400, str(exc)) from None
+    detect = request_settings(model, request.query_params)
     data, source = await _upload(request, model.config.max_body_bytes)
     source = request.query_params.get("source") or source
     images = model.check([data], [source])
     (result,) = await model.infer(images, detect, deadline)
     record = result.to_dict()
-    timing = getattr(result, "timing", None)
+    timing = result.timing
     server_timing = f"total;dur={(time.perf_counter() - started) * 1e3:.2f}"
     if timing is not None:
         server_timing += (f", preprocess;dur={timing.preprocess_ms:.2f}, inference;dur={timing.inference_ms:.2f}"
@@ -318,18 +260,21 @@ async def _upload(request: Request, max_bytes: int) -> tuple[bytes, str]:
     encoding = request.headers.get("content-encoding")
     if content_type.startswith("multipart/form-data"):
         if encoding not in (None, "", "identity"):
-            raise ServeError(415, "send a multipart upload uncompressed (no Content-Encoding)")
+            raise ServeError(ErrorCode.UNSUPPORTED_ENCODING,
+                             "send a multipart upload uncompressed (no Content-Encoding)")
         form = await request.form(max_files=1, max_fields=8)
         try:
             upload = next((v for v in form.values() if hasattr(v, "read")), None)
             if upload is None:
-                raise ServeError(400, "the form has no file: send the image as a file field (-F file=@image.jpg)")
+                raise ServeError(ErrorCode.INVALID_ARGUMENT,
+                                 "the form has no file: send the image as a file field (-F file=@image.jpg)")
             return await upload.read(), str(upload.filename or "upload")
         finally:
             await form.close()
     body = decode_body(await request.body(), encoding, max_bytes)
     if not body:
-        raise ServeError(400, "no image: send it as the request body or as a multipart file field")
+        raise ServeError(ErrorCode.INVALID_ARGUMENT,
+                         "no image: send it as the request body or as a multipart file field")
     return body, f"<{len(body)} bytes>"
 
 
@@ -360,7 +305,7 @@ async def _observed(request: Request, model: ServedModel, endpoint: str, handler
         status = response.status_code
         return response
     except ServeError as exc:
-        status = exc.status
+        status = exc.code.http_status
         raise
     finally:
         metrics.request_finished(model.name, endpoint, status, time.perf_counter() - started)

@@ -1,12 +1,15 @@
 """The served models: one :class:`~yolo_ov.Detector` per name, reached only through ``submit()``.
 
-:class:`ServedModel` is where HTTP meets the engine. It checks an image's
-header against the pixel limit, submits every image of a request to the
-Detector's throughput engine (so images of one request and of concurrent
-requests share the request slots, and are batched together on a batch > 1
-model), waits for them within the request's deadline, and maps the engine's
-answers to HTTP: ``OverloadedError`` -> 503 with ``Retry-After``,
-``InputError`` -> 400 naming the image, a deadline passed -> 504.
+:class:`ServedModel` is where a request meets the engine, whatever the
+transport. It checks an image's header against the pixel limit, submits every
+image of a request to the Detector's throughput engine (so images of one
+request and of concurrent requests share the request slots, and are batched
+together on a batch > 1 model), waits for them within the request's deadline,
+and maps the engine's answers to transport-neutral :class:`ServeError` codes:
+``OverloadedError`` -> ``OVERLOADED`` (HTTP 503 with ``Retry-After``),
+``InputError`` -> ``INVALID_ARGUMENT`` naming the image, a deadline passed ->
+``DEADLINE_EXCEEDED``. The Detector is opened elsewhere
+(:mod:`yolo_ov.serve.state`), so a server runs on any engine.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,13 +27,17 @@ import numpy as np
 from ..config import DetectConfig
 from ..detector import Detector
 from ..errors import InferenceError, InputError, OverloadedError
-from ..pipeline import PipelineConfig
+from ..results import Classification, Detections
+from .errors import ErrorCode, ServeError
 from .kserve import INPUT_NAME, TensorSpec, output_specs
-from .limits import ServeError, check_encoded, check_frame
+from .limits import check_encoded, check_frame
 from .metrics import ServeMetrics
-from .settings import ModelSpec, ServeConfig
+from .settings import ServeConfig
 
-__all__ = ["ServedModel"]
+__all__ = ["ENGINE_TIMEOUT_S", "PLATFORM", "Image", "Result", "ServedModel"]
+
+#: What a served model answers for one image.
+Result = Detections | Classification
 
 #: The KServe "platform" this server reports for every model.
 PLATFORM = "yolo_ov_openvino"
@@ -38,42 +46,40 @@ ENGINE_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True)
-class _Image:
+class Image:
+    """One image of a request, checked against the limits: its bytes or frame, its name, its pixel count."""
+
     data: bytes | np.ndarray
     source: str
     pixels: int
 
 
 class ServedModel:
-    """One model behind the server: compiled once, warmed up, then served.
+    """One model behind the server: opened once (elsewhere), warmed up here, then served.
 
     Args:
-        spec: the model's name and path.
-        config: the server's settings (runtime, detection defaults, limits).
+        name: the name clients use.
+        path: where the model was read from (reported by ``GET /models``).
+        detector: the opened model; this object owns it from here on (closed
+            by :meth:`close`, or at once if the warm-up fails).
+        config: the server's settings (detection defaults, limits).
         metrics: where per-model figures are recorded.
     """
 
-    def __init__(self, spec: ModelSpec, config: ServeConfig, metrics: ServeMetrics) -> None:
-        self.name = spec.name
-        self.path = spec.path
+    def __init__(self, name: str, path: Path, detector: Detector, config: ServeConfig, metrics: ServeMetrics) -> None:
+        self.name = name
+        self.path = path
         self.config = config
         self.metrics = metrics
-        self.detector = Detector(
-            spec.path, runtime=config.runtime, detect=config.detect,
-            # The engine's own timeout detects a hung device and then retires the
-            # pipeline; a slow request is the HTTP deadline's business (504), so
-            # the engine gets at least a minute whatever --timeout-s says.
-            pipeline=PipelineConfig(max_queue=config.max_queue, max_wait_ms=config.max_wait_ms,
-                                    timeout_s=max(config.timeout_s, ENGINE_TIMEOUT_S)),
-        )
+        self.detector = detector
         try:
             self._warm_up()
         except BaseException:
             self.detector.close()
             raise
         info = self.detector.compiled_info
-        metrics.add_model(self.name, streams=info.num_streams, requests=self.requests, max_queue=config.max_queue,
-                          infer_requests=self._infer_requests)
+        metrics.add_model(self.name, streams=info.num_streams or 1, requests=self.requests,
+                          max_queue=config.max_queue, infer_requests=self._infer_requests)
         self.task = str(getattr(self.detector.model_info, "task", "detect") or "detect")
         kpt = getattr(self.detector.model_info, "kpt_shape", None)
         self.outputs: tuple[TensorSpec, ...] = output_specs(self.task, kpt_shape=tuple(kpt) if kpt else None)
@@ -145,30 +151,40 @@ class ServedModel:
         }
 
     # -- inference -------------------------------------------------------------
-    def check(self, images: Sequence[bytes | np.ndarray], sources: Sequence[str]) -> list[_Image]:
-        """Check each image against the limits before anything is decoded (413/400)."""
+    def check(self, images: Sequence[bytes | np.ndarray], sources: Sequence[str]) -> list[Image]:
+        """Check each image against the limits before anything is decoded.
+
+        Raises:
+            ServeError: ``PAYLOAD_TOO_LARGE`` (too many images, too many
+                pixels) or ``INVALID_ARGUMENT`` (an unreadable header).
+        """
         if len(images) > self.config.max_queue:
             raise ServeError(
-                413, f"the request holds {len(images)} images; at most {self.config.max_queue} "
+                ErrorCode.PAYLOAD_TOO_LARGE, f"the request holds {len(images)} images; at most {self.config.max_queue} "
                      "(--max-queue) can be queued at once: split it"
             )
         checked = []
         for data, source in zip(images, sources, strict=True):
             if isinstance(data, np.ndarray):
                 check_frame(data, self.config.max_pixels, source)
-                checked.append(_Image(data, source, data.shape[0] * data.shape[1]))
+                checked.append(Image(data, source, data.shape[0] * data.shape[1]))
             else:
                 w, h = check_encoded(data, self.config.max_pixels, source)
-                checked.append(_Image(data, source, w * h))
+                checked.append(Image(data, source, w * h))
         return checked
 
-    async def infer(self, images: Sequence[_Image], detect: DetectConfig, deadline: float) -> list[Any]:
+    async def infer(self, images: Sequence[Image], detect: DetectConfig, deadline: float) -> list[Result]:
         """Submit every image, wait for all of them until ``deadline`` (``time.monotonic()``).
 
         Raises:
-            ServeError: 503 when the queue is full, 400 for an unreadable
-                image, 504 when the deadline passes, 500 when inference failed.
+            ServeError: ``OVERLOADED`` when the queue is full, ``UNAVAILABLE``
+                when closing, ``INVALID_ARGUMENT`` for an unreadable image,
+                ``DEADLINE_EXCEEDED`` when the deadline passes, ``INTERNAL``
+                when inference failed.
         """
+        if not self.ready:  # closed (shutting down): the Detector would refuse with a ConfigError
+            raise ServeError(ErrorCode.UNAVAILABLE, f"model {self.name!r} is not accepting work: it is closed",
+                             retry_after_s=self.config.retry_after_s)
         futures: list[Future] = []
         try:
             for image in images:
@@ -177,35 +193,40 @@ class ServedModel:
             for f in futures:
                 f.cancel()
             raise ServeError(
-                503, f"model {self.name!r} is at capacity ({self.config.max_queue} images waiting, --max-queue); "
-                     "retry later", {"Retry-After": str(self.config.retry_after_s)},
+                ErrorCode.OVERLOADED,
+                f"model {self.name!r} is at capacity ({self.config.max_queue} images waiting, --max-queue); "
+                "retry later", retry_after_s=self.config.retry_after_s,
             ) from None
         except InferenceError as exc:  # closed or closing: the server is shutting down
             for f in futures:
                 f.cancel()
-            raise ServeError(503, f"model {self.name!r} is not accepting work: {exc}",
-                             {"Retry-After": str(self.config.retry_after_s)}) from None
+            raise ServeError(ErrorCode.UNAVAILABLE, f"model {self.name!r} is not accepting work: {exc}",
+                             retry_after_s=self.config.retry_after_s) from None
         waiting = [asyncio.wrap_future(f) for f in futures]
         try:
             results = await asyncio.wait_for(asyncio.gather(*waiting), max(deadline - time.monotonic(), 0.0))
         except asyncio.TimeoutError:
             for f in futures:
                 f.cancel()
-            raise ServeError(504, f"model {self.name!r} did not answer within the request's deadline "
-                                  f"(--timeout-s {self.config.timeout_s:g} or the request's own timeout)") from None
+            raise ServeError(ErrorCode.DEADLINE_EXCEEDED,
+                             f"model {self.name!r} did not answer within the request's deadline "
+                             f"(--timeout-s {self.config.timeout_s:g} or the request's own timeout)") from None
         except InputError as exc:
-            raise ServeError(400, str(exc)) from None
+            raise ServeError(ErrorCode.INVALID_ARGUMENT, str(exc)) from None
         except InferenceError as exc:
-            raise ServeError(500, f"inference failed: {exc}") from None
+            raise ServeError(ErrorCode.INTERNAL, f"inference failed: {exc}") from None
         for image, result in zip(images, results, strict=True):
-            shape = getattr(result, "image_shape", None)
+            if not isinstance(result, (Detections, Classification)):
+                raise ServeError(ErrorCode.INTERNAL, f"inference gave a {type(result).__name__}, not a result")
+            shape = result.image_shape
             if shape is not None and shape[0] * shape[1] != image.pixels:
                 # The header parser and the decoder disagreed: refuse rather than trust either.
-                raise ServeError(400, f"{image.source}: decoded to {shape[1]}x{shape[0]} pixels, "
-                                      "not the size its header declares; the file is malformed")
+                raise ServeError(ErrorCode.INVALID_ARGUMENT,
+                                 f"{image.source}: decoded to {shape[1]}x{shape[0]} pixels, "
+                                 "not the size its header declares; the file is malformed")
         return list(results)
 
-    def _submit(self, image: _Image, detect: DetectConfig) -> Future:
+    def _submit(self, image: Image, detect: DetectConfig) -> Future:
         submitted = time.perf_counter()
         future = self.detector.submit(image.data, detect=detect, source=image.source)
         self.metrics.image_submitted(self.name)
@@ -213,7 +234,7 @@ class ServedModel:
         def done(f: Future) -> None:
             inference_ms = wait_ms = None
             if not f.cancelled() and f.exception() is None:
-                timing = getattr(f.result(), "timing", None)
+                timing = f.result().timing
                 if timing is not None:
                     inference_ms = timing.inference_ms
                     wait_ms = (time.perf_counter() - submitted) * 1e3 - timing.total_ms

@@ -1,0 +1,90 @@
+"""The KServe v2 operations on a :class:`~yolo_ov.serve.state.ServeState`, for every transport.
+
+Each function takes and returns the protocol's dataclasses or plain dicts
+(:mod:`yolo_ov.serve.kserve`) and raises
+:class:`~yolo_ov.serve.errors.ServeError`; the REST routes and a gRPC
+servicer only convert their wire form and map the error codes. Inference here
+is: read the request's parameters (detection settings, ``timeout``), check
+the outputs asked for, check the images against the limits, run them on the
+model within the deadline, and build the response of the outputs asked for.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from .. import __version__
+from ..config import DetectConfig
+from ..errors import ConfigError
+from .errors import ErrorCode, ServeError
+from .kserve import InferRequest, InferResponse, build_response, request_images, result_tensors
+from .models import ServedModel
+from .params import detect_config
+
+__all__ = ["EXTENSIONS", "infer", "request_settings", "request_timeout", "server_metadata"]
+
+#: The protocol extensions this server supports (Triton's names).
+EXTENSIONS = ("binary_tensor_data", "model_configuration")
+
+
+def server_metadata() -> dict[str, Any]:
+    """KServe server metadata: name, version, extensions."""
+    return {"name": "yolo-ov", "version": __version__, "extensions": list(EXTENSIONS)}
+
+
+def request_timeout(parameters: Mapping[str, Any]) -> float:
+    """A request's own ``timeout`` parameter (microseconds, as Triton's clients send it), in seconds.
+
+    Raises:
+        ServeError: ``INVALID_ARGUMENT`` for anything but a positive number.
+    """
+    value = parameters.get("timeout")
+    if value is None:
+        return float("inf")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ServeError(ErrorCode.INVALID_ARGUMENT,
+                         f"parameter timeout={value!r}: expected a positive number of microseconds")
+    return float(value) / 1e6
+
+
+def request_settings(model: ServedModel, parameters: Mapping[str, Any]) -> DetectConfig:
+    """The detection settings of a request: the server's defaults with the request's parameters applied.
+
+    Raises:
+        ServeError: ``INVALID_ARGUMENT`` naming a bad parameter.
+    """
+    try:
+        return detect_config(model.config.detect, parameters)
+    except ConfigError as exc:
+        raise ServeError(ErrorCode.INVALID_ARGUMENT, str(exc)) from None
+
+
+async def infer(model: ServedModel, request: InferRequest, *, started: float | None = None) -> InferResponse:
+    """Run ``request`` on ``model`` and answer with the outputs it asked for.
+
+    Args:
+        model: the served model (found with ``ServeState.model(name, version)``).
+        request: the parsed request.
+        started: when the request arrived (``time.monotonic()``); the
+            deadline is ``--timeout-s`` from then, or the request's own
+            ``timeout`` from now, whichever comes first.
+
+    Raises:
+        ServeError: ``INVALID_ARGUMENT`` (protocol, parameters, images,
+            unknown outputs), ``PAYLOAD_TOO_LARGE``, ``OVERLOADED``,
+            ``UNAVAILABLE``, ``DEADLINE_EXCEEDED``, ``INTERNAL``.
+    """
+    deadline = (time.monotonic() if started is None else started) + model.config.timeout_s
+    images = request_images(request)
+    detect = request_settings(model, request.parameters)
+    deadline = min(deadline, time.monotonic() + request_timeout(request.parameters))
+    known = {o.name for o in model.outputs}
+    unknown = [o.name for o in request.outputs or () if o.name not in known]
+    if unknown:
+        raise ServeError(ErrorCode.INVALID_ARGUMENT,
+                         f"unknown outputs {unknown}; model {model.name!r} gives {sorted(known)}")
+    checked = model.check(images, [f"image[{i}]" for i in range(len(images))])
+    results = await model.infer(checked, detect, deadline)
+    return build_response(request, result_tensors(results), model_name=model.name)
