@@ -119,11 +119,10 @@ def test_a_camera_index_that_does_not_exist_says_camera():
 
 
 def test_an_http_mjpeg_camera_is_a_live_stream(tmp_path):
-    with MjpegCamera(_textured(5), fps=100) as cam:
-        with open_capture(cam.url) as cap:
-            assert (cap.kind, cap.live) == ("stream", True)
-            assert cap.frame_count is None  # a camera has no length
-            frames = list(cap.frames())
+    with MjpegCamera(_textured(5), fps=100) as cam, open_capture(cam.url) as cap:
+        assert (cap.kind, cap.live) == ("stream", True)
+        assert cap.frame_count is None  # a camera has no length
+        frames = list(cap.frames())
     assert len(frames) == 5 and frames[0].shape == (48, 80, 3)
 
 
@@ -162,7 +161,7 @@ def test_track_reads_a_camera_through_open_capture_and_decodes_on_demand(tmp_pat
     from yolo_ov.track.sources import _camera, _Grabbed
 
     with MjpegCamera(grey_frames([50, 100, 150]), fps=100) as cam:
-        got = list((i, g.shape, g.decode()) for i, g in _camera(cam.url))
+        got = [(i, g.shape, g.decode()) for i, g in _camera(cam.url)]
     assert [i for i, _, _ in got] == [0, 1, 2]
     assert all(isinstance(g, np.ndarray) for _, _, g in got)
     assert [round(float(g.mean())) for _, _, g in got] == pytest.approx([50, 100, 150], abs=2)
