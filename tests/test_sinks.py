@@ -153,9 +153,13 @@ def test_a_write_after_close_is_an_error(tmp_path, make):
 
 
 def test_coco_file_is_valid_json_once_closed_even_after_an_error(tmp_path):
-    with pytest.raises(RuntimeError), CocoJsonSink(tmp_path / "c.json") as coco:
-        coco.write(_det("1.jpg"))
-        raise RuntimeError("boom")
+    def run() -> None:
+        with CocoJsonSink(tmp_path / "c.json") as coco:
+            coco.write(_det("1.jpg"))
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        run()
     assert json.loads((tmp_path / "c.json").read_text(encoding="utf-8"))[0]["image_id"] == 1
 
 
