@@ -37,8 +37,8 @@ from .io.sources import SourceItem
 from .pipeline import Pipeline, PipelineConfig, RunStats, StreamRun
 from .results import Detections, Failure, Timings
 from .runtime.core import CompiledInfo, LoadTimings, load
-from .runtime.model import ModelInfo
 from .runtime.engine import Engine
+from .runtime.model import ModelInfo
 
 if TYPE_CHECKING:
     from .track import TrackerConfig, TrackRun
@@ -257,14 +257,14 @@ class Detector:
         if isinstance(item, SourceItem):
             data, name, stream, frame = item.data, item.source, item.stream, item.frame
         else:
-            data, name, stream, frame = item, None, None, None
+            data, name, stream, frame = item, describe_source(item), None, None
         if isinstance(data, InputError):
-            return Failure(data.source or name or str(data), str(data), stream, frame), None
+            return Failure(data.source or name, str(data), stream, frame), None
         try:
             image = load_image(data, name) if with_image else None
             result = self(image if image is not None else data, source=name, detect=detect)
         except InputError as exc:
-            return Failure(name or exc.source or describe_source(data), str(exc), stream, frame), None
+            return Failure(name, str(exc), stream, frame), None
         if stream is not None or frame is not None:
             result.stream, result.frame = stream, frame
         return result, image
