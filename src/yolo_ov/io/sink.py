@@ -4,6 +4,13 @@ The built-in sinks (JSONL, COCO JSON, annotated images, video) are in
 :mod:`yolo_ov.io.sinks`; a new one (MQTT, a webhook) is a class implementing
 :class:`Sink`, nothing more. Writes are signal-safe: they run inside
 :func:`~yolo_ov.io.signals.deferred`.
+
+Who writes through :class:`Sinks`: ``yolo-ov predict``, ``yolo-ov track`` and
+the Ray driver (:func:`yolo_ov.ray.predict_dataset`). The server answers over
+HTTP and writes no output today; one that should also publish its answers
+(issue 22) would hold a :class:`Sinks` beside its models and write each
+result after the response, from one thread (writes are not made for
+concurrent callers).
 """
 
 from __future__ import annotations
