@@ -295,3 +295,22 @@ def test_annotated_names_do_not_collide(tmp_path):
     with AnnotatedImageSink(tmp_path / "vis") as sink:
         paths = [sink.write(_det(src), image) for src in ("a/x.jpg", "b/x.jpg", "<array>", "v.mp4")]
     assert [Path(p).name for p in paths] == ["x.jpg", "x_1.jpg", "image.jpg", "v.jpg"]
+
+
+def test_writes_from_another_thread_leave_the_main_threads_signals_alone(tmp_path):
+    """A sink written from a worker thread (a stream_callback) must not defer the main thread's signals."""
+    from yolo_ov.io import signals
+
+    sink = JsonlSink(tmp_path / "a.jsonl")
+    seen = []
+
+    def worker() -> None:
+        with deferred():
+            seen.append(signals._depth)
+        sink.write(_det("t.jpg"))
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join()
+    sink.close()
+    assert seen == [0] and signals._depth == 0 and sink.count == 1

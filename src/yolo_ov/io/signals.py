@@ -73,9 +73,13 @@ def deferred() -> Iterator[None]:
     """A critical section: SIGINT/SIGTERM (as handled by :func:`terminate_as_interrupt`) wait for its end.
 
     Keep it short (one record's writes); outside :func:`terminate_as_interrupt`
-    it changes nothing.
+    it changes nothing, and in any thread but the main one (where the
+    handlers run, and the only one that counts the nesting) it is a no-op.
     """
     global _depth
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     _depth += 1
     try:
         yield
