@@ -193,3 +193,15 @@ def test_probe_videos_reads_counts_and_sizes_through_open_capture(tmp_path, clip
 def test_capture_frames_turns_an_open_failure_into_an_error_item(tmp_path):
     (item,) = list(_capture_frames(tmp_path / "nope.avi"))
     assert isinstance(item, InputError) and "no such video file" in str(item)
+
+
+@pytest.mark.parametrize("module", ["yolo_ov.io.capture", "yolo_ov.io.sink", "yolo_ov.io.sources"])
+def test_docstring_examples_run(module, tmp_path, monkeypatch):
+    import doctest
+    import importlib
+
+    monkeypatch.chdir(tmp_path)  # "missing.mp4" must not exist
+    mod = importlib.import_module(module)
+    result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS | doctest.IGNORE_EXCEPTION_DETAIL,
+                             extraglobs={"np": np})
+    assert result.attempted > 0 and result.failed == 0

@@ -137,8 +137,8 @@ class Sinks:
         >>> out = pathlib.Path(tempfile.mkdtemp()) / "r.jsonl"
         >>> with Sinks([JsonlSink(out), None]) as sinks:
         ...     sinks.write(Failure("a.jpg", "broken"))
-        >>> out.read_text(encoding="utf-8")
-        '{"source":"a.jpg","error":"broken"}\n'
+        >>> out.read_text(encoding="utf-8").splitlines()
+        ['{"source":"a.jpg","error":"broken"}']
     """
 
     def __init__(self, sinks: Iterable[Sink | None] = ()) -> None:
