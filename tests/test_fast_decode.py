@@ -45,11 +45,19 @@ def test_reduction_factor_only_when_the_target_is_small_enough(original, target,
         assert original[0] // factor >= nh and original[1] // factor >= nw
 
 
+def _picture(hw: tuple[int, int] = (480, 640), seed: int = 3) -> np.ndarray:
+    """A COCO-sized picture made here (smooth texture and shapes): the decoding tests need pixels, not a model."""
+    rng = np.random.default_rng(seed)
+    img = cv2.GaussianBlur(rng.integers(0, 255, (*hw, 3), np.uint8), (0, 0), 3)
+    cv2.rectangle(img, (120, 90), (330, 400), (40, 170, 210), -1)
+    cv2.circle(img, (480, 220), 100, (190, 60, 80), -1)
+    return img
+
+
 @pytest.fixture(scope="module")
-def photo(shared) -> np.ndarray:
-    """A COCO image upscaled to 3840x2880 (4:3, 11 MP)."""
-    img = cv2.imread(str(shared.coco96_images[0]))
-    return cv2.resize(img, (3840, 2880), interpolation=cv2.INTER_CUBIC)
+def photo() -> np.ndarray:
+    """A picture upscaled to 3840x2880 (4:3, 11 MP)."""
+    return cv2.resize(_picture(), (3840, 2880), interpolation=cv2.INTER_CUBIC)
 
 
 def _jpeg(img: np.ndarray) -> bytes:
@@ -76,13 +84,14 @@ def test_large_jpeg_is_decoded_reduced_with_its_full_size(photo, tmp_path):
     assert np.abs(fast.astype(int) - full_small.astype(int)).mean() < 3
 
 
-def test_what_is_never_reduced(photo, shared):
+def test_what_is_never_reduced(photo, tmp_path):
     png = cv2.imencode(".png", cv2.resize(photo, (1920, 1440)))[1].tobytes()
     pixels, original = load_image_for(png, (640, 640))
     assert pixels.shape[:2] == original == (1440, 1920)
     pixels, original = load_image_for(photo, (640, 640))  # arrays are already decoded
     assert pixels is photo and original == (2880, 3840)
-    small = shared.coco96_images[0]
+    small = tmp_path / "small.jpg"
+    cv2.imwrite(str(small), _picture())
     pixels, original = load_image_for(small, (640, 640))
     assert pixels.shape[:2] == original == cv2.imread(str(small)).shape[:2]
 
@@ -234,3 +243,61 @@ def test_serve_fast_decode(photos, shared, int8_detector, tmp_path_factory):
             assert_same_detections(record_arrays(got), record_arrays(expected), where=path.name)
     finally:
         assert server.stop() == 0, server.output()
+
+
+@pytest.fixture(scope="module")
+def synthetic_photos(tmp_path_factory) -> list:
+    """4 pictures upscaled to 3840 px on the long side, as JPEG files (no asset needed)."""
+    folder = tmp_path_factory.mktemp("synthetic4k")
+    out = []
+    for k, hw in enumerate([(480, 640), (360, 640), (640, 480), (427, 640)]):
+        img = _picture(hw, seed=k)
+        r = 3840 / max(hw)
+        big = cv2.resize(img, (round(hw[1] * r), round(hw[0] * r)), interpolation=cv2.INTER_CUBIC)
+        path = folder / f"photo{k}.jpg"
+        cv2.imwrite(str(path), big, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        out.append(path)
+    return out
+
+
+def test_fast_decode_gives_one_answer_on_every_path_on_the_fake_engine(synthetic_photos):
+    """Latency, stream() and submit() decode the same reduced pixels: the same detections (the fake's one
+    object follows the pixels it is given); drawing decodes in full; boxes are in original pixels."""
+    from tests.fakes import fake_detector
+
+    images = synthetic_photos
+    with fake_detector(imgsz=(640, 640), detect=FAST) as det:
+        latency = [det(p) for p in images]
+        streamed = list(det.stream(images))
+        submitted = [det.submit(p).result() for p in images]
+        drawn = list(det.stream(images, with_images=True))
+        full = [det(p, detect=DetectConfig()) for p in images]
+    for a, b, c, path in zip(latency, streamed, submitted, images, strict=True):
+        assert a.image_shape == cv2.imread(str(path)).shape[:2]
+        for other in (b, c):
+            np.testing.assert_allclose(a.xyxy, other.xyxy, atol=1e-3)
+            np.testing.assert_allclose(a.confidence, other.confidence, atol=1e-4)
+    for (result, image), path, whole in zip(drawn, images, full, strict=True):
+        assert image.shape[:2] == result.image_shape == cv2.imread(str(path)).shape[:2]
+        np.testing.assert_allclose(result.xyxy, whole.xyxy, atol=1e-3)  # decoded in full for drawing
+
+
+def test_cli_fast_decode_on_the_fake_engine(synthetic_photos, tmp_path, monkeypatch):
+    """`predict --fast-decode`: records in original pixels; drawn images stay full size (folder and latency)."""
+    import json
+
+    from tests.cli_fakes import invoke, use_fake_detector
+
+    calls = use_fake_detector(monkeypatch, imgsz=(640, 640))
+    folder = synthetic_photos[0].parent
+    out = tmp_path / "p.jsonl"
+    r = invoke("predict", folder, "--fast-decode", "--save-json", out, "-q")
+    assert r.exit_code == 0, r.output
+    assert calls[-1]["detect"].fast_decode
+    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert len(records) == len(synthetic_photos) and all(max(rec["width"], rec["height"]) == 3840 for rec in records)
+    assert all(len(rec["detections"]) == 1 for rec in records)
+    single = invoke("predict", synthetic_photos[0], "--fast-decode", "--save-dir", tmp_path / "vis", "-q")
+    assert single.exit_code == 0 and "(latency, CPU)" in single.output, single.output
+    (drawn,) = (tmp_path / "vis").iterdir()
+    assert cv2.imread(str(drawn)).shape[:2] == cv2.imread(str(synthetic_photos[0])).shape[:2]

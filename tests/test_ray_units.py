@@ -227,3 +227,77 @@ def test_replicas_need_ray(shared):
     result = runner.invoke(app, ["serve", "--model", str(shared.fp32_model), "--replicas", "2"],
                            catch_exceptions=False)
     assert result.exit_code == 2 and "go with --ray" in result.output
+
+
+def _table(rows):
+    pa = pytest.importorskip("pyarrow")
+    from yolo_ov.ray.actor import OUTPUT_SCHEMA
+
+    full = [{"index": i, "source": s, "stream": None, "frame": f, "record": rec, "error": err, "width": 64,
+             "height": 64, "num_detections": n, "boxes": [], "confidence": [], "class_id": [], "class_name": [],
+             "node_id": "node", "worker_pid": 1} for i, s, f, rec, err, n in rows]
+    return pa.Table.from_pylist(full, schema=OUTPUT_SCHEMA)
+
+
+def test_the_driver_writes_each_record_once_through_its_sinks(tmp_path):
+    """The Ray driver's tally writes every checked record to every sink (JSONL and a plain new one), a
+    record an actor sent twice only once, and counts failures and detections."""
+    import json
+
+    pytest.importorskip("ray")
+    from yolo_ov.io.sinks import JsonlSink, Sinks
+    from yolo_ov.ray.batch import BatchResult, _Tally
+
+    class Collect:
+        needs_images = False
+
+        def __init__(self):
+            self.got = []
+
+        def open(self):
+            pass
+
+        def write(self, record, image=None, *, extra=None):
+            self.got.append(record.to_dict())
+
+        def close(self):
+            pass
+
+        def describe(self):
+            return ""
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            pass
+
+    a = '{"source":"a.jpg","width":64,"height":64,"detections":[]}'
+    b = '{"source":"b.jpg","error":"b.jpg: broken"}'
+    collect = Collect()
+    result = BatchResult()
+    with Sinks([JsonlSink(tmp_path / "r.jsonl"), collect]) as sinks:
+        tally = _Tally(result, sinks, None)
+        tally.take(_table([(0, "a.jpg", None, a, None, 2), (1, "b.jpg", None, b, "b.jpg: broken", None)]), False)
+        tally.take(_table([(0, "a.jpg", None, a, None, 2)]), False)  # an actor died after doing it: sent again
+    assert (tmp_path / "r.jsonl").read_text(encoding="utf-8") == a + "\n" + b + "\n"
+    assert collect.got == [json.loads(a), json.loads(b)]
+    assert (result.records, result.failed, result.detections, result.duplicates) == (2, 1, 2, 1)
+
+
+def test_the_driver_reads_the_model_through_the_ray_module(tmp_path):
+    """``--ray`` checks the model on the driver with yolo_ov.ray.driver_model (no runtime calls in the CLI):
+    a missing model is one line before Ray starts."""
+    from yolo_ov.errors import ModelLoadError
+    from yolo_ov.ray import driver_model
+
+    with pytest.raises(ModelLoadError) as info:
+        driver_model(tmp_path / "missing_openvino_model")
+    assert "missing_openvino_model" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_driver_model_reads_classes_and_layout(shared):
+    from yolo_ov.ray import driver_model
+
+    path, info = driver_model(shared.fp32_model)
+    assert path.exists() and len(info.names) == 80 and info.task == "detect"

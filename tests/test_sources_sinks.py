@@ -1,4 +1,5 @@
-"""Sources (videos, iterables, live policy) and sinks (COCO JSON, video), and predict's throughput path."""
+"""Sources (videos, iterables, live policy) and sinks (COCO JSON, video), and predict's throughput path,
+all on clips written here and the fake engine (``tests.fakes``): no model needed."""
 
 from __future__ import annotations
 
@@ -8,18 +9,38 @@ import re
 import cv2
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
+from tests.cli_fakes import invoke as _invoke
+from tests.cli_fakes import use_fake_detector
+from tests.fakes import expected_for
+from tests.media import grey_frames, write_clip
 from yolo_ov import ConfigError, Detections, Failure, InputError
-from yolo_ov.cli import app
 from yolo_ov.io.sinks import CocoJsonSink, VideoSink
 from yolo_ov.io.sources import is_live, open_source
 
-runner = CliRunner()
+
+@pytest.fixture
+def video_16x9(tmp_path):
+    """A 640x360 (16:9) MJPG clip of 12 frames, textured so the codec has something to code."""
+    rng = np.random.default_rng(5)
+    frames = [cv2.GaussianBlur(rng.integers(0, 255, (360, 640, 3), np.uint8), (0, 0), 3) for _ in range(12)]
+    return write_clip(tmp_path / "clip16x9.avi", frames, fps=12.0)
 
 
-def _invoke(*args):
-    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+@pytest.fixture
+def fake_cli(monkeypatch):
+    return use_fake_detector(monkeypatch)
+
+
+def _images(folder, values):
+    """PNG files of one grey value each (the fake's answer per image is then known: ``expected_for``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for k, v in enumerate(values):
+        path = folder / f"img{k:02d}.png"
+        cv2.imwrite(str(path), np.full((64, 64, 3), v, np.uint8))
+        paths.append(path)
+    return paths
 
 
 def test_video_file_frames_are_tagged(video_16x9):
@@ -60,10 +81,11 @@ def test_a_live_mjpeg_stream_is_read_without_decoding_the_frames_it_skips(tmp_pa
     assert items and all(isinstance(i.data, bytes) for i in items)
 
 
-def test_other_codecs_are_decoded_frame_by_frame_even_when_asked_for_bytes(shared):
+def test_other_codecs_are_decoded_frame_by_frame_even_when_asked_for_bytes(tmp_path):
     from yolo_ov.io.sources import _capture_frames
 
-    first = next(_capture_frames(shared.root / "data" / "video" / "walking_720p.mp4", encoded=True))
+    clip = write_clip(tmp_path / "clip.mp4", grey_frames([60, 120], (48, 64)), fourcc="mp4v")
+    first = next(_capture_frames(clip, encoded=True))
     assert isinstance(first, np.ndarray) and first.ndim == 3
 
 
@@ -92,13 +114,14 @@ def test_mixing_live_and_files_is_a_config_error(video_16x9):
         open_source([str(video_16x9)], drop="oldest")
 
 
-def test_iterables_and_arrays(shared):
-    img = cv2.imread(str(shared.coco96_images[0]))
+def test_iterables_and_arrays(tmp_path):
+    img = np.full((480, 640, 3), 90, np.uint8)
+    (path,) = _images(tmp_path / "imgs", [90])
     assert [i.source for i in open_source(img)] == ["<array 480x640x3 uint8>"]
     gen = (img for _ in range(3))
     assert len(list(open_source(gen))) == 3
     assert len(list(open_source([img, img]))) == 2
-    assert [i.source for i in open_source([shared.coco96_images[0]])] == [str(shared.coco96_images[0])]
+    assert [i.source for i in open_source([path])] == [str(path)]
 
 
 def _det(boxes, conf, cls, source="x/000000000042.jpg", **kw) -> Detections:
@@ -120,7 +143,7 @@ def test_coco_sink_writes_results_json(tmp_path):
     assert len(data) == 3
 
 
-def test_video_sink_writes_one_playable_file_per_stream(tmp_path, video_16x9):
+def test_video_sink_writes_one_playable_file_per_stream(tmp_path):
     frame = np.full((360, 640, 3), 90, np.uint8)
     with VideoSink(tmp_path / "out.avi", fps=10) as sink:
         for k in range(5):
@@ -136,35 +159,37 @@ def test_video_sink_writes_one_playable_file_per_stream(tmp_path, video_16x9):
         VideoSink(tmp_path / "out.gif")
 
 
-def test_predict_folder_defaults_to_throughput_and_matches_latency(shared, tmp_path):
-    images = shared.coco96_images[:8]
+def test_predict_folder_defaults_to_throughput_and_matches_latency(fake_cli, tmp_path):
     folder = tmp_path / "imgs"
-    folder.mkdir()
-    for p in images:
-        (folder / p.name).write_bytes(p.read_bytes())
+    images = _images(folder, [10, 50, 90, 130, 170, 210, 30, 70])
     tp, lat = tmp_path / "tp.jsonl", tmp_path / "lat.jsonl"
-    r1 = _invoke("predict", folder, "-m", shared.fp32_model, "--save-json", tp, "--no-specialize", "-q")
+    r1 = _invoke("predict", folder, "--save-json", tp, "--no-specialize", "-q")
     assert r1.exit_code == 0, r1.output
-    assert "(throughput, pipeline 640x640:8" in r1.output
-    r2 = _invoke("predict", folder, "-m", shared.fp32_model, "--save-json", lat, "--mode", "latency", "-q")
+    assert "(throughput, pipeline 64x64:8" in r1.output
+    r2 = _invoke("predict", folder, "--save-json", lat, "--mode", "latency", "-q")
     assert r2.exit_code == 0 and "(latency, CPU)" in r2.output
     a = [json.loads(x) for x in tp.read_text(encoding="utf-8").splitlines()]
     b = [json.loads(x) for x in lat.read_text(encoding="utf-8").splitlines()]
-    assert [x["source"] for x in a] == [x["source"] for x in b] == [str(folder / p.name) for p in images]
+    assert [x["source"] for x in a] == [x["source"] for x in b] == [str(p) for p in images]
+    assert [x["detections"][0]["class_id"] for x in a] == [expected_for(v)[0] for v in [10, 50, 90, 130, 170, 210,
+                                                                                         30, 70]]
     for x, y in zip(a, b, strict=True):
         assert len(x["detections"]) == len(y["detections"])
         for dx, dy in zip(x["detections"], y["detections"], strict=True):
             np.testing.assert_allclose(dx["box"], dy["box"], rtol=1e-3, atol=0.02)
 
 
-def test_predict_single_image_defaults_to_latency(shared):
-    result = _invoke("predict", shared.coco96_images[0], "-m", shared.fp32_model)
+def test_predict_single_image_defaults_to_latency(fake_cli, tmp_path):
+    (image,) = _images(tmp_path / "one", [77])
+    result = _invoke("predict", image)
     assert result.exit_code == 0 and "(latency, CPU)" in result.output
+    assert "1 images, 1 detections" in result.output
+    assert fake_cli[-1]["runtime"].mode.value == "latency"
 
 
-def test_predict_video_writes_frames_coco_and_annotated_video(shared, video_16x9, tmp_path):
-    jsonl, coco, video = tmp_path / "v.jsonl", tmp_path / "v.json", tmp_path / "v.mp4"
-    result = _invoke("predict", video_16x9, "-m", shared.int8_model, "--save-json", jsonl, "--save-coco", coco,
+def test_predict_video_writes_frames_coco_and_annotated_video(fake_cli, video_16x9, tmp_path):
+    jsonl, coco, video = tmp_path / "v.jsonl", tmp_path / "v.json", tmp_path / "v.avi"
+    result = _invoke("predict", video_16x9, "--save-json", jsonl, "--save-coco", coco,
                      "--save-video", video, "-q")
     assert result.exit_code == 0, result.output
     # Shapes compile in the background (a short clip may be served by 640x640 meanwhile,
@@ -178,15 +203,17 @@ def test_predict_video_writes_frames_coco_and_annotated_video(shared, video_16x9
     assert len(entries) == sum(len(r["detections"]) for r in records) > 0
     cap = cv2.VideoCapture(str(video))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
+    assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(12.0)  # the source's frame rate
     cap.release()
+    assert f"video: {video} (12 frames)" in result.output
 
 
-def test_predict_throughput_records_failures_and_exits_1(shared, tmp_path):
+def test_predict_throughput_records_failures_and_exits_1(fake_cli, tmp_path):
+    good = _images(tmp_path / "imgs", [40, 80])
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\nnope")
     out = tmp_path / "p.jsonl"
-    result = _invoke("predict", shared.coco96_images[0], bad, shared.coco96_images[1], "-m", shared.fp32_model,
-                     "--mode", "throughput", "--save-json", out)
+    result = _invoke("predict", good[0], bad, good[1], "--mode", "throughput", "--save-json", out)
     assert result.exit_code == 1
     records = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
     assert ["error" in r for r in records] == [False, True, False]

@@ -356,3 +356,162 @@ def test_counters_forget_old_ids_but_keep_their_counts():
 def test_bad_counter_geometry_is_a_config_error(parse, text, message):
     with pytest.raises(ConfigError, match=message):
         parse(text, "x")
+
+
+# -- the commands on the fake engine (tests.cli_fakes): tracking end to end without a model ----------------
+@pytest.fixture
+def fake_cli(monkeypatch):
+    from tests.cli_fakes import use_fake_detector
+
+    return use_fake_detector(monkeypatch)
+
+
+@pytest.fixture
+def still_clip(tmp_path):
+    """10 frames of one grey object the fake sees in the same place each frame (one track)."""
+    from tests.media import grey_frames, write_clip
+
+    return write_clip(tmp_path / "still.avi", grey_frames([200] * 10), fps=10.0)
+
+
+def _lines(path):
+    import json
+
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_cli_track_writes_ids_predictions_counts_and_video(fake_cli, still_clip, tmp_path):
+    import cv2
+
+    from tests.cli_fakes import invoke
+
+    out, video = tmp_path / "t.jsonl", tmp_path / "t.avi"
+    result = invoke("track", still_clip, "--detect-every", "2", "--line", "0,50,64,50", "--zone", "0,0,64,0,64,64,0,64",
+                    "--save-json", out, "--save-video", video, "-q")
+    assert result.exit_code == 0, result.output
+    records = _lines(out)
+    assert [r["frame"] for r in records] == list(range(10))
+    assert {d["track_id"] for r in records for d in r["detections"]} == {1}  # one object, one id throughout
+    assert [r["detections"][0].get("predicted", False) for r in records[1:]] == [k % 2 == 1 for k in range(1, 10)]
+    assert all(set(r["counts"]) == {"lines", "zones"} for r in records)
+    assert records[-1]["counts"]["zones"]["zone1"]["entered"] == 1
+    assert "5 inferred, 5 predicted" in result.output and "1 tracks (bytetrack)" in result.output
+    assert f"; JSONL: {out} (10 lines); video: {video} (10 frames)" in result.output
+    cap = cv2.VideoCapture(str(video))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 10
+    cap.release()
+
+
+def test_cli_track_without_counters_writes_no_counts(fake_cli, still_clip, tmp_path):
+    from tests.cli_fakes import invoke
+
+    out = tmp_path / "t.jsonl"
+    assert invoke("track", still_clip, "--save-json", out, "-q").exit_code == 0
+    records = _lines(out)
+    assert len(records) == 10 and all("counts" not in r for r in records)
+    assert fake_cli[-1]["detect"].conf == 0.1  # track's own default
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--tracker", "deepsort"), "not bytetrack or botsort and no such file"),
+        (("--detect-every", "0"), "--detect-every 0"),
+        (("--line", "1,2,3"), "expected x1,y1,x2,y2"),
+        (("--zone", "1,2,3,4"), "zone"),
+        (("--classes", "zebra"), "--classes 'zebra': no class of that name"),
+    ],
+)
+def test_cli_track_bad_options_are_one_line_errors(fake_cli, still_clip, args, message):
+    from tests.cli_fakes import invoke
+
+    result = invoke("track", still_clip, *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert len([line for line in result.output.splitlines() if line.strip()]) == 1
+
+
+def test_cli_track_reads_an_ultralytics_format_tracker_file(fake_cli, still_clip, tmp_path):
+    from tests.cli_fakes import invoke
+
+    cfg = tmp_path / "mine.yaml"
+    cfg.write_text("tracker_type: botsort\ntrack_high_thresh: 0.5\nnew_track_thresh: 0.6\ngmc_method: none\n",
+                   encoding="utf-8")
+    out = tmp_path / "t.jsonl"
+    result = invoke("track", still_clip, "--tracker-config", cfg, "--save-json", out, "-q")
+    assert result.exit_code == 0, result.output
+    assert "(botsort)" in result.output
+    assert {d["track_id"] for r in _lines(out) for d in r["detections"]} == {1}
+
+
+def test_cli_track_refuses_what_it_cannot_track_before_the_model_loads(fake_cli, tmp_path):
+    import cv2
+
+    from tests.cli_fakes import invoke
+
+    missing = invoke("track", tmp_path / "nope.mp4")
+    assert missing.exit_code == 2 and "nope.mp4: no such file or folder" in missing.output
+    unwritable = invoke("track", tmp_path / "nope.mp4", "--save-video", tmp_path / "v.gif")
+    assert unwritable.exit_code == 2
+    assert fake_cli == []
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.png"), np.full((64, 64, 3), 200, np.uint8))
+    images = invoke("track", folder, "--detect-every", "2")
+    assert images.exit_code == 2 and "not image files" in images.output
+
+
+def test_cli_track_two_streams_have_disjoint_ids(fake_cli, tmp_path):
+    from tests.cli_fakes import invoke
+    from tests.media import grey_frames, write_clip
+
+    a = write_clip(tmp_path / "a.avi", grey_frames([200] * 6))
+    b = write_clip(tmp_path / "b.avi", grey_frames([180] * 6))
+    out = tmp_path / "t.jsonl"
+    result = invoke("track", a, b, "--save-json", out, "--save-video", tmp_path / "v.avi", "-q")
+    assert result.exit_code == 0, result.output
+    ids = {}
+    for r in _lines(out):
+        ids.setdefault(r["stream"], set()).update(d["track_id"] for d in r["detections"])
+    assert set(ids) == {0, 1} and all(len(v) == 1 for v in ids.values()) and not ids[0] & ids[1]
+    assert (tmp_path / "v.avi").exists() and (tmp_path / "v_s1.avi").exists()
+
+
+def test_cli_track_a_live_camera(fake_cli, tmp_path):
+    from tests.cli_fakes import invoke
+    from tests.media import MjpegCamera, grey_frames
+
+    out = tmp_path / "cam.jsonl"
+    with MjpegCamera(grey_frames([200] * 8), fps=40) as cam:
+        result = invoke("track", cam.url, "--save-json", out, "--detect-every", "2", "-q")
+    assert result.exit_code == 0, result.output
+    records = _lines(out)
+    frames = [r["frame"] for r in records]
+    assert records and frames == sorted(frames) and all(r["source"] == cam.url for r in records)
+    assert {d["track_id"] for r in records for d in r["detections"]} <= {1, 2}
+
+
+def test_cli_predict_tracker_adds_ids_to_its_outputs(fake_cli, still_clip, tmp_path):
+    import cv2
+
+    from tests.cli_fakes import invoke
+
+    out, video = tmp_path / "p.jsonl", tmp_path / "p.avi"
+    result = invoke("predict", still_clip, "--tracker", "botsort", "--save-json", out, "--save-video", video, "-q")
+    assert result.exit_code == 0, result.output
+    records = _lines(out)
+    assert [r["frame"] for r in records] == list(range(10))
+    assert {d["track_id"] for r in records for d in r["detections"]} == {1}
+    assert all("predicted" not in d for r in records for d in r["detections"])
+    cap = cv2.VideoCapture(str(video))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 10
+    cap.release()
+
+
+def test_cli_predict_detect_every_marks_the_predicted_frames(fake_cli, still_clip, tmp_path):
+    from tests.cli_fakes import invoke
+
+    out = tmp_path / "p.jsonl"
+    assert invoke("predict", still_clip, "--detect-every", "3", "--save-json", out, "-q").exit_code == 0
+    predicted = [bool(r["detections"]) and r["detections"][0].get("predicted", False) for r in _lines(out)]
+    assert predicted == [k % 3 != 0 for k in range(10)]

@@ -32,7 +32,8 @@ from .config import DetectConfig, Mode, RuntimeConfig
 from .default_model import resolve_or_default
 from .errors import ConfigError, InputError
 from .heads import Head, select_head
-from .imaging.decode import ImageInput, describe_source, load_image_for
+from .imaging.decode import ImageInput, describe_source, load_image, load_image_for
+from .io.sources import SourceItem
 from .pipeline import Pipeline, PipelineConfig, RunStats, StreamRun
 from .results import Detections, Failure, Timings
 from .runtime.core import CompiledInfo, LoadTimings, load
@@ -234,13 +235,39 @@ class Detector:
         """
         return [self(image) for image in images]
 
-    def iter_predict(self, images: Iterable[ImageInput]) -> Iterator[Detections | Failure]:
-        """Like :meth:`predict`, but yields a :class:`~yolo_ov.results.Failure` for a bad item and goes on."""
-        for image in images:
-            try:
-                yield self(image)
-            except InputError as exc:
-                yield Failure(exc.source or describe_source(image), str(exc))
+    def iter_predict(self, images: Iterable[ImageInput | SourceItem], *, detect: DetectConfig | None = None,
+                     with_images: bool = False) -> Iterator[Any]:
+        """Like :meth:`predict`, but yields a :class:`~yolo_ov.results.Failure` for a bad item and goes on.
+
+        Items may be images or the :class:`~yolo_ov.io.sources.SourceItem` of a
+        source (``open_source(...)``): results then carry the item's source
+        name, stream and frame, and an item that stands for an unreadable
+        input yields its failure. ``detect`` overrides the detection settings
+        for this run. ``with_images=True`` yields ``(record, image)`` pairs
+        (the decoded BGR image, ``None`` for a failure) for outputs that draw,
+        as ``stream(with_images=True)`` does; the image is then decoded in
+        full (no ``fast_decode`` reduction).
+        """
+        for item in images:
+            record, image = self._predict_one(item, detect, with_images)
+            yield (record, image) if with_images else record
+
+    def _predict_one(self, item: ImageInput | SourceItem, detect: DetectConfig | None,
+                     with_image: bool) -> tuple[Detections | Failure, np.ndarray | None]:
+        if isinstance(item, SourceItem):
+            data, name, stream, frame = item.data, item.source, item.stream, item.frame
+        else:
+            data, name, stream, frame = item, describe_source(item), None, None
+        if isinstance(data, InputError):
+            return Failure(data.source or name, str(data), stream, frame), None
+        try:
+            image = load_image(data, name) if with_image else None
+            result = self(image if image is not None else data, source=name, detect=detect)
+        except InputError as exc:
+            return Failure(name, str(exc), stream, frame), None
+        if stream is not None or frame is not None:
+            result.stream, result.frame = stream, frame
+        return result, image
 
     # -- many callers: submit() ----------------------------------------------
     def submit(self, image: ImageInput, *, detect: DetectConfig | None = None,

@@ -133,3 +133,8 @@ def _escape(text: str) -> str:
     from rich.markup import escape
 
     return escape(text)
+
+
+def esc(text: str) -> str:
+    """``text`` safe to print with Rich markup on (a path or an error holding ``[...]``)."""
+    return _escape(text)

@@ -6,12 +6,16 @@ import difflib
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..config import RuntimeConfig, load_runtime_config, normalize_imgsz
+from ..config import DetectConfig, RuntimeConfig, load_runtime_config, normalize_imgsz
 from ..errors import ConfigError
+from ..pipeline import PipelineConfig, Specialize
+
+if TYPE_CHECKING:
+    from ..detector import Detector
 
 ModelOpt = Annotated[
     Path | None,
@@ -28,6 +32,44 @@ ConfigOpt = Annotated[
 ]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="turn OpenVINO's model cache off")]
 NoMmapOpt = Annotated[bool, typer.Option("--no-mmap", help="read weights instead of mapping them (network drives)")]
+
+# -- the detection and pipeline options of predict and track ------------------------
+IouOpt = Annotated[float, typer.Option(help="NMS IoU threshold")]
+AgnosticOpt = Annotated[bool, typer.Option("--agnostic-nms", help="NMS across classes")]
+FastDecodeOpt = Annotated[bool, typer.Option(
+    "--fast-decode", help="decode large JPEGs at 1/2, 1/4 or 1/8 size when the letterbox needs no more "
+    "(12 MP photos, 4K frames: much faster; outputs differ slightly from Ultralytics' full decode)")]
+WorkersOpt = Annotated[int | None, typer.Option(
+    "--workers", help="host threads for decode/NMS (default: 1, and 2 once an image has 4 MP or more)")]
+
+
+def open_detector(model: str | Path | None, *, runtime: RuntimeConfig, detect: DetectConfig) -> Detector:
+    """The :class:`~yolo_ov.Detector` a command runs on.
+
+    The one place where ``predict`` and ``track`` build it: the tests put a
+    fake-engine Detector here (``monkeypatch.setattr(_options, "open_detector", ...)``)
+    to run the commands without a model.
+    """
+    from ..detector import Detector
+
+    return Detector(model, runtime=runtime, detect=detect)
+
+
+def pipeline_config(specialize: bool | None, workers: int | None) -> PipelineConfig:
+    """The pipeline settings of ``--specialize/--no-specialize`` and ``--workers``."""
+    return PipelineConfig(specialize=Specialize.parse(specialize),
+                          **({"workers": workers} if workers is not None else {}))
+
+
+def refuse_missing_inputs(missing: list[str], given: int) -> None:
+    """A usage error (exit 2, before the model loads) when none of the ``given`` inputs exists.
+
+    A missing input among existing ones is not an error here: the run
+    records it as a failed input and goes on.
+    """
+    if missing and len(missing) == given:
+        raise ConfigError(f"{missing[0]}: no such file or folder" if len(missing) == 1
+                          else f"none of the inputs exist: {', '.join(missing)}")
 
 
 def parse_imgsz(text: str | None) -> tuple[int, int] | None:

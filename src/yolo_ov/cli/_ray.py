@@ -70,20 +70,16 @@ def predict_on_ray(
     """``yolo-ov predict SOURCES --ray``: returns the exit code (1 when an input failed)."""
     import dataclasses
 
-    from ..default_model import resolve_or_default
-    from ..runtime.core import get_core
-    from ..runtime.model import inspect_model, read_model
     from ._options import resolve_classes
 
     given = [name for name, value in unsupported.items() if value]
     if given:
         raise ConfigError(f"{', '.join(given)}: not available with --ray (the driver writes the records); "
                           "use --save-json FILE or --save-parquet DIR")
-    from ..ray import BatchConfig, connect, predict_dataset, require_extra
+    from ..ray import BatchConfig, connect, driver_model, predict_dataset, require_extra
 
     require_extra("yolo-ov predict --ray")
-    path = resolve_or_default(model)
-    info = inspect_model(read_model(get_core(), path), path)  # a bad model fails here, before Ray starts
+    path, info = driver_model(model)  # a bad model fails here, before Ray starts
     if classes is not None:
         detect = dataclasses.replace(detect, classes=resolve_classes(classes, info.names))
     if runtime.mode is Mode.LATENCY:

@@ -16,29 +16,40 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
-import cv2
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..config import DetectConfig, Mode
-from ..detector import Detector
-from ..errors import ConfigError, InputError
-from ..imaging.decode import load_image
-from ..io.sinks import AnnotatedImageSink, CocoJsonSink, JsonlSink, VideoSink, check_output_dir, check_output_file
-from ..io.sources import FrameSource, SourceItem, is_live, is_video_file, open_source
-from ..pipeline import PipelineConfig, Specialize
+from ..errors import ConfigError
+from ..io.sinks import (
+    AnnotatedImageSink,
+    CocoJsonSink,
+    JsonlSink,
+    Sinks,
+    VideoSink,
+    check_output_dir,
+    check_output_file,
+)
+from ..io.sources import FrameSource, SourceItem, is_live, is_video_file, open_source, video_fps
 from ..results import Detections, Failure
 from ..track import Trails
-from ._app import EXIT_OK, EXIT_PARTIAL, app, err, guarded
+from . import _options
+from ._app import EXIT_OK, EXIT_PARTIAL, app, err, esc, guarded
 from ._options import (
+    AgnosticOpt,
     ConfigOpt,
     DeviceOpt,
+    FastDecodeOpt,
     ImgszOpt,
+    IouOpt,
     ModelOpt,
     NoCacheOpt,
     NoMmapOpt,
+    WorkersOpt,
     build_runtime,
     parse_classes,
+    pipeline_config,
+    refuse_missing_inputs,
     resolve_classes,
     tuned_model,
 )
@@ -61,15 +72,13 @@ def predict(
     ],
     model: ModelOpt = None,
     conf: Annotated[float, typer.Option(help="minimum confidence")] = 0.25,
-    iou: Annotated[float, typer.Option(help="NMS IoU threshold")] = 0.7,
+    iou: IouOpt = 0.7,
     max_det: Annotated[int, typer.Option("--max-det", help="most detections per image")] = 300,
     classes: Annotated[
         str | None, typer.Option(help="keep only these classes: ids or names, e.g. 0,2 or person,car")
     ] = None,
-    agnostic: Annotated[bool, typer.Option("--agnostic-nms", help="NMS across classes")] = False,
-    fast_decode: Annotated[bool, typer.Option(
-        "--fast-decode", help="decode large JPEGs at 1/2, 1/4 or 1/8 size when the letterbox needs no more "
-        "(12 MP photos, 4K frames: much faster; outputs differ slightly from Ultralytics' full decode)")] = False,
+    agnostic: AgnosticOpt = False,
+    fast_decode: FastDecodeOpt = False,
     imgsz: ImgszOpt = None,
     device: DeviceOpt = None,
     mode: Annotated[str | None, typer.Option("--mode", help=_MODE_HELP)] = None,
@@ -87,8 +96,7 @@ def predict(
     requests: Annotated[
         int | None, typer.Option("--requests", help="inference requests in flight (default: OpenVINO's optimal)")
     ] = None,
-    workers: Annotated[int | None, typer.Option(
-        "--workers", help="host threads for decode/NMS (default: 1, and 2 once an image has 4 MP or more)")] = None,
+    workers: WorkersOpt = None,
     batch: Annotated[int, typer.Option("--batch", help="images per request (reshapes the model)")] = 1,
     save_json: Annotated[
         Path | None, typer.Option("--save-json", help="write one JSON object per image/frame to this .jsonl file")
@@ -161,32 +169,30 @@ def predict(
     )
     wanted_classes = parse_classes(classes)
     detect = DetectConfig(conf=conf, iou=iou, max_det=max_det, agnostic=agnostic, fast_decode=fast_decode)
-    pipe_cfg = PipelineConfig(
-        specialize=Specialize.parse(specialize),
-        **({"workers": workers} if workers is not None else {}),
-    )
+    pipe_cfg = pipeline_config(specialize, workers)
     _check_outputs(save_json, save_coco, save_dir, save_video)  # before the model loads: fail fast, say why
     source = _open(sources)
-    want_images = save_dir is not None or save_video is not None
     tally = _Tally(noun="frames" if source.video else "images")
-    sinks: _Sinks | None = None  # set once opened: the summary on an interruption reports what they hold
+    sinks: Sinks | None = None  # set once opened: the summary on an interruption reports what they hold
     try:
-        with Detector(model, runtime=runtime, detect=detect) as det:
+        with _options.open_detector(model, runtime=runtime, detect=detect) as det:
             if wanted_classes is not None:  # names and ids are known once the model is loaded
                 detect = dataclasses.replace(detect, classes=resolve_classes(wanted_classes, det.names))
-            with _Sinks(save_json, save_coco, coco91, save_dir, save_video, _video_fps(sources),
-                        polygons=save_polygons) as sinks:
+            with _open_sinks(save_json, save_coco, coco91, save_dir, save_video, video_fps(sources),
+                             polygons=save_polygons) as sinks:
+                want_images = sinks.needs_images  # images kept (and decoded in full) only for sinks that draw
                 tally.start()
                 if tracker is not None or detect_every != 1:  # yolo_ov.track: a tracker per stream, same sinks
                     with det.track(sources[0] if len(sources) == 1 else sources, tracker=tracker or "bytetrack",
                                    detect_every=detect_every, detect=detect, with_images=True, config=pipe_cfg) as run:
                         tally.stats = run.stats
                         _consume(Trails().annotate(run), source, sinks, tally, quiet)
-                elif runtime.mode is Mode.LATENCY and not specialize:
-                    _consume(_latency_results(det, source, want_images, detect), source, sinks, tally, quiet)
+                elif runtime.mode is Mode.LATENCY and not specialize:  # one synchronous request per input, in order
+                    pairs = det.iter_predict(source, detect=detect, with_images=want_images)
+                    _consume(pairs if want_images else ((r, None) for r in pairs), source, sinks, tally, quiet)
                 else:
                     with det.stream(source, with_images=want_images, config=pipe_cfg, detect=detect) as run:
-                        tally.stats = run.stats  # images only kept (and decoded in full) for sinks that draw
+                        tally.stats = run.stats
                         _consume(iter(run) if want_images else ((r, None) for r in run), source, sinks, tally, quiet)
                 tally.stop()
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the sinks are closed by now; say what they hold
@@ -196,6 +202,19 @@ def predict(
         raise
     err.print(_summary(tally, runtime, source, sinks), soft_wrap=True)
     raise typer.Exit(EXIT_PARTIAL if tally.failed else EXIT_OK)
+
+
+def _open_sinks(jsonl: Path | None, coco: Path | None, coco91: bool, save_dir: Path | None, video: Path | None,
+                fps: float, *, polygons: bool = False) -> Sinks:
+    """The outputs asked for, in the order the summary names them (each file is created here)."""
+    from ..runtime.coco_names import COCO80_TO_COCO91
+
+    return Sinks.opening(
+        lambda: JsonlSink(jsonl, polygons=polygons) if jsonl else None,
+        lambda: CocoJsonSink(coco, category_ids=COCO80_TO_COCO91 if coco91 else None) if coco else None,
+        lambda: AnnotatedImageSink(save_dir) if save_dir else None,
+        lambda: VideoSink(video, fps=fps) if video else None,
+    )
 
 
 @dataclasses.dataclass
@@ -222,7 +241,7 @@ class _Tally:
         return self.done / self.elapsed if self.elapsed > 0 else 0.0
 
 
-def _consume(results: Iterator[Any], source: FrameSource, sinks: _Sinks, tally: _Tally, quiet: bool) -> None:
+def _consume(results: Iterator[Any], source: FrameSource, sinks: Sinks, tally: _Tally, quiet: bool) -> None:
     total = getattr(source, "total", None)
     t0 = last = tally.t0 or time.perf_counter()
     with _progress(quiet or total == 1, tally.noun) as progress:
@@ -236,7 +255,7 @@ def _consume(results: Iterator[Any], source: FrameSource, sinks: _Sinks, tally: 
                     tally.done += 1
                     tally.detections += len(record) if isinstance(record, Detections) else 0
             if isinstance(record, Failure):
-                err.print(f"[yellow]skipped:[/] {_esc(record.error)}", soft_wrap=True)
+                err.print(f"[yellow]skipped:[/] {esc(record.error)}", soft_wrap=True)
             now = time.perf_counter()
             if now - last > 0.25:
                 last = now
@@ -245,7 +264,7 @@ def _consume(results: Iterator[Any], source: FrameSource, sinks: _Sinks, tally: 
                 progress.advance(task)
 
 
-def _summary(tally: _Tally, runtime: Any, source: FrameSource, sinks: _Sinks | None) -> str:
+def _summary(tally: _Tally, runtime: Any, source: FrameSource, sinks: Sinks | None) -> str:
     failed = f", {tally.failed} failed" if tally.failed else ""
     runner = runtime.mode.value
     shapes = getattr(tally.stats, "shapes", None)
@@ -279,9 +298,7 @@ def _expand(sources: list[str]) -> list[str]:
         else:
             missing.append(spec)
             expanded.append(spec)
-    if missing and len(missing) == len(sources):
-        raise ConfigError(f"{missing[0]}: no such file or folder" if len(missing) == 1
-                          else f"none of the inputs exist: {', '.join(missing)}")
+    refuse_missing_inputs(missing, len(sources))
     return expanded
 
 
@@ -319,97 +336,6 @@ def _open(sources: list[str]) -> FrameSource:
     return _Counted(list(src))
 
 
-def _video_fps(sources: list[str]) -> float:
-    for s in sources:
-        if is_video_file(s) and Path(s).is_file():
-            cap = cv2.VideoCapture(s)
-            fps = cap.get(cv2.CAP_PROP_FPS)
-            cap.release()
-            if fps and fps > 0:
-                return float(fps)
-    return 30.0
-
-
-def _latency_results(
-    det: Detector, source: FrameSource, want_images: bool, detect: DetectConfig
-) -> Iterator[tuple[Any, Any]]:
-    """The latency path: one synchronous request per input, in order."""
-    for item in source:
-        if isinstance(item.data, InputError):
-            yield Failure(item.data.source or item.source, str(item.data), item.stream, item.frame), None
-            continue
-        try:
-            # Decoded here only for drawing; else the Detector decodes (reduced with --fast-decode).
-            image = load_image(item.data, item.source) if want_images else item.data
-            result = det(image, source=item.source, detect=detect)
-        except InputError as exc:
-            yield Failure(item.source, str(exc), item.stream, item.frame), None
-            continue
-        result.stream, result.frame = item.stream, item.frame
-        yield result, (image if want_images else None)
-
-
-class _Sinks:
-    def __init__(self, jsonl: Path | None, coco: Path | None, coco91: bool, save_dir: Path | None,
-                 video: Path | None, fps: float, *, polygons: bool = False) -> None:
-        from ..runtime.coco_names import COCO80_TO_COCO91
-
-        self.jsonl = self.coco = self.images = self.video = None
-        try:
-            self.jsonl = JsonlSink(jsonl, polygons=polygons) if jsonl else None
-            self.coco = CocoJsonSink(coco, category_ids=COCO80_TO_COCO91 if coco91 else None) if coco else None
-            self.images = AnnotatedImageSink(save_dir) if save_dir else None
-            self.video = VideoSink(video, fps=fps) if video else None
-        except BaseException:
-            self.close()
-            raise
-
-    def write(self, record: Detections | Failure, image: Any) -> None:
-        """One record to every output; Ctrl-C/SIGTERM wait until it is in all of them."""
-        with deferred():
-            if self.jsonl:
-                self.jsonl.write(record)
-            if self.coco:
-                self.coco.write(record)
-            if not isinstance(record, Failure) and image is not None:  # detections, or a classification
-                if self.images:
-                    self.images.write(record, image)
-                if self.video:
-                    self.video.write(record, image)
-
-    def describe(self) -> str:
-        """What was actually written (files that were opened, with their record counts)."""
-        parts = []
-        if self.jsonl:
-            parts.append(f"JSONL: {self.jsonl.path} ({self.jsonl.count} lines)")
-        if self.coco:
-            parts.append(f"COCO: {self.coco.path} ({self.coco.count} detections)")
-        if self.images:
-            parts.append(f"annotated: {self.images.folder} ({self.images.count} images)")
-        if self.video:
-            written = ", ".join(str(p) for _, p in sorted(self.video.paths.items()))
-            parts.append(f"video: {written} ({self.video.frames} frames)" if written else "video: none written")
-        return "".join(f"; {p}" for p in parts)
-
-    def close(self) -> None:
-        """Close every sink, even when one fails; the first failure is raised."""
-        first: BaseException | None = None
-        for sink in (self.jsonl, self.coco, self.images, self.video):
-            if sink is not None:
-                try:
-                    sink.close()
-                except BaseException as exc:  # noqa: BLE001 - raised once the other sinks are closed
-                    first = first or exc
-        if first is not None:
-            raise first
-
-    def __enter__(self) -> _Sinks:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
 def _progress(disable: bool, noun: str = "images") -> Progress:
     return Progress(
         TextColumn("{task.description}"),
@@ -421,9 +347,3 @@ def _progress(disable: bool, noun: str = "images") -> Progress:
         disable=disable,
         transient=True,
     )
-
-
-def _esc(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)

@@ -8,38 +8,40 @@ infers every Nth frame and lets the tracker predict the rest.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 from typing import Annotated, Any
 
-import cv2
 import typer
 from rich.progress import Progress, TextColumn, TimeElapsedColumn
 
 from ..config import DetectConfig
-from ..detector import Detector
 from ..errors import ConfigError
-from ..io.sinks import JsonlSink, VideoSink, check_output_file
-from ..io.sources import is_live, is_video_file
-from ..pipeline import PipelineConfig, Specialize
-from ..results import Detections, Failure
+from ..io.sinks import JsonlSink, Sinks, VideoSink, check_output_file
+from ..io.sources import is_live, video_fps
+from ..results import Failure
 from ..track import Counters, Trails, load_tracker_config
 from ..track.counters import parse_line, parse_zone
-from ._app import EXIT_OK, EXIT_PARTIAL, app, err, guarded
+from . import _options
+from ._app import EXIT_OK, EXIT_PARTIAL, app, err, esc, guarded
 from ._options import (
+    AgnosticOpt,
     ConfigOpt,
     DeviceOpt,
+    FastDecodeOpt,
     ImgszOpt,
+    IouOpt,
     ModelOpt,
     NoCacheOpt,
     NoMmapOpt,
+    WorkersOpt,
     build_runtime,
     parse_classes,
+    pipeline_config,
+    refuse_missing_inputs,
     resolve_classes,
     tuned_model,
 )
-from .signals import deferred
 
 
 @app.command()
@@ -67,12 +69,12 @@ def track(
         float, typer.Option(help="minimum detection confidence (0.1, as Ultralytics' track: ByteTrack's second "
                             "pass uses the low-score detections)")
     ] = 0.1,
-    iou: Annotated[float, typer.Option(help="NMS IoU threshold")] = 0.7,
+    iou: IouOpt = 0.7,
     max_det: Annotated[int, typer.Option("--max-det", help="most detections per frame")] = 300,
     classes: Annotated[
         str | None, typer.Option(help="track only these classes: ids or names, e.g. 0,2 or person,car")
     ] = None,
-    agnostic: Annotated[bool, typer.Option("--agnostic-nms", help="NMS across classes")] = False,
+    agnostic: AgnosticOpt = False,
     line: Annotated[
         list[str] | None,
         typer.Option("--line", help="count tracks crossing x1,y1,x2,y2 (pixels; 'in' = from the left of the line "
@@ -95,12 +97,9 @@ def track(
                      help="compile for the video's own letterbox (default on: e.g. 384x640 for 16:9, faster; "
                      "--no-specialize keeps the model's square input, as Ultralytics' track does)"),
     ] = None,
-    fast_decode: Annotated[bool, typer.Option(
-        "--fast-decode", help="decode large JPEGs at 1/2, 1/4 or 1/8 size when the letterbox needs no more "
-        "(12 MP photos, 4K frames: much faster; outputs differ slightly from Ultralytics' full decode)")] = False,
+    fast_decode: FastDecodeOpt = False,
     requests: Annotated[int | None, typer.Option("--requests", help="inference requests in flight")] = None,
-    workers: Annotated[int | None, typer.Option(
-        "--workers", help="host threads for decode/NMS (default: 1, and 2 once an image has 4 MP or more)")] = None,
+    workers: WorkersOpt = None,
     save_json: Annotated[
         Path | None, typer.Option("--save-json", help="write one JSON object per frame (track_id per detection, "
                                   "counts) to this .jsonl file")
@@ -124,12 +123,8 @@ def track(
     detect = DetectConfig(conf=conf, iou=iou, max_det=max_det, agnostic=agnostic, fast_decode=fast_decode)
     counters = Counters(lines=[parse_line(t, f"line{i + 1}") for i, t in enumerate(line or [])],
                         zones=[parse_zone(t, f"zone{i + 1}") for i, t in enumerate(zone or [])])
-    pipe_cfg = PipelineConfig(specialize=Specialize.parse(specialize),
-                              **({"workers": workers} if workers is not None else {}))
-    missing = [s for s in sources if not is_live(s) and not Path(s).expanduser().exists()]
-    if missing and len(missing) == len(sources):  # nothing to track: a usage error before the model loads
-        raise ConfigError(f"{missing[0]}: no such file or folder" if len(missing) == 1
-                          else f"none of the inputs exist: {', '.join(missing)}")
+    pipe_cfg = pipeline_config(specialize, workers)
+    refuse_missing_inputs([s for s in sources if not is_live(s) and not Path(s).expanduser().exists()], len(sources))
     if save_json is not None:  # before the model loads: fail fast, say why
         check_output_file(save_json, "JSONL output")
     if save_video is not None:
@@ -137,27 +132,31 @@ def track(
     source: Any = sources[0] if len(sources) == 1 else sources
     frames = failed = tracks = 0  # ids come from one counter per run (1, 2, 3, ...): the largest is the count
     model = tuned_model(model, config)
-    with Detector(model, runtime=runtime, detect=detect) as det, _Outputs(save_json, save_video, sources) as outs:
+    trails = Trails()
+    with _options.open_detector(model, runtime=runtime, detect=detect) as det, Sinks.opening(
+        lambda: JsonlSink(save_json) if save_json is not None else None,
+        lambda: VideoSink(save_video, fps=video_fps(sources)) if save_video is not None else None,
+    ) as outs:
         if wanted is not None:
             detect = dataclasses.replace(detect, classes=resolve_classes(wanted, det.names))
         t0 = time.perf_counter()
         with det.track(source, tracker=tracker_cfg, detect_every=detect_every, detect=detect,
-                       with_images=save_video is not None, config=pipe_cfg) as run, _progress(quiet) as progress:
+                       with_images=outs.needs_images, config=pipe_cfg) as run, _progress(quiet) as progress:
             task = progress.add_task("track", frames=0, tracks=0, rate=0.0)
-            for record, image in _pairs(run, save_video is not None):
+            for record, image in _pairs(run, outs.needs_images):
                 if isinstance(record, Failure):
                     failed += 1
-                    err.print(f"[yellow]skipped:[/] {_esc(record.error)}", soft_wrap=True)
-                    outs.write(record, None, None)
+                    err.print(f"[yellow]skipped:[/] {esc(record.error)}", soft_wrap=True)
+                    outs.write(record)
                     continue
                 frames += 1
                 tracks = max(tracks, int(record.data["track_id"].max(initial=0)))
                 counts = counters.update(record) if counters else None
                 if image is not None:
-                    outs.trails.draw(image, record)
+                    trails.draw(image, record)
                     if counters:
                         counters.draw(image, record.stream or 0)
-                outs.write(record, counts, image)
+                outs.write(record, image, extra={"counts": counts} if counts is not None else None)
                 progress.update(task, frames=frames, tracks=tracks,
                                 rate=frames / max(time.perf_counter() - t0, 1e-9))
             skipped = sum(run.skipped.values())
@@ -196,75 +195,3 @@ def _summary(counters: Counters) -> str:
         out += [f"{prefix}{n}: in {v['in']} out {v['out']}" for n, v in c["lines"].items()]
         out += [f"{prefix}{n}: entered {v['entered']}" for n, v in c["zones"].items()]
     return "; ".join(out)
-
-
-@dataclasses.dataclass(frozen=True)
-class _CountedRecord:
-    """A record and its stream's counts so far: one JSONL line (``JsonlSink`` writes ``to_json()``)."""
-
-    record: Detections | Failure
-    counts: dict[str, Any] | None
-
-    def to_json(self) -> str:
-        row = self.record.to_dict()
-        if self.counts is not None:
-            row["counts"] = self.counts
-        return json.dumps(row, separators=(",", ":"))
-
-
-class _Outputs:
-    """The JSONL file (records with ``counts``) and the annotated videos of a tracking run."""
-
-    def __init__(self, jsonl: Path | None, video: Path | None, sources: list[str]) -> None:
-        self.trails = Trails()
-        self._jsonl = self._video = None
-        try:
-            self._jsonl = JsonlSink(jsonl) if jsonl is not None else None
-            self._video = VideoSink(video, fps=_video_fps(sources)) if video is not None else None
-        except BaseException:
-            self.close()
-            raise
-
-    def write(self, record: Detections | Failure, counts: dict[str, Any] | None, image: Any) -> None:
-        """One record to every output; Ctrl-C/SIGTERM wait until it is in all of them."""
-        with deferred():
-            if self._jsonl is not None:
-                self._jsonl.write(_CountedRecord(record, counts))  # type: ignore[arg-type]
-            if self._video is not None and isinstance(record, Detections) and image is not None:
-                self._video.write(record, image)
-
-    def describe(self) -> str:
-        parts = []
-        if self._jsonl is not None:
-            parts.append(f"; JSONL: {self._jsonl.path} ({self._jsonl.count} lines)")
-        if self._video is not None:
-            parts.append(f"; video: {', '.join(str(p) for p in self._video.paths.values()) or self._video.path}")
-        return "".join(parts)
-
-    def close(self) -> None:
-        for sink in (self._jsonl, self._video):
-            if sink is not None:
-                sink.close()
-
-    def __enter__(self) -> _Outputs:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _video_fps(sources: list[str]) -> float:
-    for s in sources:
-        if is_video_file(s) and Path(s).is_file():
-            cap = cv2.VideoCapture(s)
-            fps = cap.get(cv2.CAP_PROP_FPS)
-            cap.release()
-            if fps and fps > 0:
-                return float(fps)
-    return 30.0
-
-
-def _esc(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)

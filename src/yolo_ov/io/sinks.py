@@ -1,9 +1,14 @@
 """Where results go: JSONL records, COCO results JSON, annotated images and videos.
 
-Sinks consume :class:`~yolo_ov.results.Detections` and
-:class:`~yolo_ov.results.Failure` records; they never decide anything about
-inference. Each is a context manager so files are flushed and closed even
-when a run is interrupted.
+Sinks consume :class:`~yolo_ov.results.Detections`,
+:class:`~yolo_ov.results.Classification` and :class:`~yolo_ov.results.Failure`
+records; they never decide anything about inference. Each is a context
+manager so files are flushed and closed even when a run is interrupted, and
+each ``write`` runs inside :func:`~yolo_ov.io.signals.deferred`, so Ctrl-C or
+SIGTERM never tears a record. ``yolo-ov predict``, ``yolo-ov track`` and the
+Ray driver all write through one :class:`~yolo_ov.io.sink.Sinks`; the
+contract a new output implements is :class:`~yolo_ov.io.sink.Sink`
+(both re-exported here).
 
 What is on disk at any moment, and why:
 
@@ -31,17 +36,29 @@ import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
 
 from ..errors import ConfigError, OutputError
-from ..results import Detections, Failure
+from ..results import Classification, Detections, Failure
 from .draw import draw
+from .signals import deferred
+from .sink import Record, Sink, SinkBase, Sinks
 
-__all__ = ["AnnotatedImageSink", "CocoJsonSink", "JsonlSink", "VideoSink", "check_output_dir", "check_output_file"]
-
+__all__ = [
+    "AnnotatedImageSink",
+    "CocoJsonSink",
+    "JsonlSink",
+    "Record",
+    "Sink",
+    "SinkBase",
+    "Sinks",
+    "VideoSink",
+    "check_output_dir",
+    "check_output_file",
+]
 
 def _reason(exc: OSError) -> str:
     return exc.strerror or str(exc) or type(exc).__name__
@@ -142,11 +159,12 @@ class _RecordFile:
         self._fh.close()
 
 
-class JsonlSink:
+class JsonlSink(SinkBase):
     """One JSON object per line per input: detections or ``{"source", "error"}``.
 
     Each line is written whole or not at all (see the module docstring);
-    ``count`` is the number of lines written.
+    ``count`` is the number of lines written. ``extra`` fields of a write
+    (a tracker's ``counts``) are added to its line.
     """
 
     def __init__(self, path: str | Path, *, polygons: bool = False) -> None:
@@ -155,26 +173,27 @@ class JsonlSink:
         self._file: _RecordFile | None = _RecordFile(self.path, "JSONL output")
         self.count = 0
 
-    def write(self, record: Detections | Failure) -> None:
+    def write(self, record: Record, image: np.ndarray | None = None, *,
+              extra: Mapping[str, Any] | None = None) -> None:
         if self._file is None:
             raise ConfigError(f"{self.path}: the JSONL sink is closed")
         if self.polygons and isinstance(record, Detections) and "masks" in record.data:
-            line = json.dumps(_with_polygons(record), separators=(",", ":"))
+            line = json.dumps({**_with_polygons(record), **(extra or {})}, separators=(",", ":"))
+        elif extra:
+            line = json.dumps({**record.to_dict(), **extra}, separators=(",", ":"))
         else:
-            line = record.to_json()
-        self._file.append((line + "\n").encode("utf-8"))
-        self.count += 1
+            line = record.to_json()  # any object with to_json() (the Ray driver's pre-formatted lines)
+        with deferred():
+            self._file.append((line + "\n").encode("utf-8"))
+            self.count += 1
+
+    def describe(self) -> str:
+        return f"JSONL: {self.path} ({self.count} lines)"
 
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
-
-    def __enter__(self) -> JsonlSink:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _with_polygons(record: Detections) -> dict:
@@ -185,12 +204,15 @@ def _with_polygons(record: Detections) -> dict:
     return out
 
 
-class AnnotatedImageSink:
+class AnnotatedImageSink(SinkBase):
     """Saves a copy of each image with its boxes drawn, named after its source.
 
     Names that collide (same file name from different folders) get a numeric
-    suffix instead of overwriting each other.
+    suffix instead of overwriting each other. Failures, and records written
+    without their image, are skipped.
     """
+
+    needs_images: ClassVar[bool] = True
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
@@ -201,25 +223,33 @@ class AnnotatedImageSink:
         self._used: set[str] = set()
         self.count = 0
 
-    def write(self, result: Detections, image: np.ndarray) -> Path:
-        name = self._name_for(result)
+    def write(self, record: Record, image: np.ndarray | None = None, *,
+              extra: Mapping[str, Any] | None = None) -> Path | None:
+        """The file written, or ``None`` for a failure or a record without its image."""
+        if isinstance(record, Failure) or image is None:
+            return None
+        name = self._name_for(record)
         out = self.folder / name
-        ok, buf = cv2.imencode(out.suffix or ".jpg", draw(result, image))
+        ok, buf = cv2.imencode(out.suffix or ".jpg", draw(record, image))
         if not ok:
             raise ConfigError(f"{out}: cannot encode the annotated image")
         part = out.with_name(f".{out.name}.part")
-        try:
-            part.write_bytes(buf.tobytes())
-            os.replace(part, out)  # a file under its final name is always complete
-        except BaseException as exc:
-            part.unlink(missing_ok=True)
-            if isinstance(exc, OSError):
-                raise OutputError(f"{out}: cannot write the annotated image ({_reason(exc)})") from exc
-            raise
-        self.count += 1
+        with deferred():
+            try:
+                part.write_bytes(buf.tobytes())
+                os.replace(part, out)  # a file under its final name is always complete
+            except BaseException as exc:
+                part.unlink(missing_ok=True)
+                if isinstance(exc, OSError):
+                    raise OutputError(f"{out}: cannot write the annotated image ({_reason(exc)})") from exc
+                raise
+            self.count += 1
         return out
 
-    def _name_for(self, result: Detections) -> str:
+    def describe(self) -> str:
+        return f"annotated: {self.folder} ({self.count} images)"
+
+    def _name_for(self, result: Detections | Classification) -> str:
         src = result.source or "image"
         stem = Path(src).stem if not src.startswith("<") else "image"
         if result.frame is not None:
@@ -232,16 +262,10 @@ class AnnotatedImageSink:
         return name
 
     def close(self) -> None:
-        """Nothing to flush; present so all sinks share one shape."""
-
-    def __enter__(self) -> AnnotatedImageSink:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        """Nothing to flush: every image is complete once written."""
 
 
-class CocoJsonSink:
+class CocoJsonSink(SinkBase):
     """COCO-format detection results: one JSON array of
     ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}``.
 
@@ -268,7 +292,8 @@ class CocoJsonSink:
             return f"{stem}_{result.stream or 0}_{result.frame}"
         return int(stem) if stem.isdigit() else stem
 
-    def write(self, record: Detections | Failure) -> None:
+    def write(self, record: Record, image: np.ndarray | None = None, *,
+              extra: Mapping[str, Any] | None = None) -> None:
         if self._file is None:
             raise ConfigError(f"{self.path}: the COCO sink is closed")
         if not isinstance(record, Detections):  # a failure, or a classification (COCO results have no image labels)
@@ -277,9 +302,13 @@ class CocoJsonSink:
         if not entries:
             return
         sep = "\n" if self._first else ",\n"
-        self._file.append((sep + ",\n".join(json.dumps(e, separators=(",", ":")) for e in entries)).encode("utf-8"))
-        self._first = False
-        self.count += len(entries)
+        with deferred():
+            self._file.append((sep + ",\n".join(json.dumps(e, separators=(",", ":")) for e in entries)).encode("utf-8"))
+            self._first = False
+            self.count += len(entries)
+
+    def describe(self) -> str:
+        return f"COCO: {self.path} ({self.count} detections)"
 
     def close(self) -> None:
         """Close the JSON array; the file is valid JSON from here on."""
@@ -290,23 +319,19 @@ class CocoJsonSink:
             finally:
                 file.close()
 
-    def __enter__(self) -> CocoJsonSink:
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class VideoSink:
+class VideoSink(SinkBase):
     """Writes annotated frames to a video file (one file per stream).
 
     The writer opens on the first frame of each stream (its size comes from
     the frame). Stream ``0`` (or a single stream) writes to ``path``; stream
     ``k > 0`` to ``<stem>_s<k><suffix>``. ``.mp4`` uses the ``mp4v`` codec,
     ``.avi`` ``MJPG``. Frames must arrive in order per stream (the ordered
-    pipeline guarantees it).
+    pipeline guarantees it). Failures, and records written without their
+    image, are skipped.
     """
 
+    needs_images: ClassVar[bool] = True
     _CODECS: ClassVar[dict[str, str]] = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
 
     def __init__(self, path: str | Path, *, fps: float = 30.0) -> None:
@@ -373,20 +398,22 @@ class VideoSink:
             self.paths[stream] = out
         return writer
 
-    def write(self, result: Detections, image: np.ndarray) -> None:
-        canvas = draw(result, image)
+    def write(self, record: Record, image: np.ndarray | None = None, *,
+              extra: Mapping[str, Any] | None = None) -> None:
+        if isinstance(record, Failure) or image is None:
+            return
+        canvas = draw(record, image)
         h, w = canvas.shape[:2]
-        self._writer(result.stream or 0, (w, h)).write(canvas)
-        self.frames += 1
+        with deferred():
+            self._writer(record.stream or 0, (w, h)).write(canvas)
+            self.frames += 1
+
+    def describe(self) -> str:
+        written = ", ".join(str(p) for _, p in sorted(self.paths.items()))
+        return f"video: {written} ({self.frames} frames)" if written else "video: none written"
 
     def close(self) -> None:
         """Release every writer: this writes each file's index, which makes it playable."""
         for writer in self._writers.values():
             writer.release()
         self._writers.clear()
-
-    def __enter__(self) -> VideoSink:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -23,7 +23,9 @@ depends on the ones before it.
 
 A name that matches nothing, or a video that cannot be opened, yields an
 :class:`~yolo_ov.errors.InputError` item in place, so multi-item runs report
-it and go on. Pure OpenCV/numpy: nothing here imports OpenVINO.
+it and go on. Videos, cameras and URLs are opened by
+:func:`~yolo_ov.io.capture.open_capture` (the one place that does). Pure
+OpenCV/numpy: nothing here imports OpenVINO.
 """
 
 from __future__ import annotations
@@ -35,11 +37,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from ..errors import ConfigError, InputError
 from ..imaging.decode import IMAGE_SUFFIXES, describe_source
+from .capture import LIVE_SCHEMES, open_capture
 
 __all__ = [
     "LIVE_SCHEMES",
@@ -50,6 +52,7 @@ __all__ = [
     "iter_image_files",
     "open_source",
     "probe_videos",
+    "video_fps",
 ]
 
 _GLOB_CHARS = frozenset("*?[")
@@ -58,9 +61,6 @@ _GLOB_CHARS = frozenset("*?[")
 VIDEO_SUFFIXES = frozenset(
     {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".asf", ".gif"}
 )
-#: URL schemes treated as live streams.
-LIVE_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
-
 DROP_POLICIES = ("latest",)
 
 
@@ -277,19 +277,6 @@ def _image_items(specs: list[Any]) -> Iterator[SourceItem]:
                 yield SourceItem(item, str(item))
 
 
-def _open_capture(spec: Any) -> cv2.VideoCapture:
-    name = str(spec)
-    target = int(spec) if isinstance(spec, int) or (isinstance(spec, str) and spec.isdigit()) else name
-    if isinstance(target, str) and not is_live(target) and not Path(target).exists():
-        raise InputError(f"{name}: no such video file", name)
-    cap = cv2.VideoCapture(target)
-    if not cap.isOpened():
-        cap.release()
-        what = "camera" if isinstance(target, int) else "video or stream"
-        raise InputError(f"{name}: cannot open {what} with OpenCV (check the path/URL/index and codecs)", name)
-    return cap
-
-
 def probe_videos(specs: list[Any]) -> tuple[int | None, tuple[int, int] | None]:
     """``(total frames, common (h, w))`` of video files from their containers, without decoding.
 
@@ -301,15 +288,13 @@ def probe_videos(specs: list[Any]) -> tuple[int | None, tuple[int, int] | None]:
     sizes: set[tuple[int, int]] = set()
     for spec in specs:
         try:
-            cap = _open_capture(spec)
+            cap = open_capture(spec)
         except InputError:
             return None, None
-        try:
-            count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-            sizes.add((int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))))
-        finally:
-            cap.release()
-        total = total + count if total is not None and count > 0 else None
+        with cap:
+            count = cap.frame_count
+            sizes.add(cap.frame_hw)
+        total = total + count if total is not None and count is not None else None
     hw = sizes.pop() if len(sizes) == 1 else None
     return total, hw if hw and min(hw) > 0 else None
 
@@ -318,43 +303,31 @@ def _capture_frames(spec: Any, *, encoded: bool = False) -> Iterator[np.ndarray 
     """Frames of one capture; an :class:`InputError` item when it cannot be opened.
 
     With ``encoded``, a Motion-JPEG capture yields each frame's JPEG bytes
-    undecoded (OpenCV's FFmpeg raw mode, ``CAP_PROP_FORMAT = -1``); any other
+    undecoded (see :func:`~yolo_ov.io.capture.open_capture`); any other
     capture yields decoded frames as without it.
     """
     try:
-        cap = _open_capture(spec)
+        cap = open_capture(spec, encoded=encoded)
     except InputError as exc:
         yield exc
         return
-    if encoded and _is_mjpeg(cap) and cap.set(cv2.CAP_PROP_FORMAT, -1):
+    yield from cap.frames()
+
+
+def video_fps(specs: Iterable[Any], default: float = 30.0) -> float:
+    """The frame rate of the first video file among ``specs`` that reports one, else ``default``:
+    what an annotated video written from these sources plays at."""
+    for spec in specs:
+        if not is_video_file(spec) or not Path(spec).is_file():
+            continue
         try:
-            while cap.grab():
-                ok, packet = cap.retrieve()
-                if not ok:
-                    return
-                data = packet.tobytes()
-                if data[:2] != b"\xff\xd8":  # not a whole JPEG after all: decode as usual from here on
-                    cap.release()
-                    yield from _capture_frames(spec)
-                    return
-                yield data
-            return
-        finally:
-            cap.release()
-    try:
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                return
-            yield frame
-    finally:
-        cap.release()
-
-
-def _is_mjpeg(cap: cv2.VideoCapture) -> bool:
-    """Whether ``cap`` decodes Motion-JPEG through FFmpeg (the backend with a raw packet mode)."""
-    fourcc = int(cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode("latin-1").upper()
-    return fourcc == "MJPG" and cap.getBackendName() == "FFMPEG"
+            with open_capture(spec) as cap:
+                fps = cap.fps
+        except InputError:
+            continue
+        if fps:
+            return fps
+    return default
 
 
 def _frames_of_iterable(frames: Iterable[Any]) -> Iterator[Any]:

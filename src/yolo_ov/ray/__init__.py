@@ -23,14 +23,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .config import BatchConfig, Scaling
+from .shipping import driver_model
 
 if TYPE_CHECKING:
     from .batch import BatchResult, map_detections, predict_dataset, ship_model
     from .cluster import connect
     from .serving import build_app, deployment, run, shutdown
 
-__all__ = ["BatchConfig", "BatchResult", "Scaling", "build_app", "connect", "deployment", "map_detections",
-           "predict_dataset", "require_extra", "run", "ship_model", "shutdown"]
+__all__ = ["BatchConfig", "BatchResult", "Scaling", "build_app", "connect", "deployment", "driver_model",
+           "map_detections", "predict_dataset", "require_extra", "run", "ship_model", "shutdown"]
 
 _LAZY = {
     "BatchResult": "batch", "map_detections": "batch", "predict_dataset": "batch", "ship_model": "batch",

@@ -21,8 +21,9 @@ The flow (:func:`predict_dataset`):
    list, and an input still missing is run again (``max_passes``) or reported.
 
 The driver writes the JSONL file itself (one file, in input order, the same
-lines as ``yolo-ov predict --save-json``); Parquet goes through Ray Data's
-distributed writer (``Dataset.write_parquet``), from the checked results.
+lines as ``yolo-ov predict --save-json``) through :class:`~yolo_ov.io.sinks.Sinks`,
+with any further sinks given; Parquet goes through Ray Data's distributed
+writer (``Dataset.write_parquet``), from the checked results.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +40,7 @@ import pyarrow as pa
 
 from ..config import DetectConfig, Mode, RuntimeConfig
 from ..errors import ConfigError, InferenceError
-from ..io.sinks import JsonlSink, check_output_file
+from ..io.sinks import JsonlSink, Sink, Sinks, check_output_file
 from ..pipeline import PipelineConfig, Specialize
 from .actor import DetectorActor
 from .cluster import connect, cpu_nodes, require_extra
@@ -165,7 +166,7 @@ def map_detections(
 # -- the driver ---------------------------------------------------------------------
 
 class _Line:
-    """A JSONL line already formatted by an actor, for :class:`~yolo_ov.io.sinks.JsonlSink`."""
+    """A record as an actor formatted it (the JSONL line of ``yolo-ov predict``), for the driver's sinks."""
 
     __slots__ = ("line",)
 
@@ -175,11 +176,14 @@ class _Line:
     def to_json(self) -> str:
         return self.line
 
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(self.line)
+
 
 @dataclass
 class _Tally:
     result: BatchResult
-    sink: JsonlSink | None
+    sinks: Sinks
     on_record: Callable[[dict[str, Any]], None] | None
     t0: float = field(default_factory=time.perf_counter)
     seen: set[Any] = field(default_factory=set)
@@ -200,8 +204,8 @@ class _Tally:
             self.seen.add(key)
             self.answered.add(item)
             line = cols["record"][k]
-            if self.sink is not None:
-                self.sink.write(_Line(line))  # type: ignore[arg-type]
+            if self.sinks:
+                self.sinks.write(_Line(line))  # type: ignore[arg-type]
             r.records += 1
             r.failed += cols["error"][k] is not None
             r.detections += cols["num_detections"][k] or 0
@@ -261,6 +265,7 @@ def predict_dataset(
     specialize: Specialize | str | bool | None = None,
     save_json: str | os.PathLike[str] | None = None,
     save_parquet: str | None = None,
+    sinks: Iterable[Sink] = (),
     collect: bool = False,
     on_record: Callable[[dict[str, Any]], None] | None = None,
     color: str = "rgb",
@@ -286,6 +291,11 @@ def predict_dataset(
         save_parquet: a folder or URI, written by Ray Data's Parquet writer
             (the results are then materialised in the object store, spilling
             to disk, so they are checked before they are written).
+        sinks: more outputs (:class:`~yolo_ov.io.sinks.Sink`), written on the
+            driver beside ``save_json``, each record once, in the same order;
+            a record reaches them as an object with ``to_json()``/``to_dict()``
+            (the JSONL record: the actors' results do not travel as
+            ``Detections``), so sinks that draw or need boxes as arrays do not fit.
         collect: keep every record in ``BatchResult.records_list``.
         on_record: called on the driver with each record as it is checked.
 
@@ -313,9 +323,9 @@ def predict_dataset(
                          records_list=[] if collect else None)
     parts: list[Any] = []
     t0 = time.perf_counter()
-    with JsonlSink(save_json) if save_json is not None else contextlib.nullcontext() as sink, \
-            _data_context(config):
-        tally = _Tally(result, sink, on_record, t0=t0)
+    with Sinks.opening(lambda: JsonlSink(save_json) if save_json is not None else None,
+                       *(lambda s=s: s for s in sinks)) as outputs, _data_context(config):
+        tally = _Tally(result, outputs, on_record, t0=t0)
         if dataset_input:
             result.inputs = source.count()
             missing: list[Any] = []

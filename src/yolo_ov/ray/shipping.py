@@ -28,7 +28,7 @@ from ..config import default_cache_dir
 from ..errors import ConfigError, ModelLoadError
 from ..runtime.model import resolve_model_path
 
-__all__ = ["MAX_PACKAGE_BYTES", "ModelPackage", "ModelSource", "pack", "unpack"]
+__all__ = ["MAX_PACKAGE_BYTES", "ModelPackage", "ModelSource", "driver_model", "pack", "unpack"]
 
 #: The largest model shipped through the object store (beyond it, put it on a shared path).
 MAX_PACKAGE_BYTES = 2 * 1024**3
@@ -140,3 +140,17 @@ def unpack(package: ModelPackage, root: Path | None = None) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return entry
+
+
+def driver_model(model: str | os.PathLike[str] | None) -> tuple[Path, Any]:
+    """``(path, ModelInfo)`` of ``model`` (``None``: the default model), read on the driver without compiling.
+
+    A model that is missing or not a YOLO model fails here, in one line,
+    before Ray starts or ships it; the classes it names check ``--classes``.
+    """
+    from ..default_model import resolve_or_default
+    from ..runtime.core import get_core
+    from ..runtime.model import inspect_model, read_model
+
+    path = resolve_or_default(model)
+    return path, inspect_model(read_model(get_core(), path), path)

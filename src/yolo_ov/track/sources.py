@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from ..errors import ConfigError, InputError
+from ..io.capture import Capture, open_capture
 from ..io.sources import FrameSource, LatestFrames, SourceItem, is_live, is_video_file, open_source
 
 __all__ = ["LiveStreams", "SkippedFrame", "open_tracking_source"]
@@ -170,7 +170,7 @@ class _Grabbed:
 
     __slots__ = ("_cap", "_shape")
 
-    def __init__(self, cap: cv2.VideoCapture, shape: list[int]) -> None:
+    def __init__(self, cap: Capture, shape: list[int]) -> None:
         self._cap, self._shape = cap, shape
 
     @property
@@ -178,8 +178,8 @@ class _Grabbed:
         return self._shape[0], self._shape[1]
 
     def decode(self) -> np.ndarray | None:
-        ok, image = self._cap.retrieve()
-        if not ok or image is None:
+        image = self._cap.retrieve()
+        if not isinstance(image, np.ndarray):
             return None
         self._shape[:] = image.shape[:2]
         return image
@@ -187,22 +187,17 @@ class _Grabbed:
 
 def _camera(spec: Any) -> Iterator[Any]:
     """Every frame of a camera or stream URL as ``(index, _Grabbed)``; an InputError when it cannot be opened."""
-    name = str(spec)
-    target: int | str = int(name) if name.isdigit() else name
-    cap = cv2.VideoCapture(target)
-    if not cap.isOpened():
-        cap.release()
-        what = "camera" if isinstance(target, int) else "stream"
-        yield InputError(f"{name}: cannot open {what} with OpenCV (check the URL/index and codecs)", name)
-        return
-    shape = [int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))]
     try:
+        cap = open_capture(spec)
+    except InputError as exc:
+        yield exc
+        return
+    with cap:
+        shape = list(cap.frame_hw)
         index = 0
         while cap.grab():
             yield index, _Grabbed(cap, shape)  # decoded (or not) before the next grab
             index += 1
-    finally:
-        cap.release()
 
 
 def _chosen_items(stream: int, frames: Iterator[Any], name: str, selector: _Selector) -> Iterator[Any]:
