@@ -97,7 +97,8 @@ PUBLIC_API = {
     # the engine issue: submit(), the engine contract and its fake, all outputs described
     "Engine", "FakeEngine", "OverloadedError", "PipelineConfig", "Specialize", "TensorSpec",
     # the reliability issue: an output that cannot be written (exit 2 in the CLI)
-    "OutputError",
+    "OutputError",    # issue 21: sliced inference settings (SAHI's)
+    "SliceConfig",
 }
 
 

@@ -14,7 +14,7 @@ emulated: SAHI's Ultralytics backend runs the dynamic-shape model's full pass at
 Ultralytics' minimal rectangle (e.g. 384x640 for 1080p) and resizes the
 input-sized mask, padding included, straight to the image size, which moves
 full-pass masks (and so the merged boxes, which SAHI takes from the masks) by
-up to ~20 px.
+up to 34 px (1080p).
 """
 
 from __future__ import annotations
