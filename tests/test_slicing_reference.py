@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from tests.fakes import fake_detector, uniform_image
-from yolo_ov import Detections, SliceConfig
+from yolo_ov import ConfigError, Detections, SliceConfig
 from yolo_ov.ops.masks import Masks
 from yolo_ov.pipeline.slicing import concat_detections, merge_parts, plan_tiles, predict_sliced, shift_detections
+from yolo_ov.results import Classification
 
 NAMES = {0: "blob", 1: "big"}
 
@@ -152,3 +153,12 @@ def test_concat_of_no_parts_is_empty() -> None:
     empty = concat_detections([], (5, 6), NAMES)
     assert len(empty) == 0 and empty.image_shape == (5, 6)
     assert len(merge_parts([], SliceConfig(), (5, 6), names=NAMES)) == 0
+
+
+def test_a_classifier_is_refused_in_one_line() -> None:
+    def classify(image: np.ndarray) -> Classification:
+        return Classification(np.array([0.2, 0.8], np.float32), {0: "a", 1: "b"}, image.shape[:2])
+
+    with pytest.raises(ConfigError, match="classification model cannot be sliced") as err:
+        predict_sliced(classify, np.zeros((600, 900, 3), np.uint8), SliceConfig(size=512))  # type: ignore[arg-type]
+    assert "\n" not in str(err.value)

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..config import SliceConfig
+from ..errors import ConfigError
 from ..imaging.tiles import TileGrid, tile_grid, tile_views
 from ..ops.masks import Masks
 from ..ops.merge import apply_merge, merge_masks, plan_merge
@@ -176,6 +177,9 @@ def predict_sliced(predict: Predict, image: np.ndarray, cfg: SliceConfig, *, sou
     Returns:
         The merged :class:`Detections` of the whole image, with ``slices``: the
         number of tiles (the full pass not counted, as SAHI counts them).
+
+    Raises:
+        ConfigError: ``predict`` classifies (a :class:`~yolo_ov.results.Classification`): nothing to slice.
     """
     full_shape = (int(image.shape[0]), int(image.shape[1]))
     grid, full_pass = plan_tiles(full_shape, cfg)
@@ -183,6 +187,8 @@ def predict_sliced(predict: Predict, image: np.ndarray, cfg: SliceConfig, *, sou
     names: dict[int, str] | None = None
     for (dx, dy), view in zip(grid.offsets.tolist(), tile_views(image, grid), strict=True):
         det = predict(view)
+        if not isinstance(det, Detections):
+            raise ConfigError("slicing needs a model that finds boxes; a classification model cannot be sliced")
         names = dict(det.names)
         parts.append(shift_detections(det, dx, dy, full_shape))
     if full_pass:
