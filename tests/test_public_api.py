@@ -18,7 +18,7 @@ PUBLIC = {
         "CalibrationError", "Classification", "CompiledInfo", "ConfigError", "DatasetError", "DetectConfig",
         "Detections", "Detector", "DeviceError", "Engine", "ExportError", "Failure", "FakeEngine", "HeadType",
         "InferenceError", "InputError", "LoadTimings", "MissingExtraError", "Mode", "ModelInfo", "ModelLoadError",
-        "OutputError", "OverloadedError", "PipelineConfig", "Precision", "RuntimeConfig", "Specialize",
+        "OutputError", "OverloadedError", "PipelineConfig", "Precision", "RuntimeConfig", "SliceConfig", "Specialize",
         "TensorSpec", "Timings", "YoloOvError", "__version__", "available_devices", "load_runtime_config",
     ],
     "yolo_ov.runtime": [

@@ -13,7 +13,7 @@ Example:
 from __future__ import annotations
 
 from ._version import __version__
-from .config import DetectConfig, Mode, Precision, RuntimeConfig, load_runtime_config
+from .config import DetectConfig, Mode, Precision, RuntimeConfig, SliceConfig, load_runtime_config
 from .detector import Detector
 from .errors import (
     CalibrationError,
@@ -62,6 +62,7 @@ __all__ = [
     "PipelineConfig",
     "Precision",
     "RuntimeConfig",
+    "SliceConfig",
     "Specialize",
     "TensorSpec",
     "Timings",

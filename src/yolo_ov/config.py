@@ -23,8 +23,10 @@ __all__ = [
     "Mode",
     "Precision",
     "RuntimeConfig",
+    "SliceConfig",
     "default_cache_dir",
     "load_runtime_config",
+    "parse_slice_size",
 ]
 
 
@@ -270,3 +272,109 @@ class DetectConfig:
             if any(c < 0 for c in classes):
                 raise ConfigError(f"classes must be non-negative class ids, got {classes}")
             object.__setattr__(self, "classes", classes)
+
+
+SLICE_MERGES = ("greedynmm", "nmm", "nms")
+SLICE_METRICS = ("ios", "iou")
+
+
+def parse_slice_size(value: str | int | tuple[int, int] | list[int], setting: str = "--slice") -> tuple[int, int]:
+    """A tile size as the user typed it -> ``(height, width)``.
+
+    ``640`` or ``"640"`` is a square tile; ``"512,640"`` (or ``512x640``) is
+    height 512, width 640, the order of every other ``(h, w)`` in yolo-ov.
+
+    Raises:
+        ConfigError: not one or two positive integers; the message names ``setting``.
+    """
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.lower().replace("x", ",").split(",")]
+        try:
+            numbers = [int(p) for p in parts]
+        except ValueError:
+            raise ConfigError(f"{setting} must be a tile size like 640 or 512,640, got {value!r}") from None
+    elif isinstance(value, (list, tuple)):
+        numbers = [int(v) for v in value]
+    else:
+        numbers = [int(value)]
+    if len(numbers) not in (1, 2):
+        raise ConfigError(f"{setting} must be one size or height,width, got {value!r}")
+    h, w = (numbers[0], numbers[0]) if len(numbers) == 1 else (numbers[0], numbers[1])
+    if h <= 0 or w <= 0:
+        raise ConfigError(f"{setting} must be a positive tile size in pixels, got {value!r}")
+    return h, w
+
+
+def _pair(value: float | tuple[float, float] | list[float]) -> tuple[float, float]:
+    if isinstance(value, (list, tuple)):
+        if len(value) != 2:
+            raise ValueError(value)
+        return float(value[0]), float(value[1])
+    return float(value), float(value)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SliceConfig:
+    """Sliced (tiled) inference: cut a large image into overlapping tiles, detect in each, merge.
+
+    The defaults and the meaning of every field are SAHI's (``get_sliced_prediction``),
+    so the same settings give the same tiles and the same merge:
+
+    Attributes:
+        size: tile ``(height, width)`` in original pixels (SAHI ``slice_height``/``slice_width``);
+            an int is a square tile. ``--slice 640`` / ``--slice 512,640``.
+        overlap: fraction of a tile shared with its neighbour, ``(height, width)`` or one
+            float for both (SAHI ``overlap_height_ratio``/``overlap_width_ratio``); in ``[0, 1)``.
+        full_pass: also run the whole image once and merge it in (SAHI ``perform_standard_pred``);
+            skipped when the image is a single tile, as SAHI does.
+        merge: ``greedynmm`` (SAHI's default), ``nmm`` (transitive) or ``nms`` (SAHI ``postprocess_type``).
+        metric: overlap measure of the merge, ``ios`` (intersection over the smaller box) or
+            ``iou`` (SAHI ``postprocess_match_metric``).
+        threshold: overlap at or above which two detections are merged or suppressed
+            (SAHI ``postprocess_match_threshold``).
+        class_agnostic: merge across classes (SAHI ``postprocess_class_agnostic``).
+
+    Example:
+        >>> SliceConfig(size=512).size, SliceConfig(size=512).overlap
+        ((512, 512), (0.2, 0.2))
+    """
+
+    size: int | tuple[int, int] = 640
+    overlap: float | tuple[float, float] = 0.2
+    full_pass: bool = True
+    merge: str = "greedynmm"
+    metric: str = "ios"
+    threshold: float = 0.5
+    class_agnostic: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "size", parse_slice_size(self.size, "slice"))
+        try:
+            overlap = _pair(self.overlap)
+        except (TypeError, ValueError):
+            raise ConfigError(f"overlap must be a ratio like 0.2 or (0.2, 0.1), got {self.overlap!r}") from None
+        for ratio in overlap:
+            if not 0.0 <= ratio < 1.0:
+                raise ConfigError(f"overlap must be within [0, 1) (a fraction of the tile), got {self.overlap!r}")
+        object.__setattr__(self, "overlap", overlap)
+        merge = str(self.merge).lower().replace("_", "").replace("-", "")
+        if merge not in SLICE_MERGES:
+            raise ConfigError(f"slice merge must be one of {', '.join(SLICE_MERGES)}, got {self.merge!r}")
+        object.__setattr__(self, "merge", merge)
+        metric = str(self.metric).lower()
+        if metric not in SLICE_METRICS:
+            raise ConfigError(f"slice match metric must be one of {', '.join(SLICE_METRICS)}, got {self.metric!r}")
+        object.__setattr__(self, "metric", metric)
+        if not 0.0 <= float(self.threshold) <= 1.0:
+            raise ConfigError(f"slice match threshold must be within [0, 1], got {self.threshold!r}")
+        object.__setattr__(self, "threshold", float(self.threshold))
+
+    @property
+    def tile_hw(self) -> tuple[int, int]:
+        """``(height, width)`` of a tile (``size`` normalised)."""
+        return self.size  # type: ignore[return-value]
+
+    @property
+    def overlap_hw(self) -> tuple[float, float]:
+        """``(height, width)`` overlap ratios (``overlap`` normalised)."""
+        return self.overlap  # type: ignore[return-value]

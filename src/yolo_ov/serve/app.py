@@ -43,7 +43,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .. import __version__
+from .._version import __version__
 from .errors import ErrorCode, ServeError
 from .http_errors import BodyLimit, error_body, error_headers
 from .kserve_rest import encode_infer_response, parse_infer_request

@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from .. import __version__
+from .._version import __version__
 from ..config import DetectConfig
 from ..errors import ConfigError
 from .errors import ErrorCode, ServeError
