@@ -367,11 +367,11 @@ class Detector:
 
     def stream_callback(
         self, source: Any, callback: Any, *, drop: str | None = "auto", config: PipelineConfig | None = None,
-        detect: DetectConfig | None = None,
+        detect: DetectConfig | None = None, fanout: FanOut | None = None,
     ) -> RunStats:
         """OpenVINO's callback style: ``callback(result)`` runs on a worker thread as each
         result completes (completion order); returns the run's counters when all are done."""
-        return self.pipeline(config).run_callback(source, callback, drop=drop, detect=detect)
+        return self.pipeline(config).run_callback(source, callback, drop=drop, detect=detect, fanout=fanout)
 
     # -- lifetime --------------------------------------------------------
     @property

@@ -207,13 +207,13 @@ class Pipeline:
         return run
 
     def run_callback(self, source: Any, callback: Callable[[Any], None], *, drop: str | None = "auto",
-                     detect: DetectConfig | None = None) -> RunStats:
+                     detect: DetectConfig | None = None, fanout: FanOut | None = None) -> RunStats:
         """OpenVINO's callback style: ``callback(result)`` is called from a worker thread
         as each result completes (completion order); returns when all are done.
 
         An exception raised by ``callback`` stops the run and is re-raised here.
         """
-        return self.stream(source, ordered=False, drop=drop, callback=callback, detect=detect).wait()
+        return self.stream(source, ordered=False, drop=drop, callback=callback, detect=detect, fanout=fanout).wait()
 
     def detach(self, run: StreamRun) -> None:
         """Called by a run when it closes."""

@@ -242,7 +242,9 @@ class StreamRun:
                 if self._fresh is not None and not self._acquire(self._fresh, batches, pending):
                     break
                 item = next(items, None)
-                if item is None:
+                if item is None:  # the units taken for a next input are not needed (a fan-out may want them)
+                    self._capacity.release()
+                    self._release_fresh(1)
                     break
                 index = n
                 n += 1
@@ -342,9 +344,10 @@ class StreamRun:
             return
         group = prepared[0].group
         assert group is not None
-        # Capacity for all of the input's frames before any is dispatched; the inputs still pending
-        # hold a unit each and cannot give it back before this one goes, so an input with more frames
-        # than that waits for everything else and then goes through alone.
+        # Capacity for all of the input's frames before any is dispatched (an input counts one unit from
+        # when it is read, its other frames from here: at most `lookahead` inputs are being prepared).
+        # The inputs still pending hold a unit each and cannot give it back before this one goes, so an
+        # input with more frames than the rest of the bound waits for everything else and goes alone.
         want = max(1, min(len(prepared), self._max_pending - len(pending)))
         if want > 1 and not self._take_more(want - 1, batches):
             return
