@@ -99,7 +99,7 @@ def test_latency_device_error_in_a_part_is_an_inference_error():
 @pytest.mark.parametrize("ordered", [True, False])
 def test_stream_inputs_with_different_part_counts_keep_their_order(batch, ordered):
     shapes = [(1, 1), (2, 2), (1, 3), (2, 1), (3, 3), (1, 2)] * 3
-    images, grids, values = [], [], []
+    images, values = [], []
     for k, (r, c) in enumerate(shapes):
         values.append(_values(k, r * c))
         images.append(tiled_image(values[-1], r, c))
