@@ -1,5 +1,10 @@
-"""Many callers on one compiled model, with the real models: threads on the latency path,
-``submit()`` from many threads beside a stream, overload, cross-caller batching."""
+"""Many callers on one compiled model: threads on the latency path, ``submit()`` from many threads
+beside a stream, overload, cross-caller batching, asyncio, and validation running beside callers.
+
+Each behaviour runs on the fake detector (tests/fakes.py) in the fast tier; the model tests keep what
+needs the real runtime (outputs copied out of a real request before it is reused, results equal to the
+latency path on real images, memory that stays flat under overload, a real batch of 4).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.fakes import expected_for, fake_detector, uniform_image
 from yolo_ov import Detections, Detector, OverloadedError, PipelineConfig, RuntimeConfig
 
 pytestmark = pytest.mark.timeout(600)
@@ -170,17 +176,227 @@ def test_batch_four_groups_concurrent_callers_and_matches_batch_one(shared, fp32
     assert stats.requests < 32 and grouped > 0, stats.batch_sizes
 
 
-async def _submit_all(det: Detector, paths: list[str]) -> list[Detections]:
+
+def test_validation_beside_latency_callers_on_the_real_model(shared, fp32_detector, arrays):
+    """Issue 20: validation (Ultralytics protocol, its own head) runs on the Detector that 8 threads are
+    calling; every caller still gets the single-threaded result (no validation extras, same boxes)."""
+    import dataclasses
+
+    from yolo_ov.eval.dataset import load_dataset
+    from yolo_ov.eval.validate import validate
+
+    ds = load_dataset(shared.coco96 / "data.yaml")
+    ds = dataclasses.replace(ds, items=ds.items[:8])
+    expected = [fp32_detector(a) for a in arrays[:8]]
+    stop = threading.Event()
+
+    def caller(k: int) -> list[tuple[int, Detections]]:
+        out = []
+        while not stop.is_set() or len(out) < 4:
+            idx = (k + len(out)) % 8
+            out.append((idx, fp32_detector(arrays[idx])))
+        return out
+
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(caller, k) for k in range(8)]
+        try:
+            result = validate(fp32_detector, ds, protocol="ultralytics")
+        finally:
+            stop.set()
+        per_caller = [f.result() for f in futures]
+    assert result.images == 8
+    for results in per_caller:
+        for idx, r in results:
+            _same(r, expected[idx])
+            assert set(r.data) == set(expected[idx].data)
+
+
+# -- the same behaviour on the fake detector (fast tier) ---------------------------------------------------
+
+def _fake_value(result: Detections) -> int:
+    return round((float(result.confidence[0]) - 0.5) * 1024)
+
+
+@pytest.mark.parametrize("threads", [2, 8])
+def test_fake_latency_detector_shared_by_threads(threads):
+    images = [uniform_image(v) for v in range(0, 240, 10)]
+    with fake_detector(delay_s=0.0005) as det:
+        expected = [det(a) for a in images]
+
+        def worker(k: int) -> list[tuple[int, Detections]]:
+            return [(idx, det(images[idx])) for idx in ((k * 7 + i) % len(images) for i in range(30))]
+
+        with _BusyCore(), ThreadPoolExecutor(threads) as pool:
+            batches = list(pool.map(worker, range(threads)))
+    for results in batches:
+        for idx, result in results:
+            _same(result, expected[idx])
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_fake_eight_submitters_and_a_stream_at_once(batch):
+    images = [uniform_image(v) for v in range(0, 250, 5)]
+    with fake_detector() as lat:
+        expected = [lat(a) for a in images]
+    with fake_detector(batch=batch, mode="throughput", delay_s=0.0005,
+                       pipeline=PipelineConfig(max_queue=1000)) as det:
+        stream_results: list[Detections] = []
+
+        def stream() -> None:
+            stream_results.extend(det.stream(images[:40]))
+
+        def caller(k: int) -> list[tuple[int, Detections]]:
+            out = []
+            for i in range(25):
+                idx = (k * 13 + i) % len(images)
+                out.append((idx, det.submit(images[idx], source=f"{k}-{i}").result(timeout=30)))
+            return out
+
+        streamer = threading.Thread(target=stream)
+        streamer.start()
+        with ThreadPoolExecutor(8) as pool:
+            per_caller = list(pool.map(caller, range(8)))
+        streamer.join(timeout=30)
+        assert not streamer.is_alive()
+        stats = det.pipeline().submitter.stats
+    for results in per_caller:
+        for idx, result in results:
+            _same(result, expected[idx])
+    assert [_fake_value(r) for r in stream_results] == list(range(0, 200, 5))
+    assert stats.completed == 200 and stats.failed == 0 and stats.waiting == 0 and stats.in_flight == 0
+
+
+@pytest.mark.parametrize("max_queue", [1, 4])
+def test_fake_overload_fails_fast_and_completes_the_accepted(max_queue):
+    release = threading.Event()
+    from tests.fakes import scene_outputs
+    from yolo_ov.runtime.engine import FakeEngine
+
+    engine = FakeEngine(lambda b: (release.wait(5), scene_outputs(b))[1], input_hw=(64, 64))
+    with fake_detector(engine=engine, mode="throughput",
+                       pipeline=PipelineConfig(max_queue=max_queue, num_requests=2)) as det:
+        for _round in range(3):
+            release.clear()
+            accepted, rejected = [], 0
+            barrier = threading.Barrier(32)
+            lock = threading.Lock()
+
+            def caller(k: int, barrier=barrier, lock=lock, accepted=accepted) -> None:
+                nonlocal rejected
+                barrier.wait()
+                t0 = time.perf_counter()
+                try:
+                    future = det.submit(uniform_image(k))
+                except OverloadedError:
+                    assert time.perf_counter() - t0 < 1.0, "a refusal waited"
+                    with lock:
+                        rejected += 1
+                    return
+                with lock:
+                    accepted.append((k, future))
+
+            threads = [threading.Thread(target=caller, args=(k,)) for k in range(32)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            release.set()
+            assert rejected > 0 and len(accepted) + rejected == 32
+            assert len(accepted) <= max_queue + 2  # the queue plus the requests already started
+            for k, future in accepted:
+                assert _fake_value(future.result(timeout=10)) == k
+        stats = det.pipeline().submitter.stats
+    assert stats.waiting == 0 and stats.in_flight == 0 and stats.rejected >= 3
+
+
+@pytest.mark.parametrize("batch", [2, 4])
+def test_fake_batch_groups_concurrent_callers(batch):
+    images = [uniform_image(v) for v in range(32)]
+    with fake_detector(batch=batch, mode="throughput", delay_s=0.005, pipeline=PipelineConfig(max_wait_ms=20)) as det:
+        barrier = threading.Barrier(4)
+
+        def caller(k: int) -> list[Detections]:
+            barrier.wait()
+            return [det.submit(images[i], source=str(i)).result(timeout=10) for i in range(k, 32, 4)]
+
+        with ThreadPoolExecutor(4) as pool:
+            results = [r for rs in pool.map(caller, range(4)) for r in rs]
+        stats = det.pipeline().submitter.stats
+    assert sorted(int(r.source) for r in results) == list(range(32))
+    assert all(_fake_value(r) == int(r.source) for r in results)
+    grouped = sum(n for size, n in stats.batch_sizes.items() if size > 1)
+    assert stats.requests < 32 and grouped > 0, stats.batch_sizes
+    assert sum(size * n for size, n in stats.batch_sizes.items()) == 32
+
+
+async def _submit_all(det: Detector, images: list[np.ndarray]) -> list[Detections]:
     import asyncio
 
-    return list(await asyncio.gather(*(det.submit_async(p) for p in paths)))
+    return list(await asyncio.gather(*(det.submit_async(a) for a in images)))
 
 
-def test_submit_async_from_asyncio(shared, fp32_detector):
+def test_fake_submit_async_from_asyncio():
     import asyncio
 
-    paths = [str(p) for p in shared.coco96_images[:8]]
-    with Detector(shared.fp32_model, mode="throughput") as det:
-        results = asyncio.run(_submit_all(det, paths))
-    for path, r in zip(paths, results, strict=True):
-        _same(r, fp32_detector(path))
+    images = [uniform_image(v) for v in (3, 50, 99, 180)]
+    with fake_detector(mode="throughput") as det:
+        results = asyncio.run(_submit_all(det, images))
+    assert [_fake_value(r) for r in results] == [3, 50, 99, 180]
+
+
+def _tiny_dataset(root, n: int = 24):
+    import cv2
+
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    for k in range(n):
+        v = (11 * k + 10) % 250
+        cv2.imwrite(str(root / "images" / f"i{k:02d}.png"), uniform_image(v))
+        side = (8 + v / 8) / 64
+        c = 4 / 64 + side / 2
+        (root / "labels" / f"i{k:02d}.txt").write_text(f"{v % 4} {c:.5f} {c:.5f} {side:.5f} {side:.5f}\n",
+                                                         encoding="utf-8")
+    (root / "data.yaml").write_text("val: images\ntrain: images\nnames: [person, car, dog, cat]\n",
+                                    encoding="utf-8")
+    return root
+
+
+@pytest.mark.parametrize("protocol", ["ultralytics", "coco"])
+def test_fake_validation_beside_eight_latency_callers(tmp_path, protocol):
+    """Issue 20: validation used to swap the Detector's head for its own while it ran, so a concurrent
+    det(image) decoded with validation's head. Now it passes its own head to each call: 8 threads calling
+    det(image) while validations run get exactly the single-threaded results."""
+    from yolo_ov.eval.validate import validate
+
+    data = _tiny_dataset(tmp_path / "ds")
+    images = [uniform_image(v) for v in range(0, 250, 7)]
+    with fake_detector(delay_s=0.0005) as det:
+        head = det.head
+        expected = [det(a) for a in images]
+        stop = threading.Event()
+
+        def caller(k: int) -> list[tuple[int, Detections]]:
+            out: list[tuple[int, Detections]] = []
+            while not stop.is_set() or len(out) < 4:
+                idx = (k * 5 + len(out)) % len(images)
+                out.append((idx, det(images[idx])))
+            return out
+
+        with ThreadPoolExecutor(8) as pool:
+            futures = [pool.submit(caller, k) for k in range(8)]
+            try:
+                scores = [validate(det, data, protocol=protocol) for _ in range(3)]
+            finally:
+                stop.set()
+            per_caller = [f.result(timeout=30) for f in futures]
+        assert det.head is head
+    assert all(s.images == 24 and s.map50 > 0.9 for s in scores)
+    calls = 0
+    for results in per_caller:
+        for idx, r in results:
+            _same(r, expected[idx])
+            assert set(r.data) == set(expected[idx].data) == set()
+            cls, _score = expected_for(_fake_value(expected[idx]))
+            assert r.class_id.tolist() == [cls]
+            calls += 1
+    assert calls >= 32

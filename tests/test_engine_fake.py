@@ -333,7 +333,7 @@ def test_automatic_workers_decode_large_images_two_at_a_time(monkeypatch, hw, ex
     """One decode at a time for camera-sized images (a second worker only competes with the device);
     two once a run meets an image of LARGE_IMAGE_PIXELS or more (a 4K JPEG's decode outlasts its
     inference)."""
-    import yolo_ov.pipeline.run as run_module
+    import yolo_ov.pipeline.steps as run_module
 
     active, most = [0], [0]
     lock = threading.Lock()

@@ -1,4 +1,10 @@
-"""The throughput pipeline: same results as the latency path, order, bounds, errors, drop, shutdown, timeout."""
+"""The throughput pipeline: same results as the latency path, order, bounds, errors, drop, shutdown, timeout.
+
+The behaviour (order, bounds, error records, shutdown, callbacks, the drop
+policy, batching) runs on the fake detector (tests/fakes.py) in the fast tier;
+the model tests keep what needs the real model: results equal to the latency
+path, shape specialisation, a real request timing out, mAP.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.fakes import fake_detector, fake_engine, uniform_image
 from tests.matching import matched_fraction
 from yolo_ov import DetectConfig, Detections, Detector, Failure, InferenceError, RuntimeConfig
 from yolo_ov.imaging.letterbox import letterbox
@@ -65,109 +72,18 @@ def test_specialised_shape_equals_latency_at_that_shape(tput, shared):
             _same(r, lat(path))
 
 
-def test_ordered_and_unordered(tput, frames):
-    items = [SourceItem(f, f"img{i}", frame=i) for i, f in enumerate(frames * 3)]
-    ordered = list(tput.stream(FrameSource(items)))
-    assert [r.frame for r in ordered] == list(range(len(items)))
-    unordered = list(tput.stream(FrameSource(items), ordered=False))
-    assert sorted(r.frame for r in unordered) == list(range(len(items)))
-    by_frame = {r.frame: r for r in unordered}
-    for r in ordered:
-        _same(r, by_frame[r.frame])
 
 
-def test_every_input_yields_one_result_or_one_error_record(tput, shared, tmp_path):
-    bad = tmp_path / "broken.jpg"
-    bad.write_bytes(b"\xff\xd8not a jpeg")
-    missing = tmp_path / "missing.jpg"
-    good = shared.coco96_images[:3]
-    sources = [good[0], bad, good[1], missing, str(tmp_path / "*.png"), good[2]]
-    results = list(tput.stream([str(s) for s in sources]))
-    kinds = [type(r).__name__ for r in results]
-    assert kinds == ["Detections", "Failure", "Detections", "Failure", "Failure", "Detections"]
-    assert results[1].source == str(bad) and "truncated JPEG" in results[1].error
-    assert "no such file" in results[3].error
-    assert "matched no image" in results[4].error
-    arrays = [np.zeros((0, 5, 3), np.uint8), np.ones((50, 60, 3), np.uint8)]
-    results = list(tput.stream(iter(arrays)))
-    assert isinstance(results[0], Failure) and "empty image" in results[0].error
-    assert isinstance(results[1], Detections)
 
 
-def test_soak_ten_thousand_inferences_complete_in_order(shared):
-    n = 10_000
-    rng = np.random.default_rng(0)
-    pool = [rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(16)]
-    items = (SourceItem(pool[i % 16], f"f{i}", frame=i) for i in range(n))
-    with Detector(shared.fp32_model, mode="throughput", imgsz=64) as det:
-        run = det.stream(FrameSource(items), config=PipelineConfig(max_pending=24))
-        count = 0
-        max_held = 0
-        for expected, r in enumerate(run):
-            assert isinstance(r, Detections) and r.frame == expected
-            max_held = max(max_held, run.stats.read - expected)
-            count += 1
-        assert count == n and run.stats.done == n and run.stats.requests == n
-        assert max_held <= 24 + 1
-    assert _pipeline_threads() == []
 
 
-def test_endless_source_is_bounded_and_closes(tput, frames):
-    pulled = itertools.count()
-
-    def endless():
-        for i in itertools.count():
-            next(pulled)
-            yield frames[i % len(frames)]
-
-    run = tput.stream(endless(), config=PipelineConfig(max_pending=6))
-    for k, _ in enumerate(run, start=1):
-        if k == 30:
-            break
-    read = next(pulled)
-    assert read <= 30 + 6 + 1, f"source read {read} frames ahead of 30 results"
-    assert _pipeline_threads() == []
-    assert len(list(tput.stream(frames[:3]))) == 3  # the pipeline is reusable after a break
 
 
-def test_ctrl_c_in_the_loop_drains_and_joins(tput, frames):
-    with pytest.raises(KeyboardInterrupt):  # noqa: PT012
-        for k, _ in enumerate(tput.stream(frames * 5), start=1):
-            if k == 5:
-                raise KeyboardInterrupt
-    assert _pipeline_threads() == []
-    assert not tput.engine._callbacks, "requests still in flight after close"
-    assert len(list(tput.stream(frames[:2]))) == 2
 
 
-def test_source_that_raises_is_reraised_for_the_caller(tput, frames):
-    def broken():
-        yield frames[0]
-        raise RuntimeError("camera unplugged")
-
-    with pytest.raises(RuntimeError, match="camera unplugged"):
-        list(tput.stream(broken()))
-    assert _pipeline_threads() == []
 
 
-def test_callback_form_and_its_errors(tput, frames):
-    seen: list[Detections] = []
-    lock = threading.Lock()
-
-    def collect(result):
-        with lock:
-            seen.append(result)
-
-    stats = tput.stream_callback(frames * 2, collect)
-    assert len(seen) == 2 * len(frames) == stats.done
-    assert all(isinstance(r, Detections) for r in seen)
-
-    def explode(result):
-        raise ValueError("sink full")
-
-    with pytest.raises(ValueError, match="sink full"):
-        tput.stream_callback(frames, explode)
-    assert _pipeline_threads() == []
 
 
 def test_hung_request_raises_inference_error(shared, frames):
@@ -180,22 +96,6 @@ def test_hung_request_raises_inference_error(shared, frames):
             det.stream(frames, config=PipelineConfig(timeout_s=1e-4))
 
 
-def test_latest_policy_drops_frames_for_a_slow_device(tput, frames):
-    """A source faster than the device: the newest frame is inferred, the skipped ones are counted."""
-    total = 200
-    small = [cv2.resize(f, (320, 240)) for f in frames]
-
-    def fast_camera():
-        for i in range(total):
-            yield small[i % len(small)]
-
-    source = open_source(fast_camera(), live=True)
-    results = list(tput.stream(source))
-    assert all(isinstance(r, Detections) and r.stream == 0 for r in results)
-    indices = [r.frame for r in results]
-    assert indices == sorted(set(indices)), "frames out of order or repeated"
-    assert source.total_skipped > 0
-    assert len(results) + source.total_skipped == total
 
 
 def test_batching_splits_results_back_per_image(shared, fp32_detector):
@@ -232,22 +132,6 @@ def test_video_is_specialised_to_its_aspect_ratio(tput, video_16x9):
     assert total > 20 and ok / total >= 0.9, (ok, total)
 
 
-def test_several_live_streams_share_one_model(tput, video_16x9, tmp_path):
-    other = tmp_path / "b.avi"
-    cap = cv2.VideoCapture(str(video_16x9))
-    writer = cv2.VideoWriter(str(other), cv2.VideoWriter_fourcc(*"MJPG"), 10, (640, 360))
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        writer.write(cv2.flip(frame, 1))
-    writer.release()
-    source = open_source([str(video_16x9), str(other)], live=True)
-    results = list(tput.stream(source))
-    for stream in (0, 1):
-        frames_of = [r.frame for r in results if r.stream == stream]
-        assert frames_of and frames_of == sorted(frames_of)
-    assert {r.source for r in results} == {str(video_16x9), str(other)}
 
 
 def test_specialisation_keeps_map_on_coco96(shared):
@@ -270,10 +154,225 @@ def test_specialisation_keeps_map_on_coco96(shared):
     assert abs(square.map50_95 - shared.reference_model(shared.fp32_model)["map50_95"]) <= 0.01
 
 
-def test_letterboxed_frames_in_memory(tput, frames):
-    """Pre-letterboxed 640x640 frames go straight in (the benchmark's input)."""
-    boxed = [letterbox(f, (640, 640))[0] for f in frames]
-    run = tput.stream(boxed, config=OFF)
-    results = list(run)
-    assert run.stats.shapes == {"640x640": len(boxed)}
-    assert all(r.image_shape == (640, 640) for r in results)
+
+# -- the same behaviour on the fake detector (fast tier) ------------------------------------------------
+
+def _fake_value(result: Detections) -> int:
+    """The grey value of the image the fake detector answered (its confidence is 0.5 + value/1024)."""
+    return round((float(result.confidence[0]) - 0.5) * 1024)
+
+
+def _greys(n: int, hw: tuple[int, int] = (64, 64)) -> list[np.ndarray]:
+    return [uniform_image(i % 250, hw) for i in range(n)]
+
+
+@pytest.mark.parametrize("batch", [1, 2, 4])
+def test_fake_ordered_and_unordered(batch):
+    items = [SourceItem(f, f"img{i}", frame=i) for i, f in enumerate(_greys(30))]
+    with fake_detector(batch=batch, delay_s=0.002, mode="throughput") as det:
+        ordered = list(det.stream(FrameSource(items)))
+        unordered = list(det.stream(FrameSource(items), ordered=False))
+    assert [r.frame for r in ordered] == list(range(30))
+    assert [_fake_value(r) for r in ordered] == list(range(30))
+    assert sorted(r.frame for r in unordered) == list(range(30))
+    assert all(_fake_value(r) == r.frame for r in unordered)
+
+
+@pytest.mark.parametrize("batch", [1, 2, 4])
+def test_fake_stream_equals_the_latency_call(batch):
+    images = [uniform_image(v, (48, 80)) for v in (3, 60, 130, 201, 250)]
+    with fake_detector() as lat:
+        expected = [lat(image) for image in images]
+    with fake_detector(batch=batch, mode="throughput") as det:
+        results = list(det.stream(images, config=OFF))
+    for r, e in zip(results, expected, strict=True):
+        _same(r, e)
+
+
+def test_fake_every_input_yields_one_result_or_one_error_record(tmp_path):
+    good = []
+    for k in range(3):
+        path = tmp_path / f"good{k}.png"
+        cv2.imwrite(str(path), uniform_image(20 * (k + 1)))
+        good.append(path)
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8not a jpeg")
+    missing = tmp_path / "missing.jpg"
+    (tmp_path / "empty").mkdir()
+    sources = [good[0], bad, good[1], missing, str(tmp_path / "empty" / "*.png"), good[2]]
+    with fake_detector(mode="throughput") as det:
+        run = det.stream([str(s) for s in sources])
+        results = list(run)
+        assert [type(r).__name__ for r in results] == ["Detections", "Failure", "Detections", "Failure", "Failure",
+                                                         "Detections"]
+        assert results[1].source == str(bad) and "truncated JPEG" in results[1].error
+        assert "no such file" in results[3].error
+        assert "matched no image" in results[4].error
+        assert [_fake_value(results[k]) for k in (0, 2, 5)] == [20, 40, 60]
+        assert run.stats.done == 6 and run.stats.failed == 3
+        arrays = [np.zeros((0, 5, 3), np.uint8), np.ones((50, 60, 3), np.uint8)]
+        results = list(det.stream(iter(arrays)))
+    assert isinstance(results[0], Failure) and "empty image" in results[0].error
+    assert isinstance(results[1], Detections)
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_fake_soak_thousands_of_inferences_complete_in_order(batch):
+    n = 3000
+    pool = _greys(16)
+    items = (SourceItem(pool[i % 16], f"f{i}", frame=i) for i in range(n))
+    with fake_detector(batch=batch, mode="throughput") as det:
+        run = det.stream(FrameSource(items), config=PipelineConfig(max_pending=24))
+        count = max_held = 0
+        for expected, r in enumerate(run):
+            assert isinstance(r, Detections) and r.frame == expected and _fake_value(r) == expected % 16
+            max_held = max(max_held, run.stats.read - expected)
+            count += 1
+        assert count == n and run.stats.done == n
+        assert run.stats.requests >= n // batch
+        assert max_held <= 24 + 1
+    assert _pipeline_threads() == []
+
+
+@pytest.mark.parametrize("bound", [1, 6, 16])
+def test_fake_endless_source_is_bounded_and_closes(bound):
+    pulled = itertools.count()
+
+    def endless():
+        for i in itertools.count():
+            next(pulled)
+            yield uniform_image(i % 250)
+
+    with fake_detector(delay_s=0.001, mode="throughput") as det:
+        run = det.stream(endless(), config=PipelineConfig(max_pending=bound))
+        for k, _ in enumerate(run, start=1):
+            if k == 30:
+                break
+        read = next(pulled)
+        assert read <= 30 + bound + 1, f"source read {read} frames ahead of 30 results"
+        assert _pipeline_threads() == []
+        assert len(list(det.stream(_greys(3), config=PipelineConfig(max_pending=bound)))) == 3  # reusable
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+def test_fake_ctrl_c_in_the_loop_drains_and_joins(ordered):
+    with fake_detector(delay_s=0.005, mode="throughput") as det:
+        with pytest.raises(KeyboardInterrupt):  # noqa: PT012
+            for k, _ in enumerate(det.stream(_greys(60), ordered=ordered), start=1):
+                if k == 5:
+                    raise KeyboardInterrupt
+        assert _pipeline_threads() == []
+        assert det.engine._in_flight == 0, "requests still in flight after close"
+        assert len(list(det.stream(_greys(2)))) == 2
+
+
+def test_fake_source_that_raises_is_reraised_for_the_caller():
+    def broken():
+        yield uniform_image(1)
+        raise RuntimeError("camera unplugged")
+
+    with fake_detector(mode="throughput") as det, pytest.raises(RuntimeError, match="camera unplugged"):
+        list(det.stream(broken()))
+    assert _pipeline_threads() == []
+
+
+def test_fake_callback_form_and_its_errors():
+    seen: list[Detections] = []
+    lock = threading.Lock()
+
+    def collect(result):
+        with lock:
+            seen.append(result)
+
+    with fake_detector(mode="throughput") as det:
+        stats = det.stream_callback(_greys(24), collect)
+        assert len(seen) == 24 == stats.done
+        assert sorted(_fake_value(r) for r in seen) == list(range(24))
+
+        def explode(result):
+            raise ValueError("sink full")
+
+        with pytest.raises(ValueError, match="sink full"):
+            det.stream_callback(_greys(12), explode)
+    assert _pipeline_threads() == []
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+def test_fake_hung_request_raises_inference_error_and_refuses_more(ordered):
+    engine = fake_engine(hang=lambda b: int(b[0, 0, 0, 0]) == 7)
+    with fake_detector(engine=engine, mode="throughput", pipeline=PipelineConfig(timeout_s=0.3)) as det:
+        with pytest.raises(InferenceError, match="did not complete within"):
+            list(det.stream(_greys(20), ordered=ordered))
+        assert _pipeline_threads() == []
+        with pytest.raises(InferenceError, match="hung request"):
+            det.stream(_greys(2))
+
+
+def test_fake_latest_policy_drops_frames_for_a_slow_device():
+    total = 200
+
+    def fast_camera():
+        for i in range(total):
+            yield uniform_image(i % 250, (48, 64))
+
+    with fake_detector(delay_s=0.01, mode="throughput") as det:
+        source = open_source(fast_camera(), live=True)
+        results = list(det.stream(source))
+    assert all(isinstance(r, Detections) and r.stream == 0 for r in results)
+    indices = [r.frame for r in results]
+    assert indices == sorted(set(indices)), "frames out of order or repeated"
+    assert source.total_skipped > 0
+    assert len(results) + source.total_skipped == total
+
+
+@pytest.mark.parametrize(("batch", "n", "requests"), [(2, 5, 3), (4, 5, 2), (4, 8, 2), (2, 1, 1)])
+def test_fake_batching_splits_results_back_per_image(batch, n, requests):
+    images = [uniform_image(10 * (k + 1)) for k in range(n)]
+    with fake_detector(batch=batch, mode="throughput") as det:
+        run = det.stream(images, config=OFF)
+        results = list(run)
+        assert run.stats.requests == requests
+    assert [_fake_value(r) for r in results] == [10 * (k + 1) for k in range(n)]
+
+
+def test_fake_letterboxed_frames_in_memory():
+    boxed = [letterbox(uniform_image(v, (30, 64)), (64, 64))[0] for v in (5, 9, 13)]
+    with fake_detector(mode="throughput") as det:
+        run = det.stream(boxed, config=OFF)
+        results = list(run)
+    assert run.stats.shapes == {"64x64": 3}
+    assert all(r.image_shape == (64, 64) for r in results)
+
+
+def test_fake_several_live_streams_share_one_model(tmp_path):
+    paths = []
+    for k, value in enumerate((40, 200)):
+        path = tmp_path / f"s{k}.avi"
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 64))
+        for _ in range(8):
+            writer.write(uniform_image(value))
+        writer.release()
+        paths.append(path)
+    with fake_detector(mode="throughput") as det:
+        results = list(det.stream(open_source([str(p) for p in paths], live=True, drop=None)))
+    for stream, (path, value) in enumerate(zip(paths, (40, 200), strict=True)):
+        mine = [r for r in results if r.stream == stream]
+        assert [r.frame for r in mine] == list(range(8))
+        assert {r.source for r in mine} == {str(path)}
+        assert all(abs(_fake_value(r) - value) <= 3 for r in mine)  # each stream's own frames (MJPG: +-3)
+
+
+def test_fake_several_runs_at_once_share_the_request_slots():
+    outputs: dict[int, list[int]] = {}
+    with fake_detector(delay_s=0.002, mode="throughput", pipeline=PipelineConfig(num_requests=3)) as det:
+        def consume(k: int) -> None:
+            outputs[k] = [_fake_value(r) for r in det.stream([uniform_image(10 * k + i) for i in range(10)] * 3)]
+
+        threads = [threading.Thread(target=consume, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert det.engine.max_in_flight <= 3
+    for k in range(4):
+        assert outputs[k] == [10 * k + i for i in range(10)] * 3

@@ -474,3 +474,85 @@ def test_progress_bars_cannot_fail_in_an_ascii_locale(monkeypatch):
     assert raw.getvalue() == b"Statistics collection ?? 100% ? 0:00:02\n"
     restore()
     assert ascii_out.errors == "surrogateescape"
+
+
+# -- SIGTERM / SIGINT drain on the fake detector (fast tier) --------------------------------------------
+# The subprocess tests above check what a user sees; these check the engine underneath: a run interrupted
+# by a signal keeps what it yielded (in order, no gap), waits for its requests in flight, joins its threads,
+# and submit() answers every image it accepted.
+
+def _grey_value(result) -> int:
+    return round((float(result.confidence[0]) - 0.5) * 1024)
+
+
+def _yolo_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("yolo-ov") and t.is_alive()]
+
+
+SIGNUMS = [pytest.param(signal.SIGTERM, id="SIGTERM"), pytest.param(signal.SIGINT, id="SIGINT")]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("signum", SIGNUMS)
+def test_fake_signal_during_a_stream_keeps_what_was_yielded_and_drains(signum, batch):
+    from tests.fakes import fake_detector, uniform_image
+    from yolo_ov.cli.signals import Terminated, terminate_as_interrupt
+
+    got: list[int] = []
+    with fake_detector(batch=batch, delay_s=0.005, mode="throughput") as det:
+        with pytest.raises(KeyboardInterrupt) as info, terminate_as_interrupt():  # noqa: PT012
+            for r in det.stream([uniform_image(k % 250) for k in range(300)]):
+                got.append(_grey_value(r))
+                if len(got) == 10:
+                    os.kill(os.getpid(), signum)
+        assert isinstance(info.value, Terminated) == (signum == signal.SIGTERM)
+        assert 10 <= len(got) < 300 and got == list(range(len(got)))
+        assert det.engine._in_flight == 0, "requests left in flight"
+        assert _yolo_threads() == []
+        assert len(list(det.stream([uniform_image(1)] * 3))) == 3  # the Detector is still usable
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("signum", SIGNUMS)
+def test_fake_signal_during_submit_answers_every_accepted_image(signum):
+    from tests.fakes import fake_detector, uniform_image
+    from yolo_ov.cli.signals import terminate_as_interrupt
+    from yolo_ov.pipeline import PipelineConfig
+
+    futures = []
+    det = fake_detector(delay_s=0.003, mode="throughput", pipeline=PipelineConfig(max_queue=10_000))
+    with det, pytest.raises(KeyboardInterrupt), terminate_as_interrupt():  # noqa: PT012
+        for k in range(5000):
+            futures.append((k, det.submit(uniform_image(k % 250))))
+            if k == 40:
+                os.kill(os.getpid(), signum)
+    # closed: every accepted image has its answer, none is left pending or failed
+    assert 41 <= len(futures) < 5000
+    for k, future in futures:
+        assert future.done()
+        assert _grey_value(future.result(timeout=0)) == k % 250
+    assert _yolo_threads() == []
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("signum", SIGNUMS)
+def test_fake_signal_during_a_callback_run_stops_and_drains(signum):
+    from tests.fakes import fake_detector, uniform_image
+    from yolo_ov.cli.signals import terminate_as_interrupt
+
+    seen: list[int] = []
+    lock = threading.Lock()
+
+    def collect(result) -> None:
+        with lock:
+            seen.append(_grey_value(result))
+            if len(seen) == 10:
+                threading.Timer(0, os.kill, (os.getpid(), signum)).start()
+
+    with fake_detector(delay_s=0.005, mode="throughput") as det:
+        with pytest.raises(KeyboardInterrupt), terminate_as_interrupt():
+            det.stream_callback([uniform_image(k % 250) for k in range(400)], collect)
+        assert 10 <= len(seen) < 400 and len(set(seen)) == len(seen)
+        assert det.engine._in_flight == 0
+        assert _yolo_threads() == []

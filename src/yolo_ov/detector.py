@@ -32,10 +32,11 @@ from .config import DetectConfig, Mode, RuntimeConfig
 from .default_model import resolve_or_default
 from .errors import ConfigError, InputError
 from .heads import Head, select_head
-from .imaging.decode import ImageInput, describe_source, load_image, load_image_for
+from .imaging.decode import ImageInput, describe_source, load_image
 from .io.sources import SourceItem
-from .pipeline import Pipeline, PipelineConfig, RunStats, StreamRun
-from .results import Detections, Failure, Timings
+from .pipeline import FanOut, Pipeline, PipelineConfig, RunStats, StreamRun
+from .pipeline.steps import decode, finish, infer_frames, pack, prepare, prepare_parts
+from .results import Detections, Failure
 from .runtime.core import CompiledInfo, LoadTimings, load
 from .runtime.engine import Engine
 from .runtime.model import ModelInfo
@@ -198,15 +199,23 @@ class Detector:
 
     # -- the latency path ------------------------------------------------
     def __call__(
-        self, image: ImageInput, *, source: str | None = None, detect: DetectConfig | None = None
+        self, image: ImageInput, *, source: str | None = None, detect: DetectConfig | None = None,
+        fanout: FanOut | None = None, head: Head | None = None,
     ) -> Detections:
         """Detect objects in one image (path, encoded bytes or BGR array).
 
         ``detect`` overrides the Detector's detection settings for this call
-        (validation uses it for its own conf/iou/multi-label settings).
+        (validation uses it for its own conf/iou/multi-label settings);
+        ``head`` decodes this call's outputs instead of the Detector's head
+        (validation adds what it scores; the Detector is never changed).
+        ``fanout`` (:class:`~yolo_ov.pipeline.FanOut`) splits the image into
+        parts (tiles, crops) whose results are merged into one: the parts go
+        out as concurrent requests through the throughput pipeline's request
+        slots (made on first use), so one image's tiles are in flight at once.
 
         Raises:
             InputError: the image cannot be read; the message names it.
+            InferenceError: (with ``fanout``) a part's request failed or hung.
         """
         if self._engine.batch != 1:
             raise ConfigError(
@@ -216,16 +225,18 @@ class Detector:
         name = source or describe_source(image)
         t0 = time.perf_counter()
         cfg = detect or self.detect_config
-        img, original = load_image_for(image, self._engine.input_hw, name, reduce=cfg.fast_decode,
-                                       reduction=self.head.decode_reduction)
-        frame, geo = self.head.prepare(img, self._engine.input_hw, original)
-        t1 = time.perf_counter()
-        outputs = self._engine.infer(frame[None])
-        t2 = time.perf_counter()
-        result = self.head.decode([o[0] for o in outputs], geo, cfg)
-        t3 = time.perf_counter()
+        head = head or self.head
+        engine = self._engine
+        img, original = decode(image, head, engine.input_hw, name, reduce=cfg.fast_decode, fanout=fanout)
+        if fanout is not None:
+            frames = prepare_parts(head, img, original, fanout, lambda hw: engine, t0, item=name)
+            result = infer_frames(self.pipeline().keeper, frames, head, cfg)
+        else:
+            frame = prepare(head, img, original, engine, t0)
+            t1 = time.perf_counter()
+            outputs = engine.infer(pack([frame], engine))
+            result = finish(head, outputs, 0, frame, cfg, (time.perf_counter() - t1) * 1e3)
         result.source = name
-        result.timing = Timings((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3)
         return result
 
     def predict(self, images: Iterable[ImageInput]) -> list[Detections]:
@@ -271,7 +282,7 @@ class Detector:
 
     # -- many callers: submit() ----------------------------------------------
     def submit(self, image: ImageInput, *, detect: DetectConfig | None = None,
-               source: str | None = None) -> Future:
+               source: str | None = None, fanout: FanOut | None = None) -> Future:
         """Queue one image on the throughput engine; returns a :class:`~concurrent.futures.Future`.
 
         Safe from any number of threads at once; shares the request slots
@@ -280,8 +291,12 @@ class Detector:
         the one the latency path gives. With a compiled batch > 1, images of
         different callers are grouped into one request (``max_wait_ms``).
 
+        ``fanout`` splits the image into parts merged into one result (as for
+        :meth:`__call__`); the image is accepted or refused whole, and its
+        parts count as frames against ``max_queue`` once it is split.
+
         Raises:
-            OverloadedError: ``max_queue`` images are already waiting (nothing
+            OverloadedError: ``max_queue`` frames are already waiting (nothing
                 was queued; retry later).
 
         The future's result is the image's :class:`Detections` (or the task's
@@ -293,12 +308,12 @@ class Detector:
             >>> futures = [det.submit(p) for p in ["a.jpg", "b.jpg"]]  # doctest: +SKIP
             >>> [len(f.result()) for f in futures]  # doctest: +SKIP
         """
-        return self.pipeline().submit(image, detect=detect, source=source)
+        return self.pipeline().submit(image, detect=detect, source=source, fanout=fanout)
 
     async def submit_async(self, image: ImageInput, *, detect: DetectConfig | None = None,
-                           source: str | None = None) -> Any:
+                           source: str | None = None, fanout: FanOut | None = None) -> Any:
         """:meth:`submit` for asyncio callers: ``await det.submit_async(image)`` gives the result."""
-        return await asyncio.wrap_future(self.submit(image, detect=detect, source=source))
+        return await asyncio.wrap_future(self.submit(image, detect=detect, source=source, fanout=fanout))
 
     # -- the throughput path (see yolo_ov.pipeline) -----------------------
     def pipeline(self, config: PipelineConfig | None = None) -> Pipeline:
@@ -351,6 +366,8 @@ class Detector:
         drop: str | None = "auto",
         config: PipelineConfig | None = None,
         detect: DetectConfig | None = None,
+        fanout: FanOut | None = None,
+        head: Head | None = None,
     ) -> StreamRun:
         """Detect objects in a source with many requests in flight; yields results.
 
@@ -362,7 +379,10 @@ class Detector:
         mode Detector for speed; a latency-mode one works but has one stream.
         Several streams may run at once on one Detector (and beside
         :meth:`submit`): they share its request slots. ``detect`` overrides
-        the detection settings for this run.
+        the detection settings for this run, ``head`` the head that decodes
+        its results. ``fanout`` splits every input into parts (tiles, crops)
+        merged into one result per input, still in input order; the
+        read-ahead bound counts the parts.
 
         Example:
             >>> det = Detector("yolov8n_openvino_model", mode="throughput")  # doctest: +SKIP
@@ -370,15 +390,15 @@ class Detector:
             ...     print(r.stream, r.frame, len(r))
         """
         return self.pipeline(config).stream(source, ordered=ordered, with_images=with_images, drop=drop,
-                                            detect=detect)
+                                            detect=detect, fanout=fanout, head=head)
 
     def stream_callback(
         self, source: Any, callback: Any, *, drop: str | None = "auto", config: PipelineConfig | None = None,
-        detect: DetectConfig | None = None,
+        detect: DetectConfig | None = None, fanout: FanOut | None = None,
     ) -> RunStats:
         """OpenVINO's callback style: ``callback(result)`` runs on a worker thread as each
         result completes (completion order); returns the run's counters when all are done."""
-        return self.pipeline(config).run_callback(source, callback, drop=drop, detect=detect)
+        return self.pipeline(config).run_callback(source, callback, drop=drop, detect=detect, fanout=fanout)
 
     # -- lifetime --------------------------------------------------------
     @property

@@ -127,18 +127,17 @@ def validate(
             ds = match_classes(ds, det.names)
         images = list(ds.images)
         resize = protocol == "ultralytics" and task != "classify"
-        head = det.head
+        # Validation's own head, passed to each call: the Detector (maybe shared with other threads) is never
+        # changed, so a concurrent det(image) keeps decoding with the Detector's head.
+        head: Any = det.head
         if protocol == "ultralytics" and task in ("detect", "segment", "pose") and not det.model_info.normalized_coords:
-            det.head = _UltralyticsValHead(head, det.model_info, det.input_hw)  # what Ultralytics scores, unclipped
-        try:
-            t0 = time.perf_counter()
-            if own and det.compiled_info.mode != "latency":
-                results = _run_pipeline(det, images, resize, progress)
-            else:
-                results = _run(det, detect, images, resize, progress)
-            elapsed = time.perf_counter() - t0
-        finally:
-            det.head = head
+            head = _UltralyticsValHead(head, det.model_info, det.input_hw)  # what Ultralytics scores, unclipped
+        t0 = time.perf_counter()
+        if own and det.compiled_info.mode != "latency":
+            results = _run_pipeline(det, images, resize, progress, head)
+        else:
+            results = _run(det, detect, images, resize, progress, head)
+        elapsed = time.perf_counter() - t0
         info = det.compiled_info
         settings: dict[str, Any] = {"imgsz": list(det.input_hw)}
         if task != "classify":
@@ -218,7 +217,7 @@ def _frames(images: Sequence[Path], size: int) -> Iterator[Any]:
 
 
 def _run_pipeline(
-    det: Any, images: Sequence[Path], resize: bool, progress: Callable[[int, int], None] | None
+    det: Any, images: Sequence[Path], resize: bool, progress: Callable[[int, int], None] | None, head: Any = None,
 ) -> list[Any]:
     """The throughput pipeline (many requests in flight), at the model's own square size like Ultralytics' val."""
     from ..io.sources import FrameSource
@@ -227,7 +226,7 @@ def _run_pipeline(
     source: Any = FrameSource(_frames(images, max(det.input_hw))) if resize else [str(p) for p in images]
     results: list[Any] = []
     total = len(images)
-    for k, res in enumerate(det.stream(source, config=PipelineConfig(specialize="off")), 1):
+    for k, res in enumerate(det.stream(source, config=PipelineConfig(specialize="off"), head=head), 1):
         if isinstance(res, Failure):
             log.warning("%s", res.error)
         results.append(res)
@@ -238,16 +237,16 @@ def _run_pipeline(
 
 def _run(
     det: Any, detect: DetectConfig, images: Sequence[Path], resize: bool,
-    progress: Callable[[int, int], None] | None,
+    progress: Callable[[int, int], None] | None, head: Any = None,
 ) -> list[Any]:
-    """The latency path with validation's detection settings (the Detector's own are left alone)."""
+    """The latency path with validation's detection settings and head (the Detector's own are left alone)."""
     results: list[Any] = []
     total = len(images)
     for k, path in enumerate(images, start=1):
         source = str(path)
         try:
             image: Any = ultralytics_val_resize(load_image(path), max(det.input_hw)) if resize else path
-            results.append(det(image, source=source, detect=detect))
+            results.append(det(image, source=source, detect=detect, head=head))
         except InputError as exc:
             log.warning("%s", exc)
             results.append(Failure(source, str(exc)))

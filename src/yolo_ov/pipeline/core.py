@@ -1,10 +1,13 @@
 """``Pipeline``: the throughput engine, built from an engine, a head and settings.
 
-It owns the request slots (a bound on requests in flight shared by every
-caller), the compiled input shapes (:class:`~yolo_ov.pipeline.lanes.LaneSet`),
-any number of concurrent :class:`~yolo_ov.pipeline.run.StreamRun` s and the
-``submit()`` front (:class:`~yolo_ov.pipeline.submit.Submitter`). It knows
-nothing about tasks: the head prepares each image and decodes each result.
+It owns the request slots (:class:`~yolo_ov.pipeline.slots.SlotKeeper`: a
+bound on requests in flight shared by every caller, the hang check), the
+compiled input shapes (:class:`~yolo_ov.pipeline.lanes.LaneSet`), any number
+of concurrent :class:`~yolo_ov.pipeline.run.StreamRun` s and the ``submit()``
+front (:class:`~yolo_ov.pipeline.submit.Submitter`). Those children are given
+the slot keeper, the lanes, the head and the settings, never the pipeline, so
+nothing imports back into this module. It knows nothing about tasks: the head
+prepares each image and decodes each result.
 :class:`~yolo_ov.Detector` builds one and owns it.
 """
 
@@ -17,10 +20,8 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-import numpy as np
-
 from ..config import DetectConfig
-from ..errors import ConfigError, InferenceError
+from ..errors import ConfigError
 from ..heads import Head
 from ..imaging.decode import ImageInput
 from ..io.sources import FrameSource, open_source
@@ -29,6 +30,8 @@ from .config import MAX_AUTO_WORKERS, PipelineConfig, Specialize
 from .lanes import LaneSet, ShapePlanner
 from .payoff import video_shape_pays_off
 from .run import RunStats, StreamRun
+from .slots import SlotKeeper
+from .steps import FanOut
 from .submit import Submitter
 
 __all__ = ["REQUESTS_PER_OPTIMAL", "Pipeline"]
@@ -100,28 +103,23 @@ class Pipeline:
         self.stride = stride
         self.device = device
         self.num_requests = self.config.num_requests or REQUESTS_PER_OPTIMAL * optimal_requests(engine)
-        self._slots = threading.Semaphore(self.num_requests)
         self.lanes = LaneSet(engine, make_engine if head.specializable else None,
                              jobs=self.num_requests, max_shapes=self.config.max_shapes)
+        #: The request slots, the hang check and the broken state, shared by every run and by submit().
+        self.keeper = SlotKeeper(self.num_requests, timeout_s=self.config.timeout_s, device=device,
+                                 cancel=self.cancel_busy)
         self._runs: set[StreamRun] = set()
         self._lock = threading.Lock()
         self._submitter: Submitter | None = None
-        self._broken = False
         self._closed = False
         #: Called at interpreter exit after closing (the owner releases its engine there).
         self.on_exit: Callable[[], None] | None = None
         _track(self)
 
     # -- request slots, shared by every run and by submit() -----------------
-    def acquire_request(self, timeout: float) -> bool:
-        return self._slots.acquire(timeout=timeout)
-
-    def release_request(self) -> None:
-        self._slots.release()
-
     def mark_broken(self) -> None:
         """After a hung request the device state is unknown: refuse further work."""
-        self._broken = True
+        self.keeper.mark_broken()
 
     def cancel_busy(self) -> None:
         for lane in self.lanes.all():
@@ -149,18 +147,17 @@ class Pipeline:
     def check_usable(self) -> None:
         if self._closed:
             raise ConfigError("this pipeline is closed; make a new Detector to run more inputs")
-        if self._broken:
-            raise InferenceError("this pipeline had a hung request; create a new Detector to continue")
+        self.keeper.check_usable()
 
     # -- streams --------------------------------------------------------------
-    def specialisation_mode(self, source: FrameSource) -> str:
+    def specialisation_mode(self, source: FrameSource, head: Head | None = None) -> str:
         """``off``, ``exact`` (videos/cameras) or ``bucket`` (image folders, opt-in) for this source.
 
         ``auto`` keeps a video file at the model's own shape when it is too
         short to repay compiling its shape (:mod:`~yolo_ov.pipeline.payoff`).
         """
         spec = self.config.specialize
-        if spec is Specialize.OFF or not self.head.specializable:
+        if spec is Specialize.OFF or not (head or self.head).specializable:
             return "off"
         if source.video:
             if spec is Specialize.AUTO and not video_shape_pays_off(
@@ -171,16 +168,21 @@ class Pipeline:
 
     def stream(self, source: Any, *, ordered: bool | None = None, with_images: bool = False,
                drop: str | None = "auto", callback: Callable[[Any], None] | None = None,
-               detect: DetectConfig | None = None) -> StreamRun:
+               detect: DetectConfig | None = None, fanout: FanOut | None = None,
+               head: Head | None = None) -> StreamRun:
         """Start a run over ``source`` (anything :func:`~yolo_ov.io.sources.open_source` takes).
 
         Several runs may be active at once on one pipeline: they share the
         request slots and the compiled shapes. Returns a :class:`StreamRun`:
         iterate it for results (or, with ``callback``, call its ``wait()``).
+        ``fanout`` makes each input several frames merged into one result;
+        ``head`` decodes this run's results instead of the pipeline's head
+        (validation adds what it scores without touching anyone else's head).
         """
         self.check_usable()
+        run_head = head or self.head
         src = open_source(source, drop=drop)
-        planner = ShapePlanner(self.lanes, stride=self.stride, mode=self.specialisation_mode(src))
+        planner = ShapePlanner(self.lanes, stride=self.stride, mode=self.specialisation_mode(src, run_head))
         batch = self.base.batch
         per_request = self.num_requests * batch
         if self.config.max_pending is not None:
@@ -197,20 +199,21 @@ class Pipeline:
         # frame wait behind another one: its reader thread has already read it.
         fresh = (self.config.num_requests or optimal_requests(self.base)) * batch if src.latest else None
         run_ordered = self.config.ordered if ordered is None else ordered
-        run = StreamRun(self, src, planner, ordered=run_ordered, max_pending=max_pending, lookahead=lookahead,
-                        with_images=with_images, callback=callback, detect=detect or self.detect, fresh=fresh)
+        run = StreamRun(self.keeper, self.lanes, run_head, src, planner, settings=self.config, ordered=run_ordered,
+                        max_pending=max_pending, lookahead=lookahead, with_images=with_images, callback=callback,
+                        detect=detect or self.detect, fresh=fresh, fanout=fanout, on_close=self.detach)
         with self._lock:
             self._runs.add(run)
         return run
 
     def run_callback(self, source: Any, callback: Callable[[Any], None], *, drop: str | None = "auto",
-                     detect: DetectConfig | None = None) -> RunStats:
+                     detect: DetectConfig | None = None, fanout: FanOut | None = None) -> RunStats:
         """OpenVINO's callback style: ``callback(result)`` is called from a worker thread
         as each result completes (completion order); returns when all are done.
 
         An exception raised by ``callback`` stops the run and is re-raised here.
         """
-        return self.stream(source, ordered=False, drop=drop, callback=callback, detect=detect).wait()
+        return self.stream(source, ordered=False, drop=drop, callback=callback, detect=detect, fanout=fanout).wait()
 
     def detach(self, run: StreamRun) -> None:
         """Called by a run when it closes."""
@@ -219,23 +222,19 @@ class Pipeline:
 
     # -- submit() ----------------------------------------------------------------
     def submit(self, image: ImageInput, *, detect: DetectConfig | None = None,
-               source: str | None = None) -> Future:
+               source: str | None = None, fanout: FanOut | None = None) -> Future:
         """One image in, a :class:`~concurrent.futures.Future` of its result out (see :class:`Submitter`)."""
         self.check_usable()
         with self._lock:
             if self._submitter is None:
-                self._submitter = Submitter(self)
+                self._submitter = Submitter(self.keeper, self.base, self.head, self.config)
             submitter = self._submitter
-        return submitter.submit(image, detect=detect or self.detect, source=source)
+        return submitter.submit(image, detect=detect or self.detect, source=source, fanout=fanout)
 
     @property
     def submitter(self) -> Submitter | None:
         """The ``submit()`` front, once the first image was submitted (for its counters)."""
         return self._submitter
-
-    def run_batch(self, lane: Engine, batch: np.ndarray, on_done: Callable[[Any, float], None]) -> None:
-        """Start one request on ``lane`` (a request slot must be held); used by runs and the submitter."""
-        lane.start(batch, on_done)
 
     # -- lifetime --------------------------------------------------------------
     @property
@@ -258,7 +257,7 @@ class Pipeline:
             run.close()
         if submitter is not None:
             submitter.close()
-        if not self._broken:
+        if not self.keeper.broken:
             for lane in self.lanes.all():
                 lane.wait_all()
         self.lanes.close()

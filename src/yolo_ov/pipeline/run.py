@@ -16,7 +16,13 @@ Threads of a run:
   an :class:`~yolo_ov.errors.InferenceError`.
 
 Every input yields exactly one :class:`~yolo_ov.results.Detections` or one
-:class:`~yolo_ov.results.Failure`. Closing (normally, on an exception, on
+:class:`~yolo_ov.results.Failure`, also when a fan-out
+(:class:`~yolo_ov.pipeline.steps.FanOut`) makes it several frames: their
+results are merged before delivery, in input order, and a part that cannot be
+prepared fails the whole input once. The read-ahead bound counts frames.
+The request cycle itself (prepare, pack, start, finish) is
+:mod:`~yolo_ov.pipeline.steps`; the request slots and the hang check are the
+:class:`~yolo_ov.pipeline.slots.SlotKeeper` shared with ``submit()``. Closing (normally, on an exception, on
 Ctrl-C or when the caller stops iterating) stops the feeder, waits for the
 requests in flight (cancelling them after ``timeout_s``) and joins every
 thread the run started.
@@ -31,22 +37,17 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
-import numpy as np
+from typing import Any
 
 from ..config import DetectConfig
 from ..errors import InferenceError, InputError
-from ..imaging.decode import load_image_for
-from ..imaging.letterbox import PAD_VALUE
+from ..heads import Head
 from ..io.sources import FrameSource, SourceItem
-from ..results import Failure, Timings
-from ..runtime.engine import Engine
-from .config import DEFAULT_WORKERS, LARGE_IMAGE_PIXELS, MAX_AUTO_WORKERS
-from .lanes import ShapePlanner
-
-if TYPE_CHECKING:
-    from .core import Pipeline
+from ..results import Failure
+from .config import DEFAULT_WORKERS, LARGE_IMAGE_PIXELS, MAX_AUTO_WORKERS, PipelineConfig
+from .lanes import LaneSet, ShapePlanner
+from .slots import SlotKeeper
+from .steps import FanOut, Frame, Request, decode, finish, pack, prepare, prepare_parts, start
 
 __all__ = ["RunStats", "StreamRun"]
 
@@ -56,6 +57,7 @@ Result = Any  # what the head returns (Detections for boxes), or a Failure
 _POLL_S = 0.1
 #: How long close() waits for a source blocked in a read (a camera) to return.
 _JOIN_S = 5.0
+_Pending = tuple[int, SourceItem, Future]
 
 
 @dataclass
@@ -81,46 +83,34 @@ class RunStats:
         return (self.done - self.failed) / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
 
-@dataclass(slots=True)
-class _Prepared:
-    index: int
-    item: SourceItem
-    frame: np.ndarray
-    geo: Any
-    lane: Engine
-    prep_ms: float
-    image: np.ndarray | None
-
-
-@dataclass(slots=True)
-class _Job:
-    run: StreamRun
-    lane: Engine
-    members: list[_Prepared]
-    batch: np.ndarray
-    submitted: float = 0.0
-
-
 class StreamRun:
     """An iterator over the results of one source; also a context manager.
 
     With ``with_images=True`` it yields ``(result, image)`` pairs (the
-    decoded BGR image, ``None`` for a failure) for sinks that draw.
+    decoded BGR image, ``None`` for a failure) for sinks that draw. A run gets
+    the parts of the pipeline it uses (the request slots, the lanes, the head,
+    the settings), not the pipeline: ``on_close`` tells the owner it ended.
     """
 
-    def __init__(self, pipeline: Pipeline, source: FrameSource, planner: ShapePlanner, *, ordered: bool,
-                 max_pending: int, lookahead: int, with_images: bool = False,
-                 callback: Callable[[Any], None] | None = None, detect: DetectConfig | None = None,
-                 fresh: int | None = None) -> None:
-        self._p = pipeline
-        self._detect = detect or pipeline.detect
+    def __init__(self, keeper: SlotKeeper, lanes: LaneSet, head: Head, source: FrameSource,
+                 planner: ShapePlanner, *, settings: PipelineConfig, ordered: bool, max_pending: int, lookahead: int,
+                 with_images: bool = False, callback: Callable[[Any], None] | None = None,
+                 detect: DetectConfig | None = None, fresh: int | None = None, fanout: FanOut | None = None,
+                 on_close: Callable[[StreamRun], None] | None = None) -> None:
+        self._keeper = keeper
+        self._lanes = lanes
+        self._head = head
+        self._detect = detect or DetectConfig()
         self._source = source
         self._planner = planner
+        self._fanout = fanout
         self._ordered = ordered
         self._with_images = with_images
         self._callback = callback
         self._lookahead = lookahead
-        self._timeout = pipeline.config.timeout_s
+        self._max_pending = max_pending
+        self._timeout = settings.timeout_s
+        self._on_close = on_close
         self.stats = RunStats(skipped=source.skipped)
         self._cond = threading.Condition()
         self._ready: dict[int, Any] = {}
@@ -129,12 +119,14 @@ class StreamRun:
         self._yielded = 0
         self._total: int | None = None
         self._error: BaseException | None = None
-        self._inflight: dict[int, _Job] = {}
+        self._inflight: dict[int, Request] = {}
         self._stop = threading.Event()
+        #: Read-ahead, in frames: one unit per input when it is read, the rest of a fanned-out
+        #: input's frames before they are dispatched (see _dispatch).
         self._capacity = threading.Semaphore(max_pending)
-        #: Newest-frame sources: frames taken but not yet inferred (None: no such bound).
+        #: Newest-frame sources: inputs taken but not yet inferred (None: no such bound).
         self._fresh = threading.Semaphore(fresh) if fresh else None
-        workers = pipeline.config.workers
+        workers = settings.workers
         self._pool = ThreadPoolExecutor(workers or MAX_AUTO_WORKERS, thread_name_prefix="yolo-ov-worker")
         #: Automatic workers: decodes run one at a time until a large image is met (see LARGE_IMAGE_PIXELS).
         self._decoders = threading.Semaphore(DEFAULT_WORKERS) if workers is None else None
@@ -192,20 +184,12 @@ class StreamRun:
         return self.stats
 
     def _check_hang(self) -> None:
-        if not self._inflight:
-            return
-        oldest = min(job.submitted for job in self._inflight.values())
-        waited = time.perf_counter() - oldest
-        if waited > self._timeout:
-            self._p.mark_broken()
-            raise InferenceError(
-                f"an inference request did not complete within {self._timeout:g} s "
-                f"({len(self._inflight)} in flight on {self._p.device}); the device may be hung or overloaded: "
-                "raise timeout_s or reduce num_requests"
-            )
+        """Called with the lock held: a request older than ``timeout_s`` is an error (the keeper turns broken)."""
+        if self._inflight:
+            self._keeper.check([r.started for r in self._inflight.values()])
 
     # -- delivery (any thread) ---------------------------------------------
-    def _deliver(self, index: int, result: Result, image: np.ndarray | None) -> None:
+    def _deliver(self, index: int, result: Result, image: Any) -> None:
         failed = isinstance(result, Failure)
         payload = (result, image) if self._with_images else result
         if self._callback is not None:
@@ -233,6 +217,9 @@ class StreamRun:
                 self._completed.append(payload)
                 self._cond.notify_all()
 
+    def _deliver_failure(self, index: int, item: SourceItem, exc: InputError) -> None:
+        self._deliver(index, Failure(exc.source or item.source, str(exc), item.stream, item.frame), None)
+
     def _fail(self, exc: BaseException) -> None:
         with self._cond:
             if self._error is None:
@@ -242,38 +229,38 @@ class StreamRun:
 
     # -- the feeder thread --------------------------------------------------
     def _feed(self) -> None:
-        pending: deque[tuple[int, SourceItem, Future]] = deque()
-        batches: dict[int, list[_Prepared]] = {}
+        pending: deque[_Pending] = deque()
+        batches: dict[int, list[Frame]] = {}
         n = 0
         items = iter(self._source)
         try:
             while True:
-                if not self._acquire(self._capacity, batches):
+                if not self._acquire(self._capacity, batches, pending):
                     break
                 # Newest-frame sources: wait until a frame taken now would go straight to a request.
                 # Frames still being prepared hold slots too, and only their requests give them back.
                 if self._fresh is not None and not self._acquire(self._fresh, batches, pending):
                     break
                 item = next(items, None)
-                if item is None:
+                if item is None:  # the units taken for a next input are not needed (a fan-out may want them)
+                    self._capacity.release()
+                    self._release_fresh(1)
                     break
                 index = n
                 n += 1
                 self.stats.read = n
                 if isinstance(item.data, InputError):
-                    err = item.data
                     self._release_fresh(1)
-                    self._deliver(index, Failure(err.source or item.source, str(err), item.stream, item.frame), None)
+                    self._deliver_failure(index, item, item.data)
                     continue
                 pending.append((index, item, self._pool.submit(self._prepare, index, item)))
                 while pending and (len(pending) > self._lookahead or pending[0][2].done()):
-                    self._dispatch(pending.popleft(), batches)
+                    self._dispatch(pending, batches)
                 if self._stop.is_set():
                     break
             while pending and not self._stop.is_set():
-                self._dispatch(pending.popleft(), batches)
-            for lane_id in list(batches):
-                self._submit(batches, lane_id)
+                self._dispatch(pending, batches)
+            self._flush(batches)
         except BaseException as exc:  # noqa: BLE001 - re-raised on the waiting side
             if not self._stop.is_set():
                 self._fail(exc)
@@ -284,8 +271,8 @@ class StreamRun:
                 self._total = n
                 self._cond.notify_all()
 
-    def _acquire(self, slots: threading.Semaphore, batches: dict[int, list[_Prepared]],
-                 pending: deque[tuple[int, SourceItem, Future]] | None = None) -> bool:
+    def _acquire(self, slots: threading.Semaphore, batches: dict[int, list[Frame]],
+                 pending: deque[_Pending] | None = None) -> bool:
         """Take one of ``slots``; ``False`` when the run stops first.
 
         When none is free, the frames in ``pending`` (if given) are dispatched and
@@ -295,19 +282,35 @@ class StreamRun:
         if slots.acquire(blocking=False):
             return True
         while pending and not self._stop.is_set():
-            self._dispatch(pending.popleft(), batches)
-        for lane_id in list(batches):
-            self._submit(batches, lane_id)
+            self._dispatch(pending, batches)
+        self._flush(batches)
         while not self._stop.is_set():
             if slots.acquire(timeout=_POLL_S):
                 return True
         return False
 
+    def _take_more(self, units: int, batches: dict[int, list[Frame]]) -> bool:
+        """Take ``units`` more read-ahead units for a fanned-out input's frames (``False``: the run stopped).
+
+        Partly filled batches are sent first when the units are not free: the
+        inputs that hold them may sit in one.
+        """
+        for k in range(units):
+            if self._capacity.acquire(blocking=False):
+                continue
+            self._flush(batches)
+            while not self._capacity.acquire(timeout=_POLL_S):
+                if self._stop.is_set():
+                    if k:
+                        self._capacity.release(k)
+                    return False
+        return True
+
     def _release_fresh(self, count: int) -> None:
         if self._fresh is not None and count:
             self._fresh.release(count)
 
-    def _prepare(self, index: int, item: SourceItem) -> _Prepared:
+    def _prepare(self, index: int, item: SourceItem) -> Frame | list[Frame]:
         t0 = time.perf_counter()
         if self._decoders is None:
             img, original = self._decode(item)
@@ -317,96 +320,109 @@ class StreamRun:
                 if not self._grown and original[0] * original[1] >= LARGE_IMAGE_PIXELS:
                     self._grown = True  # decided under the semaphore: only one decode runs until then
                     self._decoders.release(MAX_AUTO_WORKERS - DEFAULT_WORKERS)
-        lane = self._planner.lane_for(original)
-        frame, geo = self._p.head.prepare(img, lane.input_hw, original)
-        prep_ms = (time.perf_counter() - t0) * 1e3
-        return _Prepared(index, item, frame, geo, lane, prep_ms, img if self._with_images else None)
+        if self._fanout is not None:
+            return prepare_parts(self._head, img, original, self._fanout, self._planner.lane_for, t0, key=index,
+                                 item=item, keep_image=self._with_images)
+        return prepare(self._head, img, original, self._planner.lane_for(original), t0, key=index, item=item,
+                       keep_image=self._with_images)
 
-    def _decode(self, item: SourceItem) -> tuple[np.ndarray, tuple[int, int]]:
-        return load_image_for(item.data, self._p.base.input_hw, item.source,
-                              reduce=self._detect.fast_decode and not self._with_images,
-                              reduction=self._p.head.decode_reduction)
+    def _decode(self, item: SourceItem) -> tuple[Any, tuple[int, int]]:
+        return decode(item.data, self._head, self._lanes.base.input_hw, item.source,
+                      reduce=self._detect.fast_decode and not self._with_images, fanout=self._fanout)
 
-    def _dispatch(self, entry: tuple[int, SourceItem, Future], batches: dict[int, list[_Prepared]]) -> None:
-        index, item, fut = entry
+    def _dispatch(self, pending: deque[_Pending], batches: dict[int, list[Frame]]) -> None:
+        """Hand the oldest prepared input's frames to their lanes' batches (sent when full)."""
+        index, item, fut = pending.popleft()
         try:
-            prepared: _Prepared = fut.result()
+            prepared = fut.result()
         except InputError as exc:
             self._release_fresh(1)
-            self._deliver(index, Failure(exc.source or item.source, str(exc), item.stream, item.frame), None)
+            self._deliver_failure(index, item, exc)
             return
-        key = id(prepared.lane)
+        if isinstance(prepared, Frame):
+            self._add(prepared, batches)
+            return
+        group = prepared[0].group
+        assert group is not None
+        # Capacity for all of the input's frames before any is dispatched (an input counts one unit from
+        # when it is read, its other frames from here: at most `lookahead` inputs are being prepared).
+        # The inputs still pending hold a unit each and cannot give it back before this one goes, so an
+        # input with more frames than the rest of the bound waits for everything else and goes alone.
+        want = max(1, min(len(prepared), self._max_pending - len(pending)))
+        if want > 1 and not self._take_more(want - 1, batches):
+            return
+        group.units = want
+        for frame in prepared:
+            self._add(frame, batches)
+
+    def _add(self, frame: Frame, batches: dict[int, list[Frame]]) -> None:
+        key = id(frame.lane)
         members = batches.setdefault(key, [])
-        members.append(prepared)
-        if len(members) >= prepared.lane.batch:
+        members.append(frame)
+        if len(members) >= frame.lane.batch:
             self._submit(batches, key)
 
-    def _submit(self, batches: dict[int, list[_Prepared]], key: int) -> None:
-        members = batches.pop(key, None)
-        if not members:
+    def _flush(self, batches: dict[int, list[Frame]]) -> None:
+        for key in list(batches):
+            self._submit(batches, key)
+
+    def _submit(self, batches: dict[int, list[Frame]], key: int) -> None:
+        frames = batches.pop(key, None)
+        if not frames:
             return
-        lane = members[0].lane
-        if lane.batch == 1:
-            batch = members[0].frame[None]
-        else:
-            batch = np.full((lane.batch, *lane.input_hw, 3), PAD_VALUE, np.uint8)
-            for i, m in enumerate(members):
-                batch[i] = m.frame
-        while not self._p.acquire_request(_POLL_S):
-            if self._stop.is_set():
-                return
-        job = _Job(self, lane, members, batch)
-        with self._cond:
-            job.submitted = time.perf_counter()
-            self._inflight[id(job)] = job
-        self.stats.requests += 1
-        shape = f"{lane.input_hw[0]}x{lane.input_hw[1]}"
-        self.stats.shapes[shape] = self.stats.shapes.get(shape, 0) + len(members)
+        lane = frames[0].lane
+        request = Request(lane, frames, pack(frames, lane))
         try:
-            self._p.run_batch(lane, batch, lambda outputs, done: self._on_done(job, outputs, done))
+            if not start(self._keeper, request, self._on_done, stop=self._stop, register=self._register):
+                return
         except BaseException:
             with self._cond:
-                self._inflight.pop(id(job), None)
-            self._p.release_request()
+                self._inflight.pop(id(request), None)
             raise
 
-    # -- completion (the engine's callback thread, then a worker) -------------
-    def _on_done(self, job: _Job, outputs: Any, done: float) -> None:
-        if isinstance(outputs, BaseException):
-            self.on_error(job, outputs)
-        else:
-            self.on_inferred(job, outputs, done)
-
-    def on_inferred(self, job: _Job, outputs: list[np.ndarray], done: float) -> None:
+    def _register(self, request: Request) -> None:
         with self._cond:
-            self._inflight.pop(id(job), None)
+            self._inflight[id(request)] = request
+        self.stats.requests += 1
+        shape = f"{request.lane.input_hw[0]}x{request.lane.input_hw[1]}"
+        self.stats.shapes[shape] = self.stats.shapes.get(shape, 0) + len(request.frames)
+
+    # -- completion (the engine's callback thread, then a worker) -------------
+    def _on_done(self, request: Request, outputs: Any, done: float) -> None:
+        with self._cond:
+            self._inflight.pop(id(request), None)
             self._cond.notify_all()
-        self._p.release_request()
-        self._release_fresh(len(job.members))
+        self._keeper.release()
+        if self._fresh is not None:
+            self._release_fresh(sum(1 for f in request.frames if f.part == 0))
+        if isinstance(outputs, BaseException):
+            exc = outputs
+            self._fail(exc if isinstance(exc, InferenceError) else InferenceError(f"inference callback failed: {exc}"))
+            return
         if self._stop.is_set():
             return
         try:
-            self._pool.submit(self._finish, job, outputs, done)
+            self._pool.submit(self._finish, request, outputs, done)
         except RuntimeError:  # pool already shut down: the run is closing
             return
 
-    def on_error(self, job: _Job, exc: BaseException) -> None:
-        with self._cond:
-            self._inflight.pop(id(job), None)
-        self._p.release_request()
-        self._release_fresh(len(job.members))
-        self._fail(exc if isinstance(exc, InferenceError) else InferenceError(f"inference callback failed: {exc}"))
-
-    def _finish(self, job: _Job, outputs: list[np.ndarray], done: float) -> None:
+    def _finish(self, request: Request, outputs: list[Any], done: float) -> None:
         try:
-            infer_ms = (done - job.submitted) * 1e3
-            head = self._p.head
-            for k, m in enumerate(job.members):
-                t0 = time.perf_counter()
-                result = head.decode([o[k] for o in outputs], m.geo, self._detect)
-                result.source, result.stream, result.frame = m.item.source, m.item.stream, m.item.frame
-                result.timing = Timings(m.prep_ms, infer_ms, (time.perf_counter() - t0) * 1e3)
-                self._deliver(m.index, result, m.image)
+            infer_ms = (done - request.started) * 1e3
+            for k, frame in enumerate(request.frames):
+                result = finish(self._head, outputs, k, frame, self._detect, infer_ms)
+                group = frame.group
+                image = frame.image
+                if group is not None:
+                    result = group.add(frame.part, result)
+                    if result is None:
+                        continue
+                    image = group.image
+                    if group.units > 1:  # the frames are done: one result holds one unit until it is taken
+                        self._capacity.release(group.units - 1)
+                item = frame.item
+                result.source, result.stream, result.frame = item.source, item.stream, item.frame
+                self._deliver(frame.key, result, image)
         except BaseException as exc:  # noqa: BLE001 - re-raised on the waiting side
             self._fail(exc)
 
@@ -427,11 +443,12 @@ class StreamRun:
                 self._cond.wait(_POLL_S)
             hung = bool(self._inflight)
         if hung:
-            self._p.mark_broken()
-            self._p.cancel_busy()
+            self._keeper.mark_broken()
+            self._keeper.cancel_busy()
         self._pool.shutdown(wait=True, cancel_futures=True)
         self.stats.finished = time.perf_counter()
-        self._p.detach(self)
+        if self._on_close is not None:
+            self._on_close(self)
 
     def __enter__(self) -> StreamRun:
         return self

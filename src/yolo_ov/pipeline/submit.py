@@ -13,9 +13,11 @@ at once. Behind it:
 * the engine's callback hands the outputs back to the pool, which sets each
   future's result.
 
-Bounded: at most ``max_queue`` images may be accepted and not yet started on
-a request; one more raises :class:`~yolo_ov.errors.OverloadedError` at once
-(nothing is queued), so memory never grows with the load. A request not
+Bounded: at most ``max_queue`` frames may be accepted and not yet started on
+a request; one more image raises :class:`~yolo_ov.errors.OverloadedError` at
+once (nothing is queued), so memory never grows with the load. An image that
+a fan-out makes several frames is accepted or refused as a whole: its
+frames all count once it is split, never some of them. A request not
 answered within ``timeout_s`` fails its futures with
 :class:`~yolo_ov.errors.InferenceError` (and the pipeline refuses further
 work: the device state is unknown).
@@ -29,81 +31,72 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
-import numpy as np
+from typing import Any
 
 from ..config import DetectConfig
 from ..errors import InferenceError, OverloadedError
-from ..imaging.decode import ImageInput, describe_source, load_image_for
-from ..imaging.letterbox import PAD_VALUE
-from ..results import Timings
-from .config import DEFAULT_WORKERS
-
-if TYPE_CHECKING:
-    from .core import Pipeline
+from ..heads import Head
+from ..imaging.decode import ImageInput, describe_source
+from ..runtime.engine import Engine
+from .config import DEFAULT_WORKERS, PipelineConfig
+from .slots import POLL_S, SlotKeeper
+from .steps import FanOut, Frame, Request, decode, finish, pack, prepare, prepare_parts, start
 
 __all__ = ["SubmitStats", "Submitter"]
 
 log = logging.getLogger(__name__)
 
-_POLL_S = 0.05
-
 
 @dataclass
 class SubmitStats:
-    """Counters of the ``submit()`` front (read them at any time)."""
+    """Counters of the ``submit()`` front (read them at any time).
+
+    ``accepted``, ``rejected``, ``completed`` and ``failed`` count images;
+    ``waiting``, ``in_flight`` and ``batch_sizes`` count frames (an image a
+    fan-out splits is several frames).
+    """
 
     accepted: int = 0
     rejected: int = 0
     completed: int = 0
     failed: int = 0
     requests: int = 0
-    #: images per request, as sent (``batch_sizes[k]``: requests that carried k real images)
+    #: frames per request, as sent (``batch_sizes[k]``: requests that carried k real frames)
     batch_sizes: dict[int, int] = field(default_factory=dict)
     waiting: int = 0
     in_flight: int = 0
 
 
-@dataclass(slots=True)
-class _Item:
-    future: Future
-    frame: np.ndarray
-    geo: Any
-    detect: DetectConfig
-    source: str
-    prep_ms: float
-    queued: float
-
-
-@dataclass(slots=True)
-class _Request:
-    items: list[_Item]
-    batch: np.ndarray
-    started: float = 0.0
-
-
 class Submitter:
-    """The ``submit()`` front of a :class:`~yolo_ov.pipeline.Pipeline` (made on first use)."""
+    """The ``submit()`` front of a pipeline (made on first use).
 
-    def __init__(self, pipeline: Pipeline) -> None:
-        self._p = pipeline
-        self._lane = pipeline.base
-        self._max_queue = pipeline.config.max_queue
-        self._max_wait_s = pipeline.config.max_wait_ms / 1e3
-        self._timeout_s = pipeline.config.timeout_s
+    Args:
+        keeper: the request slots shared with every stream run.
+        lane: the engine of the model's own input shape (every image is letterboxed to it).
+        head: prepares each image and decodes each result.
+        settings: ``max_queue``, ``max_wait_ms``, ``timeout_s``, ``workers``.
+    """
+
+    def __init__(self, keeper: SlotKeeper, lane: Engine, head: Head, settings: PipelineConfig) -> None:
+        self._keeper = keeper
+        self._lane = lane
+        self._head = head
+        self._max_queue = settings.max_queue
+        self._max_wait_s = settings.max_wait_ms / 1e3
         self.stats = SubmitStats()
         self._cond = threading.Condition()
-        self._ready: deque[_Item] = deque()
-        self._inflight: dict[int, _Request] = {}
+        self._ready: deque[Frame] = deque()
+        self._inflight: dict[int, Request] = {}
         self._closed = False
-        self._pool = ThreadPoolExecutor(pipeline.config.workers or DEFAULT_WORKERS, thread_name_prefix="yolo-ov-submit")
+        self._timeout_s = settings.timeout_s
+        self._pool = ThreadPoolExecutor(settings.workers or DEFAULT_WORKERS, thread_name_prefix="yolo-ov-submit")
         self._dispatcher = threading.Thread(target=self._dispatch_loop, name="yolo-ov-dispatch", daemon=True)
         self._dispatcher.start()
 
     # -- callers' side (any thread) --------------------------------------------
-    def submit(self, image: ImageInput, *, detect: DetectConfig, source: str | None = None) -> Future:
-        """Accept one image, or raise :class:`OverloadedError` at once when ``max_queue`` are waiting."""
+    def submit(self, image: ImageInput, *, detect: DetectConfig, source: str | None = None,
+               fanout: FanOut | None = None) -> Future:
+        """Accept one image, or raise :class:`OverloadedError` at once when ``max_queue`` frames are waiting."""
         future: Future = Future()
         with self._cond:
             if self._closed:
@@ -118,46 +111,65 @@ class Submitter:
             self.stats.accepted += 1
         name = source or describe_source(image)
         try:
-            self._pool.submit(self._prepare, future, image, detect, name)
+            self._pool.submit(self._prepare, future, image, detect, name, fanout)
         except RuntimeError as exc:  # pool shut down: closing
             self._settle_waiting(1)
             raise InferenceError("this Detector is closing; submit() refused the image") from exc
         return future
 
     # -- worker pool ---------------------------------------------------------------
-    def _prepare(self, future: Future, image: ImageInput, detect: DetectConfig, name: str) -> None:
+    def _prepare(self, future: Future, image: ImageInput, detect: DetectConfig, name: str,
+                 fanout: FanOut | None) -> None:
         if not future.set_running_or_notify_cancel():
             self._settle_waiting(1)
             return
         t0 = time.perf_counter()
+        lane = self._lane
         try:
-            img, original = load_image_for(image, self._lane.input_hw, name, reduce=detect.fast_decode,
-                                            reduction=self._p.head.decode_reduction)
-            frame, geo = self._p.head.prepare(img, self._lane.input_hw, original)
+            img, original = decode(image, self._head, lane.input_hw, name, reduce=detect.fast_decode, fanout=fanout)
+            if fanout is None:
+                frames = [prepare(self._head, img, original, lane, t0, key=future, item=name, detect=detect)]
+            else:
+                frames = prepare_parts(self._head, img, original, fanout, lambda hw: lane, t0, key=future, item=name,
+                                       detect=detect)
         except BaseException as exc:  # noqa: BLE001 - an unreadable image fails its own future only
             self._settle_waiting(1, failed=1)
             future.set_exception(exc)
             return
-        item = _Item(future, frame, geo, detect, name, (time.perf_counter() - t0) * 1e3, time.perf_counter())
+        queued = time.perf_counter()
         with self._cond:
-            self._ready.append(item)
+            for frame in frames:
+                frame.queued = queued
+                self._ready.append(frame)
+            self.stats.waiting += len(frames) - 1  # accepted as one image: all of its frames count now
             self._cond.notify_all()
 
-    def _finish(self, request: _Request, outputs: list[np.ndarray], done: float) -> None:
+    def _finish(self, request: Request, outputs: list[Any], done: float) -> None:
         infer_ms = (done - request.started) * 1e3
-        head = self._p.head
-        for k, item in enumerate(request.items):
-            t0 = time.perf_counter()
+        for k, frame in enumerate(request.frames):
+            future: Future = frame.key
             try:
-                result = head.decode([o[k] for o in outputs], item.geo, item.detect)
-                result.source = item.source
-                result.timing = Timings(item.prep_ms, infer_ms, (time.perf_counter() - t0) * 1e3)
+                assert frame.detect is not None
+                result = finish(self._head, outputs, k, frame, frame.detect, infer_ms)
+                if frame.group is not None:
+                    result = frame.group.add(frame.part, result)
+                    if result is None:
+                        continue
+                result.source = frame.item
             except BaseException as exc:  # noqa: BLE001 - reported on the caller's future
-                self._count(failed=1)
-                item.future.set_exception(exc)
+                self._fail_frame(frame, exc)
                 continue
             self._count(completed=1)
-            item.future.set_result(result)
+            future.set_result(result)
+
+    def _fail_frame(self, frame: Frame, exc: BaseException) -> None:
+        """Fail the frame's image (once, however many of its frames fail)."""
+        if frame.group is not None and not frame.group.fail():
+            return
+        future: Future = frame.key
+        if not future.done():
+            self._count(failed=1)
+            future.set_exception(exc)
 
     def _settle_waiting(self, n: int, failed: int = 0) -> None:
         with self._cond:
@@ -178,7 +190,7 @@ class Submitter:
                 # After close(), keep going until every accepted image was started.
                 while not self._ready and (not self._closed or self.stats.waiting > 0):
                     self._check_hang()
-                    self._cond.wait(_POLL_S)
+                    self._cond.wait(POLL_S)
                 if not self._ready:
                     return
                 if batch > 1:  # group requests from different callers, up to max_wait
@@ -188,41 +200,33 @@ class Submitter:
                         if left <= 0:
                             break
                         self._cond.wait(left)
-                items = [self._ready.popleft() for _ in range(min(batch, len(self._ready)))]
-            if items:
-                self._start(items)
+                frames = [self._ready.popleft() for _ in range(min(batch, len(self._ready)))]
+            if frames:
+                self._start(frames)
 
-    def _start(self, items: list[_Item]) -> None:
+    def _start(self, frames: list[Frame]) -> None:
         lane = self._lane
-        if lane.batch == 1:
-            frames = items[0].frame[None]
-        else:
-            frames = np.full((lane.batch, *lane.input_hw, 3), PAD_VALUE, np.uint8)
-            for i, item in enumerate(items):
-                frames[i] = item.frame
-        while not self._p.acquire_request(_POLL_S):
-            with self._cond:
-                self._check_hang()
-        request = _Request(items, frames)
-        with self._cond:
-            request.started = time.perf_counter()
-            self._inflight[id(request)] = request
-            self.stats.waiting -= len(items)
-            self.stats.in_flight += len(items)
-            self.stats.requests += 1
-            self.stats.batch_sizes[len(items)] = self.stats.batch_sizes.get(len(items), 0) + 1
+        request = Request(lane, frames, pack(frames, lane))
         try:
-            self._p.run_batch(lane, frames, lambda outputs, done: self._on_done(request, outputs, done))
+            start(self._keeper, request, self._on_done, on_wait=self._check_hang_locked, register=self._register)
         except BaseException as exc:  # noqa: BLE001 - fails this request's futures, the rest go on
-            self._p.release_request()
             self._drop(request, exc)
 
-    def _on_done(self, request: _Request, outputs: Any, done: float) -> None:
-        self._p.release_request()
+    def _register(self, request: Request) -> None:
+        n = len(request.frames)
+        with self._cond:
+            self._inflight[id(request)] = request
+            self.stats.waiting -= n
+            self.stats.in_flight += n
+            self.stats.requests += 1
+            self.stats.batch_sizes[n] = self.stats.batch_sizes.get(n, 0) + 1
+
+    def _on_done(self, request: Request, outputs: Any, done: float) -> None:
+        self._keeper.release()
         with self._cond:
             if self._inflight.pop(id(request), None) is None:
                 return  # already failed by the hang check
-            self.stats.in_flight -= len(request.items)
+            self.stats.in_flight -= len(request.frames)
             self._cond.notify_all()
         if isinstance(outputs, BaseException):
             self._fail(request, outputs)
@@ -232,39 +236,43 @@ class Submitter:
         except RuntimeError:  # closing: decode here rather than lose the results
             self._finish(request, outputs, done)
 
-    def _drop(self, request: _Request, exc: BaseException) -> None:
+    def _drop(self, request: Request, exc: BaseException) -> None:
         with self._cond:
-            self._inflight.pop(id(request), None)
-            self.stats.in_flight -= len(request.items)
+            if self._inflight.pop(id(request), None) is not None:
+                self.stats.in_flight -= len(request.frames)
+            else:  # never started: its frames were still counted as waiting
+                self.stats.waiting -= len(request.frames)
         self._fail(request, exc)
 
-    def _fail(self, request: _Request, exc: BaseException) -> None:
+    def _fail(self, request: Request, exc: BaseException) -> None:
         error = exc if isinstance(exc, InferenceError) else InferenceError(f"inference failed: {exc}")
-        self._count(failed=len(request.items))
-        for item in request.items:
-            if not item.future.done():
-                item.future.set_exception(error)
+        for frame in request.frames:
+            self._fail_frame(frame, error)
+
+    def _check_hang_locked(self) -> None:
+        with self._cond:
+            self._check_hang()
 
     def _check_hang(self) -> None:
-        """Called with the lock held: fail requests older than ``timeout_s``."""
+        """Called with the lock held: fail requests older than ``timeout_s`` (the keeper turns broken)."""
         if not self._inflight:
             return
-        now = time.perf_counter()
-        hung = [r for r in self._inflight.values() if now - r.started > self._timeout_s]
-        if not hung:
+        requests = list(self._inflight.values())
+        late = self._keeper.overdue([r.started for r in requests])
+        if not late:
             return
-        self._p.mark_broken()
-        for request in hung:
+        error = self._keeper.hang_error(len(requests))
+        for k in late:
+            request = requests[k]
             self._inflight.pop(id(request), None)
-            self.stats.in_flight -= len(request.items)
-            error = InferenceError(
-                f"an inference request did not complete within {self._timeout_s:g} s on {self._p.device}; "
-                "the device may be hung or overloaded: raise timeout_s or reduce num_requests"
-            )
-            self.stats.failed += len(request.items)
-            for item in request.items:
-                if not item.future.done():
-                    item.future.set_exception(error)
+            self.stats.in_flight -= len(request.frames)
+            for frame in request.frames:
+                if frame.group is not None and not frame.group.fail():
+                    continue
+                future: Future = frame.key
+                if not future.done():
+                    self.stats.failed += 1
+                    future.set_exception(error)
 
     # -- shutdown ---------------------------------------------------------------------
     def close(self) -> None:
@@ -278,7 +286,7 @@ class Submitter:
         deadline = time.perf_counter() + self._timeout_s
         with self._cond:
             while self._inflight and time.perf_counter() < deadline:
-                self._cond.wait(_POLL_S)
+                self._cond.wait(POLL_S)
             leftover = list(self._inflight.values())
             self._inflight.clear()
         for request in leftover:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -33,16 +33,30 @@ from .tracker import TrackedObjects, Tracker, id_counter
 
 if TYPE_CHECKING:
     from ..config import DetectConfig
-    from ..detector import Detector
-    from ..pipeline import PipelineConfig, RunStats
+    from ..pipeline import PipelineConfig, RunStats, StreamRun
 
-__all__ = ["TrackRun", "track"]
+__all__ = ["StreamingDetector", "TrackRun", "track"]
 
 Result = Detections | Failure
 
 
+class StreamingDetector(Protocol):
+    """What tracking needs of a detector: its class names and its ``stream()``.
+
+    :class:`~yolo_ov.Detector` is one; naming the contract here instead of
+    importing the Detector keeps ``track`` below the front door (no import
+    circle, even for type checkers).
+    """
+
+    @property
+    def names(self) -> dict[int, str]: ...
+
+    def stream(self, source: Any, *, with_images: bool = ..., drop: str | None = ...,
+               config: PipelineConfig | None = ..., detect: DetectConfig | None = ...) -> StreamRun: ...
+
+
 def track(
-    detector: Detector,
+    detector: StreamingDetector,
     source: Any,
     *,
     tracker: str | Path | TrackerConfig | None = "bytetrack",
@@ -88,7 +102,7 @@ class TrackRun:
         inferred, predicted: frames answered by the detector and by the tracker alone.
     """
 
-    def __init__(self, detector: Detector, source: Any, *, tracker: TrackerConfig, detect_every: int,
+    def __init__(self, detector: StreamingDetector, source: Any, *, tracker: TrackerConfig, detect_every: int,
                  detect: DetectConfig | None, with_images: bool, drop: str | None,
                  config: PipelineConfig | None) -> None:
         self.tracker_config = tracker
