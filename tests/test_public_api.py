@@ -26,7 +26,8 @@ PUBLIC = {
         "TensorSpec", "available_devices", "load",
     ],
     "yolo_ov.pipeline": [
-        "DEFAULT_WORKERS", "Pipeline", "PipelineConfig", "RunStats", "Specialize", "StreamRun", "SubmitStats",
+        "DEFAULT_WORKERS", "FanOut", "Part", "Pipeline", "PipelineConfig", "RunStats", "SlotKeeper", "Specialize",
+        "StreamRun", "SubmitStats",
     ],
     "yolo_ov.results": [
         "DATA_FORMATTERS", "DATA_OFFSETS", "Classification", "Detections", "Failure", "Result", "Timings",
@@ -42,7 +43,7 @@ PUBLIC = {
         "Trails", "Zone", "frame_agreement", "id_counter", "idf1", "load_tracker_config", "track",
     ],
     "yolo_ov.ray": [
-        "BatchConfig", "BatchResult", "Scaling", "build_app", "connect", "deployment", "map_detections",
+        "BatchConfig", "BatchResult", "Scaling", "build_app", "connect", "deployment", "driver_model", "map_detections",
         "predict_dataset", "require_extra", "run", "ship_model", "shutdown",
     ],
     "yolo_ov.bench": [

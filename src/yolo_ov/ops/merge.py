@@ -144,7 +144,7 @@ def _nmm(matrix: np.ndarray, order: np.ndarray, xyxy: np.ndarray, scores: np.nda
         i_lt_j |= same & (b[:, None, col] < b[None, :, col])
         same &= b[:, None, col] == b[None, :, col]
     dominates = ~np.eye(n, dtype=bool) & (lower | (equal & ~i_lt_j))
-    candidates = dominates & (matrix >= threshold)
+    claimable = dominates & (matrix >= threshold)
     owner = np.full(n, -1, np.int64)
     groups: dict[int, list[int]] = {}
     for idx in order.tolist():
@@ -152,7 +152,7 @@ def _nmm(matrix: np.ndarray, order: np.ndarray, xyxy: np.ndarray, scores: np.nda
             owner[idx] = idx
             groups[idx] = []
         keeper = int(owner[idx])
-        new = np.flatnonzero(candidates[idx] & (owner < 0))
+        new = np.flatnonzero(claimable[idx] & (owner < 0))
         owner[new] = keeper
         groups[keeper].extend(new.tolist())
     return groups
