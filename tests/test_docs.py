@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.assets import REPO, shared_assets
+from tests.assets import REPO, SharedAssets
 
 #: The site's pages (``docs/plots`` links to the benchmarks' reports: data, not pages).
 DOCS = sorted(p for p in (REPO / "docs").glob("**/*.md") if "plots" not in p.relative_to(REPO / "docs").parts)
@@ -99,8 +99,10 @@ def bash_script(code: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    assets = shared_assets()
+def sandbox(tmp_path_factory: pytest.TempPathFactory, shared: SharedAssets) -> Path:
+    """The examples' working folder; through the ``shared`` fixture, so the examples (they run the real models)
+    are in the model tier and a missing ``../shared`` fails in CI as every model test does."""
+    assets = shared
     root = tmp_path_factory.mktemp("docs")
     (root / "shared").symlink_to(assets.root)
     work = root / "work"

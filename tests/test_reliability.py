@@ -497,7 +497,7 @@ SIGNUMS = [pytest.param(signal.SIGTERM, id="SIGTERM"), pytest.param(signal.SIGIN
 @pytest.mark.parametrize("signum", SIGNUMS)
 def test_fake_signal_during_a_stream_keeps_what_was_yielded_and_drains(signum, batch):
     from tests.fakes import fake_detector, uniform_image
-    from yolo_ov.cli.signals import Terminated, terminate_as_interrupt
+    from yolo_ov.io.signals import Terminated, terminate_as_interrupt
 
     got: list[int] = []
     with fake_detector(batch=batch, delay_s=0.005, mode="throughput") as det:
@@ -517,7 +517,7 @@ def test_fake_signal_during_a_stream_keeps_what_was_yielded_and_drains(signum, b
 @pytest.mark.parametrize("signum", SIGNUMS)
 def test_fake_signal_during_submit_answers_every_accepted_image(signum):
     from tests.fakes import fake_detector, uniform_image
-    from yolo_ov.cli.signals import terminate_as_interrupt
+    from yolo_ov.io.signals import terminate_as_interrupt
     from yolo_ov.pipeline import PipelineConfig
 
     futures = []
@@ -539,7 +539,7 @@ def test_fake_signal_during_submit_answers_every_accepted_image(signum):
 @pytest.mark.parametrize("signum", SIGNUMS)
 def test_fake_signal_during_a_callback_run_stops_and_drains(signum):
     from tests.fakes import fake_detector, uniform_image
-    from yolo_ov.cli.signals import terminate_as_interrupt
+    from yolo_ov.io.signals import terminate_as_interrupt
 
     seen: list[int] = []
     lock = threading.Lock()

@@ -262,14 +262,6 @@ def test_deferred_outside_the_handlers_changes_nothing():
         with terminate_as_interrupt(), deferred(), deferred():
             pass  # nested sections, no signal: nothing raised
 
-
-def test_cli_signals_are_the_io_signals():
-    from yolo_ov.cli import signals as cli_signals
-    from yolo_ov.io import signals as io_signals
-
-    assert cli_signals.deferred is io_signals.deferred and cli_signals.Terminated is io_signals.Terminated
-
-
 def test_fake_detector_results_through_every_sink(tmp_path):
     """The whole path without a model: results of the fake engine, written by each output."""
     values = [30, 90, 150]

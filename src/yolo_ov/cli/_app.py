@@ -18,7 +18,7 @@ code  meaning
 143   terminated by SIGTERM (``docker stop``, systemd, Kubernetes)
 ====  =====================================================================
 
-SIGINT and SIGTERM stop a command the same way (:mod:`yolo_ov.cli.signals`):
+SIGINT and SIGTERM stop a command the same way (:mod:`yolo_ov.io.signals`):
 reading stops, requests in flight are cancelled, every output file is
 flushed and closed (each JSONL line is a complete record, a video gets its
 index and plays), temporary folders are removed, then the process exits
@@ -47,7 +47,7 @@ from ..errors import (
     OutputError,
     YoloOvError,
 )
-from .signals import Terminated, terminate_as_interrupt
+from ..io.signals import Terminated, terminate_as_interrupt
 
 app = typer.Typer(
     name="yolo-ov",
@@ -100,7 +100,7 @@ def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
 def guarded(fn: F) -> F:
     """Run a command body, mapping yolo-ov errors to one line and an exit code.
 
-    SIGTERM is turned into :class:`~yolo_ov.cli.signals.Terminated` for the
+    SIGTERM is turned into :class:`~yolo_ov.io.signals.Terminated` for the
     duration, so it unwinds and cleans up like Ctrl-C and exits 143.
     """
 

@@ -15,8 +15,8 @@ from typing import Any
 
 from ..config import DetectConfig, Mode, RuntimeConfig
 from ..errors import ConfigError
+from ..io.signals import terminate_as_interrupt
 from ._app import EXIT_OK, EXIT_PARTIAL, err
-from .signals import terminate_as_interrupt
 
 __all__ = ["RAY_OPTION", "optional_value_args", "predict_on_ray", "ray_address", "serve_on_ray"]
 

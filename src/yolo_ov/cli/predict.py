@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..config import DetectConfig, Mode
 from ..errors import ConfigError
+from ..io.signals import deferred
 from ..io.sinks import (
     AnnotatedImageSink,
     CocoJsonSink,
@@ -54,7 +55,6 @@ from ._options import (
     tuned_model,
 )
 from ._ray import RAY_HELP, RAY_OPTION, predict_on_ray, ray_address
-from .signals import deferred
 
 _MODE_HELP = (
     "latency | throughput | cumulative_throughput. Default: latency for a single image file, "

@@ -19,8 +19,8 @@ Ctrl-C raises :class:`KeyboardInterrupt`).
 to every output: a SIGINT or SIGTERM arriving inside it takes effect when it
 ends, so a record is in all outputs or in none. Every sink's ``write`` and
 :class:`~yolo_ov.io.sinks.Sinks` run inside it (the :class:`~yolo_ov.io.sinks.Sink`
-contract), which is why this module lives in :mod:`yolo_ov.io`; the commands
-import it through :mod:`yolo_ov.cli.signals`.
+contract), which is why this module lives in :mod:`yolo_ov.io` (the commands
+import it from here too).
 """
 
 from __future__ import annotations
