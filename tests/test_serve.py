@@ -333,11 +333,12 @@ def test_cli_refusals_are_one_line(stand_in, tmp_path):
     env = {**os.environ, "YOLO_OV_CACHE_DIR": str(tmp_path)}
     env.pop("YOLO_OV_UNSET_KEY", None)
     cases = [
-        (["--model", str(pt)], "never loads .pt checkpoints"),
-        (["--model", str(tmp_path / "missing_openvino_model")], "no such model"),
-        (["--model", str(model), "--port", str(port)], f"cannot listen on 127.0.0.1:{port}"),
-        (["--model", str(model), "--api-key-env", "YOLO_OV_UNSET_KEY"], "YOLO_OV_UNSET_KEY"),
-        (["--model", str(model), "--max-queue", "0", "--port", "0"], "max_queue"),
+        # a model the server cannot load exits 3, as predict does for the same file; usage errors exit 2
+        (["--model", str(pt)], "never loads .pt checkpoints", 3),
+        (["--model", str(tmp_path / "missing_openvino_model")], "no such model", 3),
+        (["--model", str(model), "--port", str(port)], f"cannot listen on 127.0.0.1:{port}", 2),
+        (["--model", str(model), "--api-key-env", "YOLO_OV_UNSET_KEY"], "YOLO_OV_UNSET_KEY", 2),
+        (["--model", str(model), "--max-queue", "0", "--port", "0"], "max_queue", 2),
     ]
     def run_serve(args: list[str]) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "yolo_ov", "serve", *args], capture_output=True, text=True,
@@ -345,9 +346,9 @@ def test_cli_refusals_are_one_line(stand_in, tmp_path):
 
     try:
         with ThreadPoolExecutor(len(cases)) as pool:  # each is a process start: side by side
-            runs = list(pool.map(run_serve, [args for args, _ in cases]))
-        for (args, message), run in zip(cases, runs, strict=True):
-            assert run.returncode == 2, (args, run.stderr)
+            runs = list(pool.map(run_serve, [args for args, _, _ in cases]))
+        for (args, message, code), run in zip(cases, runs, strict=True):
+            assert run.returncode == code, (args, run.stderr)
             lines = run.stderr.strip().splitlines()
             assert len(lines) == 1 and message in lines[0], run.stderr
             assert "Traceback" not in run.stderr

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import pytest
 
-from yolo_ov import ConfigError, DetectConfig, Detections
+from yolo_ov import ConfigError, DetectConfig, Detections, ModelLoadError
 from yolo_ov.imaging.header import HeaderError, image_size
 from yolo_ov.ops.masks import Masks
 from yolo_ov.serve.errors import ErrorCode, ServeError
@@ -387,22 +387,25 @@ def _touch(path):
 
 
 @pytest.mark.parametrize(
-    ("make", "message"),
+    ("make", "message", "kind"),
     [
-        (lambda s, t: ModelSpec(name="m", path=s.pt_model), "never loads .pt"),
-        (lambda s, t: ModelSpec(name="m", path=t / "missing.xml"), "no such model"),
-        (lambda s, t: ModelSpec(name="bad name!", path=s.fp32_model), "model name"),
-        (lambda s, t: ModelSpec(name="m", path=_touch(t / "x.txt")), "not a model"),
-        (lambda s, t: ServeConfig(models=()), "at least one model"),
-        (lambda s, t: ServeConfig(models=(model_spec(str(s.fp32_model)),) * 2), "two models are named yolov8n"),
-        (lambda s, t: ServeConfig(models=(model_spec(str(s.fp32_model)),), max_queue=0), "max_queue"),
-        (lambda s, t: ServeConfig(models=(model_spec(str(s.fp32_model)),), api_key="short"), "16 characters"),
-        (lambda s, t: ServeConfig(models=(model_spec(str(s.fp32_model)),), timeout_s=0), "timeout_s"),
-        (lambda s, t: ServeConfig(models=(model_spec(str(s.fp32_model)),), port=70000), "port"),
+        (lambda s, t: ModelSpec(name="m", path=s.pt_model), "never loads .pt", ModelLoadError),
+        (lambda s, t: ModelSpec(name="m", path=t / "missing.xml"), "no such model", ModelLoadError),
+        (lambda s, t: ModelSpec(name="bad name!", path=s.fp32_model), "model name", ConfigError),
+        (lambda s, t: ModelSpec(name="m", path=_touch(t / "x.txt")), "not a model", ModelLoadError),
+        (lambda s, t: ServeConfig(models=()), "at least one model", ConfigError),
+        (lambda s, t: ServeConfig(models=(model_spec(str(s.fp32_model)),) * 2), "two models are named yolov8n",
+         ConfigError),
+        (lambda s, t: ServeConfig(models=(model_spec(str(s.fp32_model)),), max_queue=0), "max_queue", ConfigError),
+        (lambda s, t: ServeConfig(models=(model_spec(str(s.fp32_model)),), api_key="short"), "16 characters",
+         ConfigError),
+        (lambda s, t: ServeConfig(models=(model_spec(str(s.fp32_model)),), timeout_s=0), "timeout_s", ConfigError),
+        (lambda s, t: ServeConfig(models=(model_spec(str(s.fp32_model)),), port=70000), "port", ConfigError),
     ],
 )
-def test_settings_refuse_bad_values(models, tmp_path, make, message):
-    with pytest.raises(ConfigError, match=message):
+def test_settings_refuse_bad_values(models, tmp_path, make, message, kind):
+    """A model the server cannot load is a ModelLoadError (exit 3, as for predict); a bad setting a ConfigError."""
+    with pytest.raises(kind, match=message):
         make(models, tmp_path)
 
 

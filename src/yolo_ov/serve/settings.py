@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import DetectConfig, Mode, RuntimeConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, ModelLoadError
 
 __all__ = ["ModelSpec", "ServeConfig", "model_spec", "models_from"]
 
@@ -39,15 +39,16 @@ class ModelSpec:
         path = Path(self.path).expanduser()
         object.__setattr__(self, "path", path)
         suffix = path.suffix.lower()
+        # A model the server cannot load is exit 3 (ModelLoadError), as for ``predict``: the same file, the same code.
         if suffix in _PICKLES:
-            raise ConfigError(
+            raise ModelLoadError(
                 f"{path}: the server never loads {suffix} checkpoints (unpickling runs code); "
                 f"export it first: yolo-ov export {path}"
             )
         if not path.exists():
-            raise ConfigError(f"{path}: no such model file or folder")
+            raise ModelLoadError(f"{path}: no such model file or folder")
         if path.is_file() and suffix not in _ALLOWED_SUFFIXES:
-            raise ConfigError(f"{path}: not a model the server loads (an OpenVINO folder, .xml, .onnx or .tflite)")
+            raise ModelLoadError(f"{path}: not a model the server loads (an OpenVINO folder, .xml, .onnx or .tflite)")
 
 
 def model_spec(text: str | Path) -> ModelSpec:
