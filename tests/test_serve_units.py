@@ -417,3 +417,23 @@ def test_settings_defaults_are_safe(models):
     assert cfg.max_body_bytes == 20 * 1024 * 1024 and cfg.max_pixels == 100_000_000
     assert ServeConfig(models=cfg.models, host="0.0.0.0").binds_all_interfaces
     assert "secret-key-1234567" not in repr(ServeConfig(models=cfg.models, api_key="secret-key-1234567"))
+
+
+def test_detector_refuses_unknown_classes_per_call():
+    """The server's per-request classes reach ``Detector``; its per-call overrides are checked like its own settings.
+
+    Every path (the call, ``submit``, ``stream``, ``stream_callback``) refuses a class id the model does not have
+    instead of returning nothing; a valid override still runs.
+    """
+    from tests.fakes import fake_detector, uniform_image
+
+    bad = DetectConfig(classes=(1, 999))
+    image = uniform_image(40)
+    with fake_detector(mode="throughput") as det:
+        for run in (lambda: det(image, detect=bad), lambda: det.submit(image, detect=bad),
+                    lambda: det.stream([image], detect=bad), lambda: det.stream_callback([image], print, detect=bad),
+                    lambda: list(det.iter_predict([image], detect=bad))):
+            with pytest.raises(ConfigError, match=r"classes \[999\] do not exist in this model: .* 0-3"):
+                run()
+        assert len(det(image, detect=DetectConfig(classes=(0, 1, 2, 3)))) == 1
+        assert len(det.submit(image, detect=DetectConfig(classes=(0, 1, 2, 3))).result(timeout=10)) == 1

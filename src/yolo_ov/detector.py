@@ -149,6 +149,7 @@ class Detector:
         try:
             self.head: Head = select_head(self.model_info)
             _check_classes(self.detect_config, self.model_info.num_classes)
+            self._checked: set[DetectConfig] = {self.detect_config}  # per-call overrides checked once each
         except BaseException:
             self._engine.close()
             raise
@@ -224,7 +225,7 @@ class Detector:
             )
         name = source or describe_source(image)
         t0 = time.perf_counter()
-        cfg = detect or self.detect_config
+        cfg = self._checked_detect(detect) or self.detect_config
         head = head or self.head
         engine = self._engine
         img, original = decode(image, head, engine.input_hw, name, reduce=cfg.fast_decode, fanout=fanout)
@@ -308,7 +309,7 @@ class Detector:
             >>> futures = [det.submit(p) for p in ["a.jpg", "b.jpg"]]  # doctest: +SKIP
             >>> [len(f.result()) for f in futures]  # doctest: +SKIP
         """
-        return self.pipeline().submit(image, detect=detect, source=source, fanout=fanout)
+        return self.pipeline().submit(image, detect=self._checked_detect(detect), source=source, fanout=fanout)
 
     async def submit_async(self, image: ImageInput, *, detect: DetectConfig | None = None,
                            source: str | None = None, fanout: FanOut | None = None) -> Any:
@@ -390,7 +391,7 @@ class Detector:
             ...     print(r.stream, r.frame, len(r))
         """
         return self.pipeline(config).stream(source, ordered=ordered, with_images=with_images, drop=drop,
-                                            detect=detect, fanout=fanout, head=head)
+                                            detect=self._checked_detect(detect), fanout=fanout, head=head)
 
     def stream_callback(
         self, source: Any, callback: Any, *, drop: str | None = "auto", config: PipelineConfig | None = None,
@@ -398,7 +399,15 @@ class Detector:
     ) -> RunStats:
         """OpenVINO's callback style: ``callback(result)`` runs on a worker thread as each
         result completes (completion order); returns the run's counters when all are done."""
-        return self.pipeline(config).run_callback(source, callback, drop=drop, detect=detect, fanout=fanout)
+        return self.pipeline(config).run_callback(source, callback, drop=drop, detect=self._checked_detect(detect),
+                                                  fanout=fanout)
+
+    def _checked_detect(self, detect: DetectConfig | None) -> DetectConfig | None:
+        """A per-call ``detect`` override checked against the model's classes (once per distinct config)."""
+        if detect is not None and detect not in self._checked:
+            _check_classes(detect, self.model_info.num_classes)
+            self._checked.add(detect)
+        return detect
 
     # -- lifetime --------------------------------------------------------
     @property

@@ -53,12 +53,25 @@ def request_settings(model: ServedModel, parameters: Mapping[str, Any]) -> Detec
     """The detection settings of a request: the server's defaults with the request's parameters applied.
 
     Raises:
-        ServeError: ``INVALID_ARGUMENT`` naming a bad parameter.
+        ServeError: ``INVALID_ARGUMENT`` naming a bad parameter, or class ids the model does not have.
     """
     try:
-        return detect_config(model.config.detect, parameters)
+        detect = detect_config(model.config.detect, parameters)
     except ConfigError as exc:
         raise ServeError(ErrorCode.INVALID_ARGUMENT, str(exc)) from None
+    _check_classes(detect, model.detector.names)
+    return detect
+
+
+def _check_classes(detect: DetectConfig, names: Mapping[int, str]) -> None:
+    """A class id the model does not have is a 400 naming it and the valid range, not a silent empty answer."""
+    if detect.classes is None:
+        return
+    bad = sorted(c for c in detect.classes if c not in names)
+    if bad:
+        ids = sorted(names)
+        valid = f"this model's class ids are {ids[0]}-{ids[-1]} ({len(ids)} classes)" if ids else "it has no classes"
+        raise ServeError(ErrorCode.INVALID_ARGUMENT, f"parameter classes={bad}: no such class id; {valid}")
 
 
 async def infer(model: ServedModel, request: InferRequest, *, started: float | None = None) -> InferResponse:
