@@ -212,9 +212,23 @@ def _main(argv: Sequence[str]) -> None:
     parser.add_argument("--delay-s", type=float, default=0.0)
     parser.add_argument("--max-queue", type=int, default=64)
     parser.add_argument("--timeout-s", type=float, default=60.0)
+    parser.add_argument("--max-body-mb", type=float, default=20.0)
+    parser.add_argument("--header-timeout-s", type=float, default=10.0)
+    parser.add_argument("--keep-alive-s", type=float, default=5.0)
+    parser.add_argument("--max-connections", type=int, default=1000)
+    parser.add_argument("--nofile", type=int, default=0, help="lower the open-file limit to this (accept errors)")
+    parser.add_argument("--no-uvloop", action="store_true", help="asyncio's own loop, as without uvloop installed")
     args = parser.parse_args(argv)
+    if args.no_uvloop:
+        sys.modules["uvloop"] = None  # type: ignore[assignment]  # uvicorn's "auto" loop then picks asyncio's
+    if args.nofile:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_NOFILE, (args.nofile, args.nofile))  # hard too: serve cannot raise it
     settings = ServeConfig(models=fake_models(args.root), host=args.host, port=args.port, max_queue=args.max_queue,
-                           timeout_s=args.timeout_s)
+                           timeout_s=args.timeout_s, max_body_mb=args.max_body_mb,
+                           header_timeout_s=args.header_timeout_s, keep_alive_s=args.keep_alive_s,
+                           max_connections=args.max_connections)
     sock = _listen(settings.host, settings.port)
     try:
         _run(settings, sock, access_log=False, detectors=fake_detectors(delay_s=args.delay_s))

@@ -176,7 +176,8 @@ def test_models_lists_what_the_engine_chose(client):
     assert m["classes"] == len(NAMES) and m["input_shape"] == [64, 64] and m["batch"] == 1
     assert m["requests_in_flight"] >= 1
     assert m["limits"] == {"max_queue": 64, "max_wait_ms": 2.0, "timeout_s": 30, "max_body_mb": 4,
-                           "max_pixels": 100_000_000}
+                           "max_pixels": 100_000_000, "header_timeout_s": 10.0, "keep_alive_s": 5.0,
+                           "max_connections": 1000}
 
 
 # -- KServe inference -------------------------------------------------------------------------

@@ -51,6 +51,12 @@ def serve(
     max_body_mb: Annotated[float, typer.Option(help="larger request bodies get 413")] = 20.0,
     max_pixels: Annotated[int, typer.Option(help="images declaring more pixels get 413 (decompression bombs)")]
     = 100_000_000,
+    header_timeout_s: Annotated[float, typer.Option(
+        help="close a connection that has not sent a whole request head in this time (slow clients)")] = 10.0,
+    keep_alive_s: Annotated[float, typer.Option(help="close an idle kept-alive connection after this")] = 5.0,
+    max_connections: Annotated[int, typer.Option(
+        help="open connections at most; one more gets 503 and is closed (idle sockets cannot exhaust the server)")]
+    = 1000,
     api_key_env: Annotated[
         str | None, typer.Option(help="require 'Authorization: Bearer <key>' with the key in this env variable")
     ] = None,
@@ -89,6 +95,7 @@ def serve(
                             fast_decode=fast_decode),
         max_queue=max_queue, max_wait_ms=max_wait_ms, timeout_s=timeout_s, max_body_mb=max_body_mb,
         max_pixels=max_pixels, api_key=api_key, cors_origins=tuple(cors or ()),
+        header_timeout_s=header_timeout_s, keep_alive_s=keep_alive_s, max_connections=max_connections,
     )
     if ray is not None:  # the same app on Ray Serve replicas (yolo_ov.ray)
         serve_on_ray(settings, address=ray_address(ray), replicas=replicas, min_replicas=min_replicas,
@@ -112,6 +119,7 @@ def _run(settings: Any, sock: socket.socket, *, access_log: bool, detectors: Any
     import uvicorn
 
     from ..serve.app import create_app
+    from ..serve.connections import fit_open_files, limit_accept_error_logs, uvicorn_options
 
     names = ", ".join(m.name for m in settings.models)
     _say(f"loading {names} ({settings.runtime.mode.value}, {settings.runtime.device}) ...")
@@ -121,6 +129,9 @@ def _run(settings: Any, sock: socket.socket, *, access_log: bool, detectors: Any
         d = m.describe()
         _say(f"  {m.name}: {d['task']}, input {d['input_shape'][0]}x{d['input_shape'][1]}, {d['streams']} streams, "
              f"{d['requests_in_flight']} requests, {d['inference_precision']} on {', '.join(d['execution_devices'])}")
+    too_few_files = fit_open_files(settings.max_connections)
+    if too_few_files:
+        _say(too_few_files)
     bound_host, bound_port = sock.getsockname()[:2]
     if settings.binds_all_interfaces:
         _say(f"warning: listening on ALL interfaces ({settings.host}): anyone who can reach this machine can use "
@@ -130,8 +141,9 @@ def _run(settings: Any, sock: socket.socket, *, access_log: bool, detectors: Any
          "Ctrl-C or SIGTERM drains and stops")
     server = uvicorn.Server(uvicorn.Config(
         application, log_level="warning", access_log=access_log, lifespan="on",
-        timeout_graceful_shutdown=int(settings.timeout_s) + 1, server_header=False,
+        timeout_graceful_shutdown=int(settings.timeout_s) + 1, server_header=False, **uvicorn_options(settings),
     ))
+    limit_accept_error_logs()
     uvicorn_exit = server.handle_exit
 
     def handle_exit(sig: int, frame: FrameType | None) -> None:

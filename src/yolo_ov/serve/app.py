@@ -42,12 +42,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from .._version import __version__
 from .errors import ErrorCode, ServeError
 from .http_errors import BodyLimit, error_body, error_headers
 from .kserve_rest import encode_infer_response, parse_infer_request
 from .limits import decode_body
+from .metrics import CLIENT_CLOSED
 from .models import ServedModel
 from .service import infer, request_settings, server_metadata
 from .settings import ServeConfig
@@ -295,7 +297,7 @@ async def _metrics(request: Request) -> Response:
 
 
 async def _observed(request: Request, model: ServedModel, endpoint: str, handler: Callable[[], Any]) -> Response:
-    """Run a model request, counting it in the metrics whatever its outcome."""
+    """Run a model request, counting it in the metrics whatever its outcome (a hang-up as 499, not a 500)."""
     metrics = _state(request).metrics
     metrics.request_started(model.name)
     started = time.perf_counter()
@@ -307,5 +309,10 @@ async def _observed(request: Request, model: ServedModel, endpoint: str, handler
     except ServeError as exc:
         status = exc.code.http_status
         raise
+    except ClientDisconnect:
+        # The client hung up before sending its whole request: nobody is left to answer, nothing failed here.
+        # Counted apart (nginx's 499) and never logged as a server error; uvicorn drops what is sent after it.
+        status = CLIENT_CLOSED
+        return Response(status_code=CLIENT_CLOSED)
     finally:
         metrics.request_finished(model.name, endpoint, status, time.perf_counter() - started)

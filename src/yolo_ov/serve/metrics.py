@@ -6,7 +6,9 @@ OVMS exposes ``ovms_requests_success``, ``ovms_requests_fail``,
 ``ovms_infer_req_queue_size`` and ``ovms_current_requests``; the same
 metrics here are ``yolo_ov_...`` with the same suffixes, units
 (microseconds) and a ``name`` label, so a dashboard built for one reads the
-other. Added: images waiting per model, requests refused with 503.
+other. Added: images waiting per model, requests refused with 503, and
+requests the client closed before sending them whole (nginx's 499: neither a
+success nor a failure of the server).
 
 Each app gets its own :class:`~prometheus_client.CollectorRegistry`, so two
 apps in one process (tests, or a user mounting two) never collide.
@@ -22,7 +24,10 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily
 
-__all__ = ["ServeMetrics"]
+__all__ = ["CLIENT_CLOSED", "ServeMetrics"]
+
+#: The status a request gets when its client hung up before sending it whole (nginx's "client closed request").
+CLIENT_CLOSED = 499
 
 #: Microsecond buckets from 1 ms to 60 s (OVMS uses microseconds too).
 _US_BUCKETS = (
@@ -37,6 +42,7 @@ class _Totals:
     success: int = 0
     fail: int = 0
     rejected: int = 0
+    closed: int = 0
     images: int = 0
     in_flight: int = 0
     queued: int = 0
@@ -56,6 +62,9 @@ class ServeMetrics:
         self.requests_fail = Counter(
             "yolo_ov_requests_fail", "Requests answered with an error, by HTTP status",
             ["name", "endpoint", "code"], registry=r)
+        self.requests_client_closed = Counter(
+            "yolo_ov_requests_client_closed", "Requests whose client hung up before sending them whole (nginx's "
+            "499); not failures", ["name", "endpoint"], registry=r)
         self.requests_rejected = Counter(
             "yolo_ov_requests_rejected", "Requests refused with 503 because the model's queue was full",
             ["name"], registry=r)
@@ -115,9 +124,15 @@ class ServeMetrics:
         with self._lock:
             totals = self._totals[name]
             totals.in_flight -= 1
-            totals.success += status < 400
-            totals.fail += status >= 400
-            totals.rejected += status == 503
+            if status == CLIENT_CLOSED:
+                totals.closed += 1
+            else:
+                totals.success += status < 400
+                totals.fail += status >= 400
+                totals.rejected += status == 503
+        if status == CLIENT_CLOSED:
+            self.requests_client_closed.labels(name, endpoint).inc()
+            return
         self.request_time.labels(name, endpoint).observe(seconds * 1e6)
         if status < 400:
             self.requests_success.labels(name, endpoint).inc()

@@ -92,6 +92,11 @@ class ServeConfig:
             ``Authorization: Bearer <key>`` (compared in constant time).
         cors_origins: origins allowed to call the API from a browser (none by default).
         retry_after_s: the ``Retry-After`` a 503 suggests.
+        header_timeout_s: a connection that has not sent a whole request head
+            within this is closed (clients dribbling headers cannot hold sockets).
+        keep_alive_s: an idle kept-alive connection is closed after this.
+        max_connections: open connections at most; one beyond gets 503 and is
+            closed at once (idle sockets cannot exhaust the file descriptors).
 
     Example:
         >>> cfg = ServeConfig(models=(model_spec("yolov8n_openvino_model"),), max_queue=32)  # doctest: +SKIP
@@ -110,6 +115,9 @@ class ServeConfig:
     api_key: str | None = field(default=None, repr=False)
     cors_origins: tuple[str, ...] = ()
     retry_after_s: int = 1
+    header_timeout_s: float = 10.0
+    keep_alive_s: float = 5.0
+    max_connections: int = 1000
 
     def __post_init__(self) -> None:
         models = tuple(self.models)
@@ -125,7 +133,8 @@ class ServeConfig:
         _positive_int("max_queue", self.max_queue)
         _positive_int("max_pixels", self.max_pixels)
         _positive_int("retry_after_s", self.retry_after_s)
-        for name in ("timeout_s", "max_body_mb"):
+        _positive_int("max_connections", self.max_connections)
+        for name in ("timeout_s", "max_body_mb", "header_timeout_s", "keep_alive_s"):
             if not float(getattr(self, name)) > 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
         if not float(self.max_wait_ms) >= 0:
@@ -147,6 +156,8 @@ class ServeConfig:
         return {
             "max_queue": self.max_queue, "max_wait_ms": self.max_wait_ms, "timeout_s": self.timeout_s,
             "max_body_mb": self.max_body_mb, "max_pixels": self.max_pixels,
+            "header_timeout_s": self.header_timeout_s, "keep_alive_s": self.keep_alive_s,
+            "max_connections": self.max_connections,
         }
 
 
