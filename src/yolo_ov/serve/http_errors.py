@@ -106,7 +106,7 @@ async def _reject(send: Send, status: int, message: str) -> None:
     await send({
         "type": "http.response.start",
         "status": status,
-        # The body was not read: close the connection rather than leave it unread on the wire.
+        # The body was not read: close the connection (serve/connections.py drains it first, so the client sees this).
         "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                     (b"connection", b"close")],
     })
