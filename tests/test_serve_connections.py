@@ -188,7 +188,7 @@ def test_accept_errors_are_logged_once_per_interval(tmp_path, loop):
     try:
         for _ in range(120):
             held.append(socket.create_connection(_address(proc), timeout=10))
-        time.sleep(3.5)  # asyncio retries accept every second: three or four errors unfiltered
+        time.sleep(2.5)  # asyncio retries accept every second: three errors unfiltered
         for sock in held:
             sock.close()
         held.clear()

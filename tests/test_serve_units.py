@@ -401,6 +401,12 @@ def _touch(path):
          ConfigError),
         (lambda s, t: ServeConfig(models=(model_spec(str(s.fp32_model)),), timeout_s=0), "timeout_s", ConfigError),
         (lambda s, t: ServeConfig(models=(model_spec(str(s.fp32_model)),), port=70000), "port", ConfigError),
+        (lambda s, t: ServeConfig(models=(model_spec(str(s.fp32_model)),), max_connections=0), "max_connections",
+         ConfigError),
+        (lambda s, t: ServeConfig(models=(model_spec(str(s.fp32_model)),), header_timeout_s=0), "header_timeout_s",
+         ConfigError),
+        (lambda s, t: ServeConfig(models=(model_spec(str(s.fp32_model)),), keep_alive_s=-1), "keep_alive_s",
+         ConfigError),
     ],
 )
 def test_settings_refuse_bad_values(models, tmp_path, make, message, kind):

@@ -114,7 +114,8 @@ class GuardedH11Protocol(H11Protocol):
     def eof_received(self) -> bool | None:
         if self._refused or self._draining:
             self._raw.close()
-        return None
+            return None
+        return super().eof_received()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_timer()
@@ -140,6 +141,8 @@ class GuardedH11Protocol(H11Protocol):
     # -- graceful close ----------------------------------------------------
     def _close(self) -> None:
         """What ``transport.close()`` means here: drain the unread body first when the client is still sending it."""
+        if self._draining:
+            return
         if self.conn.their_state is h11.SEND_BODY and not self._raw.is_closing() and self._raw.can_write_eof():
             self._draining = True
             self._half_close(self._raw, DRAIN_S)
@@ -161,6 +164,10 @@ class _LingeringTransport:
 
     def close(self) -> None:
         self._protocol._close()
+
+    def is_closing(self) -> bool:
+        # Draining counts as closing: uvicorn then arms no keep-alive timer on a connection that is going away.
+        return self._protocol._draining or self._transport.is_closing()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
