@@ -149,7 +149,7 @@ class Detector:
         try:
             self.head: Head = select_head(self.model_info)
             _check_classes(self.detect_config, self.model_info.num_classes)
-            self._checked: set[DetectConfig] = {self.detect_config}  # per-call overrides checked once each
+            self._checked: set[tuple[int, ...]] = set()  # class filters of per-call overrides already checked
         except BaseException:
             self._engine.close()
             raise
@@ -403,10 +403,13 @@ class Detector:
                                                   fanout=fanout)
 
     def _checked_detect(self, detect: DetectConfig | None) -> DetectConfig | None:
-        """A per-call ``detect`` override checked against the model's classes (once per distinct config)."""
-        if detect is not None and detect not in self._checked:
+        """A per-call ``detect`` override checked against the model's classes (once per class filter; the
+        cache is bounded: a server's clients choose the filters)."""
+        if detect is not None and detect.classes is not None and detect.classes not in self._checked:
             _check_classes(detect, self.model_info.num_classes)
-            self._checked.add(detect)
+            if len(self._checked) >= 256:
+                self._checked.clear()
+            self._checked.add(detect.classes)
         return detect
 
     # -- lifetime --------------------------------------------------------
