@@ -457,6 +457,7 @@ def main() -> None:
     del clip
     load_before = [round(v, 2) for v in os.getloadavg()]
     info = machine_info()
+    print(machine_line(info), flush=True)  # the machine and the inference precision, before the figures
     agree = [] if args.no_agreement else agreement(
         args.model, args.clip, args.clip.parent / "tracking_reference_walking_720p.json")
     for a in agree:

@@ -26,11 +26,25 @@ RESULTS = REPO / "benchmarks" / "results"
 
 
 def machine_info() -> dict[str, Any]:
-    """CPU model, core count, threads, Python/OpenVINO versions and the date: stated with every figure."""
+    """CPU model, core count, threads, Python/OpenVINO versions, the CPU's inference precision and the date:
+    stated with every figure."""
     from yolo_ov.bench import machine_facts
 
     date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    return {**machine_facts(), "machine": platform.machine(), "date": date}
+    return {**machine_facts(), "machine": platform.machine(), "cpu_precision": cpu_inference_precision(),
+            "date": date}
+
+
+def cpu_inference_precision() -> str:
+    """The precision OpenVINO's CPU plugin runs float layers in unless told otherwise (``bf16`` on CPUs with
+    AVX512-BF16 or AMX, else ``f32``): what every figure here was measured at, unless a script forces one."""
+    import openvino as ov
+
+    try:
+        value = ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT")
+    except Exception:  # no CPU plugin: nothing to state
+        return "unknown"
+    return value.get_type_name() if isinstance(value, ov.Type) else str(value)
 
 
 def benchmark_app_path() -> str:
@@ -102,9 +116,11 @@ def write_results(name: str, data: dict[str, Any], markdown: str) -> tuple[Path,
 
 
 def machine_line(info: dict[str, Any]) -> str:
+    # results written before the precision was recorded do not state it (it was not always this machine's)
+    precision = f", CPU inference precision {info['cpu_precision']}" if info.get("cpu_precision") else ""
     return (
         f"Machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}, "
-        f"OpenVINO {info['openvino'].split('-')[0]}; measured {info['date']}."
+        f"OpenVINO {info['openvino'].split('-')[0]}{precision}; measured {info['date']}."
     )
 
 

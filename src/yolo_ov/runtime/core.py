@@ -3,7 +3,8 @@
 The host hands the compiled model ``uint8`` BGR ``NHWC`` letterboxed frames;
 ``PrePostProcessor`` puts the layout change, BGR->RGB, the conversion to
 float and the /255 into the graph, where the plugin fuses them with the first
-convolution. Compilation happens once, explicitly, in :func:`load`; the
+convolution (all but the BGR->RGB of a float first layer under bf16/f16: see
+:func:`prepare`). Compilation happens once, explicitly, in :func:`load`; the
 returned :class:`OpenVINOEngine` (an :class:`~yolo_ov.runtime.engine.Engine`)
 owns the compiled model and one synchronous request for the latency path.
 The throughput pipeline builds its ``AsyncInferQueue`` from the same compiled model.
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 import openvino as ov
 
-from ..config import RuntimeConfig
+from ..config import Precision, RuntimeConfig
 from ..errors import ConfigError, DeviceError, InferenceError, openvino_message
 from .model import ModelInfo, inspect_model, read_model, resolve_model_path
 from .prepared import PreparedStore
@@ -178,7 +179,7 @@ def _prepared_in_cache(core: ov.Core, path: Path, config: RuntimeConfig, cache: 
     """The prepared IR for ``config`` from the store (made and saved on a miss)."""
     cache.mkdir(parents=True, exist_ok=True)
     store = PreparedStore(cache)
-    key = store.key(path, config.batch, config.imgsz)
+    key = store.key(path, config.batch, config.imgsz, below_f32=_below_f32(core, config))
     hit = store.lookup(key)
     if hit is not None:
         xml, info = hit
@@ -190,7 +191,29 @@ def _prepared_in_cache(core: ov.Core, path: Path, config: RuntimeConfig, cache: 
 
 
 def prepare(model: ov.Model, info: ModelInfo, config: RuntimeConfig) -> ov.Model:
-    """Reshape to the requested batch/size and embed pre-processing in the graph."""
+    """Reshape to the requested batch/size and embed pre-processing in the graph.
+
+    The graph computes what Ultralytics feeds its network, ``RGB / 255`` as
+    float32 NCHW, from the host's ``uint8`` BGR NHWC frame, and gives the first
+    layer bit-identical values at every inference precision (issue 24):
+
+    * the /255 is a ``Multiply`` by ``float32(1/255)``, not PPP's ``scale()``:
+      the CPU plugin lowers that ``Divide`` in bf16 (``x * bf16(1/255)``, 0.4 %
+      off), while the ``Multiply`` runs in f32 inside the ``Convert`` subgraph
+      and is rounded once, as the host's float32 tensor is;
+    * BGR->RGB: OpenVINO's ``ReverseInputChannelsFusion`` folds PPP's channel
+      ``Gather`` into the first convolution's weights, so that convolution sums
+      its B, G, R products in the reverse order. An INT8 first layer sums in
+      int32, exact in any order, so the fold is kept there (free); in f32 it
+      moves the first layer's sums in the last bit only, and is kept too. A
+      float first convolution run in bf16 (the default on CPUs with
+      AVX512-BF16 or AMX; f16 on GPUs) rounds 0.6-2.4 % of its outputs to the
+      other neighbouring bf16 value, which the network amplifies (measured on
+      AMD EPYC Zen 4: the shared YOLO26n-cls IR's top-5 confidences 0.020
+      from Ultralytics', a YOLOv10n FP32 IR 0.994 of detections matched).
+      There the swap is done on the data instead (:func:`_bgr_to_rgb`) and
+      the outputs are bit-identical to Ultralytics' host-normalised feed.
+    """
     h, w = config.imgsz or info.imgsz
     if h % info.stride or w % info.stride:
         raise ConfigError(f"imgsz {(h, w)} must be a multiple of the model stride {info.stride}")
@@ -201,20 +224,37 @@ def prepare(model: ov.Model, info: ModelInfo, config: RuntimeConfig) -> ov.Model
         # also makes a dynamic-shape IR static at the requested size (and batch: an old
         # export's metadata may say batch 8, but one image is one request here)
         reshape_model(model, info.imgsz, (h, w), config.batch)
+    swap_as_data = _below_f32(get_core(), config) and not _quantized_input(model)
     ppp = ov.preprocess.PrePostProcessor(model)
     inp = ppp.input()
-    inp.tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_color_format(
-        ov.preprocess.ColorFormat.BGR
-    )
+    tensor = inp.tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC"))
     inp.model().set_layout(ov.Layout("NHWC" if nhwc else "NCHW"))
-    # The /255 is a Multiply by float32(1/255), not PPP's scale() (a Divide): on
-    # CPUs that run bf16, the CPU plugin lowers a Divide on a u8 NHWC input
-    # differently and the detections drift from Ultralytics' (host-normalised)
-    # ones; the Multiply is bit-identical to normalising on the host.
-    inp.preprocess().convert_element_type(ov.Type.f32).convert_color(ov.preprocess.ColorFormat.RGB).custom(_scale_1_255)
+    steps = inp.preprocess()
+    if swap_as_data:
+        steps.convert_element_type(ov.Type.f32).custom(_scale_1_255).custom(_bgr_to_rgb)
+    else:
+        tensor.set_color_format(ov.preprocess.ColorFormat.BGR)
+        steps.convert_element_type(ov.Type.f32).convert_color(ov.preprocess.ColorFormat.RGB).custom(_scale_1_255)
     for i in range(len(model.outputs)):  # every output (a segmentation model has two)
         ppp.output(i).tensor().set_element_type(ov.Type.f32)
     return ppp.build()
+
+
+def _below_f32(core: ov.Core, config: RuntimeConfig) -> bool:
+    """Whether float layers will run below f32 (bf16, f16): forced, or the device's default."""
+    if config.inference_precision is not None:
+        return config.inference_precision is not Precision.F32
+    try:
+        default = core.get_property(config.device, "INFERENCE_PRECISION_HINT")
+    except Exception:  # noqa: BLE001 - AUTO/MULTI/HETERO have no single answer: assume the lower one
+        return True
+    return _type_name(default) != "f32"
+
+
+def _quantized_input(model: ov.Model) -> bool:
+    """The input goes only into FakeQuantize nodes: an INT8 first layer (integer sums, exact in any order)."""
+    consumers = [target.get_node() for target in model.inputs[0].get_target_inputs()]
+    return bool(consumers) and all(node.get_type_name() == "FakeQuantize" for node in consumers)
 
 
 def _fix_nhwc_shape(model: ov.Model, info: ModelInfo, batch: int, hw: tuple[int, int]) -> None:
@@ -239,6 +279,28 @@ def _fix_nhwc_shape(model: ov.Model, info: ModelInfo, batch: int, hw: tuple[int,
 
 def _scale_1_255(node: ov.Output) -> ov.Output:
     return ov.opset13.multiply(node, ov.opset13.constant(np.float32(1.0 / 255.0))).output(0)
+
+
+def _bgr_to_rgb(node: ov.Output) -> ov.Output:
+    """Reverse the channels of the scaled NHWC input with a 1x1 convolution (weights 0 and 1).
+
+    Unlike PPP's channel ``Gather``, no pass folds this into the next
+    convolution's weights, so that convolution keeps the weights and the
+    summation order it has when fed a float RGB tensor. Each output is one
+    input times 1 plus zeros: exact in bf16 and f16. Of the data movements
+    that do this (a ``Gather`` with axis -1, which the fusion skips, a
+    ``MatMul``, this), it cost least in the CPU plugin's per-node times on AMD
+    EPYC Zen 4: 1.0 % of the summed node time for yolov8n at 640, 2.7 % for
+    YOLO26n-cls at 224 (``MatMul`` 1.9 % and 4.3 %, ``Gather`` 2.8 % and
+    5.7 %). The transposes around it cancel with the layout change after it.
+    ``tests/test_bf16_parity.py`` checks the outputs stay bit-identical.
+    """
+    weights = np.zeros((3, 3, 1, 1), np.float32)
+    weights[[0, 1, 2], [2, 1, 0]] = 1.0  # out R = in channel 2, G = 1, B = 0
+    ops = ov.opset13
+    nchw = ops.transpose(node, ops.constant(np.array([0, 3, 1, 2], np.int64)))
+    rgb = ops.convolution(nchw, ops.constant(weights), [1, 1], [0, 0], [0, 0], [1, 1])
+    return ops.transpose(rgb, ops.constant(np.array([0, 2, 3, 1], np.int64))).output(0)
 
 
 class OpenVINOEngine:

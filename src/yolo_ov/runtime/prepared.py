@@ -9,8 +9,9 @@ prepared graph as an IR in ``<cache_dir>/prepared/<key>/`` together with the
 preparing and compile that file, which OpenVINO's cache answers directly.
 
 The key covers what the prepared graph depends on: the source files'
-absolute paths, sizes and modification times, the batch and input size, the
-OpenVINO version and :data:`PREPARE_VERSION` (bump it when ``prepare``
+absolute paths, sizes and modification times, the batch and input size,
+whether float layers run below f32 (``prepare`` then swaps BGR->RGB as data),
+the OpenVINO version and :data:`PREPARE_VERSION` (bump it when ``prepare``
 changes what it builds).
 """
 
@@ -31,7 +32,7 @@ from .model import HeadType, ModelInfo, TensorSpec
 __all__ = ["PREPARE_VERSION", "PreparedStore"]
 
 #: Version of the graph ``runtime.prepare`` builds; part of every key.
-PREPARE_VERSION = 2
+PREPARE_VERSION = 3
 
 
 class PreparedStore:
@@ -40,7 +41,7 @@ class PreparedStore:
     def __init__(self, cache_dir: Path) -> None:
         self.root = cache_dir / "prepared"
 
-    def key(self, source: Path, batch: int, hw: tuple[int, int] | None) -> str:
+    def key(self, source: Path, batch: int, hw: tuple[int, int] | None, *, below_f32: bool = False) -> str:
         files = [source, source.with_suffix(".bin"), source.parent / "metadata.yaml"]
         ident: dict[str, Any] = {
             "files": [
@@ -50,6 +51,7 @@ class PreparedStore:
             "hw": list(hw) if hw else None,
             "openvino": ov.get_version(),
             "prepare": PREPARE_VERSION,
+            "below_f32": below_f32,  # runtime.prepare's BGR->RGB depends on the inference precision
         }
         return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:24]
 
