@@ -316,3 +316,26 @@ def test_inference_path_never_imports_torch_or_ultralytics(shared):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
             encoding="utf-8", errors="replace", timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_predict_a_full_disk_under_save_dir_keeps_no_record_of_that_image(fake_cli, images, tmp_path, monkeypatch):
+    """Every output or none (issue 24, item 6): the JSONL holds exactly the images whose annotated copy exists."""
+    import os
+
+    real = os.replace
+
+    def replace(src, dst, *args, **kwargs):
+        if Path(dst).name == images[3].name:
+            raise OSError(28, os.strerror(28), str(src))
+        return real(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", replace)
+    out, vis = tmp_path / "pred.jsonl", tmp_path / "vis"
+    result = _invoke("predict", *images, "--mode", "latency", "--save-json", out, "--save-dir", vis, "-q")
+    assert result.exit_code == 2, result.output
+    errors = [x for x in result.output.splitlines() if x.startswith("error:")]
+    assert len(errors) == 1 and str(vis / images[3].name) in errors[0] and "No space left on device" in errors[0]
+    assert "Traceback" not in result.output
+    saved = sorted(p.name for p in vis.iterdir())
+    assert saved == sorted(p.name for p in images[:3])
+    assert [Path(r["source"]).name for r in _records(out)] == saved
