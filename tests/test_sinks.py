@@ -325,7 +325,8 @@ def _enospc_on(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
 def test_a_record_an_annotated_image_failed_on_is_taken_back_from_the_other_outputs(tmp_path, monkeypatch):
     _enospc_on(monkeypatch, "b.jpg")
     image = np.zeros((64, 64, 3), np.uint8)
-    sinks = Sinks([JsonlSink(tmp_path / "a.jsonl"), CocoJsonSink(tmp_path / "c.json"), AnnotatedImageSink(tmp_path / "v")])
+    sinks = Sinks([JsonlSink(tmp_path / "a.jsonl"), CocoJsonSink(tmp_path / "c.json"),
+                   AnnotatedImageSink(tmp_path / "v")])
     with sinks:
         sinks.write(_det("a.jpg"), image)
         with pytest.raises(OutputError, match=r"b\.jpg: cannot write the annotated image \(No space left on device\)"):

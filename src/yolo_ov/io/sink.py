@@ -15,6 +15,7 @@ concurrent callers).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
@@ -237,10 +238,8 @@ def _undo_all(sinks: Iterable[Sink]) -> None:
     for sink in sinks:
         undo = getattr(sink, "undo", None)
         if callable(undo):
-            try:
+            with contextlib.suppress(Exception):  # the write's own error is the one to report
                 undo()
-            except Exception:  # noqa: BLE001, S110 - the write's own error is the one to report
-                pass
 
 
 def _close_all(sinks: Iterable[Sink]) -> None:
