@@ -132,7 +132,7 @@ class SinkBase:
 
 
 class Sinks:
-    """Several outputs as one: each record goes to every sink, in one signal-safe section.
+    """Several outputs as one: each record goes to every sink or to none, in one signal-safe section.
 
     ``None`` entries are dropped, so optional outputs can be listed as they
     are (``Sinks([JsonlSink(p) if p else None, ...])``). Opening opens every
