@@ -316,3 +316,112 @@ def test_inference_path_never_imports_torch_or_ultralytics(shared):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
             encoding="utf-8", errors="replace", timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_predict_a_full_disk_under_save_dir_keeps_no_record_of_that_image(fake_cli, images, tmp_path, monkeypatch):
+    """Every output or none (issue 24, item 6): the JSONL holds exactly the images whose annotated copy exists."""
+    import os
+
+    real = os.replace
+
+    def replace(src, dst, *args, **kwargs):
+        if Path(dst).name == images[3].name:
+            raise OSError(28, os.strerror(28), str(src))
+        return real(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", replace)
+    out, vis = tmp_path / "pred.jsonl", tmp_path / "vis"
+    result = _invoke("predict", *images, "--mode", "latency", "--save-json", out, "--save-dir", vis, "-q")
+    assert result.exit_code == 2, result.output
+    errors = [x for x in result.output.splitlines() if x.startswith("error:")]
+    assert len(errors) == 1 and str(vis / images[3].name) in errors[0] and "No space left on device" in errors[0]
+    assert "Traceback" not in result.output
+    saved = sorted(p.name for p in vis.iterdir())
+    assert saved == sorted(p.name for p in images[:3])
+    assert [Path(r["source"]).name for r in _records(out)] == saved
+
+
+# -- wording (issue 24, item 8) -------------------------------------------------------------------------
+
+def test_an_empty_video_is_called_an_empty_file_like_an_empty_image(fake_cli, tmp_path):
+    for name in ("empty.mp4", "empty.jpg"):
+        (tmp_path / name).write_bytes(b"")
+        result = _invoke("predict", tmp_path / name, "-q")
+        assert result.exit_code == 1, result.output
+        assert f"skipped: {tmp_path / name}: empty file (0 bytes), not " in result.output
+
+
+@pytest.mark.parametrize(("command", "args", "said", "field"), [
+    ("predict", ["--requests", "0"], "--requests must be a positive integer, got 0", "num_requests"),
+    ("predict", ["--max-det", "0"], "--max-det must be a positive integer, got 0", "max_det"),
+    ("predict", ["--workers", "0"], "--workers must be a positive integer (or unset: automatic), got 0", "None"),
+    ("predict", ["--batch", "0"], "--batch must be a positive integer, got 0", None),
+    ("predict", ["--conf", "2"], "--conf must be within [0, 1], got 2.0", None),
+    ("track", ["--requests", "0"], "--requests must be a positive integer, got 0", "num_requests"),
+    ("track", ["--max-det", "-1"], "--max-det must be a positive integer, got -1", "max_det"),
+])
+def test_errors_name_the_flag_the_user_typed(fake_cli, images, command, args, said, field):
+    result = _invoke(command, images[0], "-q", *args)
+    assert result.exit_code == 2
+    assert result.output == f"error: {said}\n"
+    assert field is None or field not in result.output
+    assert fake_cli == []  # refused before a model was opened
+
+
+def test_a_bad_value_in_a_config_file_is_named_as_written_there(fake_cli, images, tmp_path):
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text('{"mode": "throughput", "num_requests": 0}', encoding="utf-8")
+    result = _invoke("predict", images[0], "-q", "--config", cfg)
+    assert result.exit_code == 2 and result.output == f"error: {cfg}: num_requests must be a positive integer, got 0\n"
+    result = _invoke("predict", images[0], "-q", "--config", cfg, "--requests", "-3")  # the flag wins, and is named
+    assert result.exit_code == 2 and result.output == "error: --requests must be a positive integer, got -3\n"
+
+
+def test_version_prints_the_package_and_openvino_versions():
+    import openvino as ov
+
+    from yolo_ov._version import __version__
+
+    result = _invoke("--version")
+    assert result.exit_code == 0
+    assert result.output == f"yolo-ov {__version__}, OpenVINO {ov.get_version()}\n"
+
+
+def test_predict_and_track_name_frames_the_live_policy_left_out_alike(fake_cli, tmp_path, monkeypatch):
+    """One word ("skipped", as ``run.stats.skipped``) in both commands' summaries."""
+    from tests.media import grey_frames, write_clip
+    from yolo_ov.io.sources import FrameSource
+    from yolo_ov.track.run import TrackRun
+
+    clip = write_clip(tmp_path / "a.avi", grey_frames([30, 60, 90]))
+    monkeypatch.setattr(FrameSource, "total_skipped", property(lambda self: 4))
+    monkeypatch.setattr(TrackRun, "skipped", property(lambda self: {0: 4}))
+    for command in ("predict", "track"):
+        result = _invoke(command, clip, "-q")
+        assert result.exit_code == 0, result.output
+        assert "4 frames skipped (latest)" in result.output and "dropped" not in result.output, (command, result.output)
+
+
+def test_ray_prints_no_colour_codes_into_a_file_or_a_pipe(monkeypatch, capsys):
+    """Ray wraps the ``(raylet)`` lines it relays in ANSI colours; not on a non-tty stderr (``--ray``)."""
+    import io
+
+    from yolo_ov.cli._ray import plain_ray_logs
+
+    worker = pytest.importorskip("ray._private.worker")
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    for name in ("RAY_COLOR_PREFIX", "NO_COLOR"):  # set first, so monkeypatch restores what the test sets
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+    assert not plain_ray_logs(Tty()) and "RAY_COLOR_PREFIX" not in __import__("os").environ  # a terminal keeps them
+    assert plain_ray_logs(io.StringIO())
+    worker.print_to_stdstream({"lines": ["WARNING: 8 workers started"], "pid": "raylet", "is_err": True},
+                              ignore_prefix=False)
+    said = capsys.readouterr().err
+    assert "WARNING: 8 workers started" in said and "\x1b[" not in said
+    monkeypatch.setenv("RAY_COLOR_PREFIX", "1")
+    assert not plain_ray_logs(io.StringIO())  # a choice made by the user stands

@@ -338,7 +338,7 @@ def test_cli_refusals_are_one_line(stand_in, tmp_path):
         (["--model", str(tmp_path / "missing_openvino_model")], "no such model", 3),
         (["--model", str(model), "--port", str(port)], f"cannot listen on 127.0.0.1:{port}", 2),
         (["--model", str(model), "--api-key-env", "YOLO_OV_UNSET_KEY"], "YOLO_OV_UNSET_KEY", 2),
-        (["--model", str(model), "--max-queue", "0", "--port", "0"], "max_queue", 2),
+        (["--model", str(model), "--max-queue", "0", "--port", "0"], "--max-queue must be a positive integer", 2),
     ]
     def run_serve(args: list[str]) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "yolo_ov", "serve", *args], capture_output=True, text=True,

@@ -306,3 +306,62 @@ def test_writes_from_another_thread_leave_the_main_threads_signals_alone(tmp_pat
     t.join()
     sink.close()
     assert seen == [0] and signals._depth == 0 and sink.count == 1
+
+
+# -- every output or none, on a full disk (issue 24, item 6) ----------------------------------------
+
+def _enospc_on(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """The annotated image named ``name`` meets a full disk as it is moved into place."""
+    real = os.replace
+
+    def replace(src, dst, *args, **kwargs):
+        if Path(dst).name == name:
+            raise OSError(28, os.strerror(28), str(src))
+        return real(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", replace)
+
+
+def test_a_record_an_annotated_image_failed_on_is_taken_back_from_the_other_outputs(tmp_path, monkeypatch):
+    _enospc_on(monkeypatch, "b.jpg")
+    image = np.zeros((64, 64, 3), np.uint8)
+    sinks = Sinks([JsonlSink(tmp_path / "a.jsonl"), CocoJsonSink(tmp_path / "c.json"),
+                   AnnotatedImageSink(tmp_path / "v")])
+    with sinks:
+        sinks.write(_det("a.jpg"), image)
+        with pytest.raises(OutputError, match=r"b\.jpg: cannot write the annotated image \(No space left on device\)"):
+            sinks.write(_det("b.jpg"), image)
+        assert "(1 lines)" in sinks.describe() and "(1 detections)" in sinks.describe()
+    assert [json.loads(x)["source"] for x in (tmp_path / "a.jsonl").read_text(encoding="utf-8").splitlines()] == \
+        ["a.jpg"]
+    assert [e["image_id"] for e in json.loads((tmp_path / "c.json").read_text(encoding="utf-8"))] == ["a"]
+    assert sorted(p.name for p in (tmp_path / "v").iterdir()) == ["a.jpg"]
+
+
+def test_a_record_the_jsonl_failed_on_takes_its_annotated_image_back(tmp_path, monkeypatch):
+    image = np.zeros((64, 64, 3), np.uint8)
+    images, jsonl = AnnotatedImageSink(tmp_path / "v"), JsonlSink(tmp_path / "a.jsonl")
+    with Sinks([images, jsonl]) as sinks:
+        sinks.write(_det("a.jpg"), image)
+        monkeypatch.setattr(jsonl._file._fh, "write", lambda data: (_ for _ in ()).throw(OSError(28, "full")),
+                            raising=False)  # type: ignore[union-attr]
+        with pytest.raises(OutputError, match="full"):
+            sinks.write(_det("b.jpg"), image)
+        monkeypatch.undo()
+    assert sorted(p.name for p in (tmp_path / "v").iterdir()) == ["a.jpg"] and images.count == 1
+    assert (tmp_path / "a.jsonl").read_text(encoding="utf-8").count("\n") == 1
+
+
+def test_sinks_that_cannot_undo_are_written_first():
+    class Undoable(Recorder):
+        def undo(self) -> None:
+            self.events.append("undo")
+
+    first, failing = Undoable(), _Failing("write")
+    with pytest.raises(OutputError, match="disk full"):
+        Sinks([first, failing]).write(_det("a.jpg"))
+    assert first.events == []  # the sink that could not take the record back was asked first; it failed
+    kept, last = Recorder(), Undoable()
+    with pytest.raises(OutputError, match="disk full"):
+        Sinks([last, kept, _Failing("write")]).write(_det("a.jpg"))
+    assert len(kept.events) == 1 and last.events == []  # order among the undo-less sinks is kept; last never wrote

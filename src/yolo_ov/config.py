@@ -225,10 +225,17 @@ def load_runtime_config(path: str | Path, **overrides: Any) -> RuntimeConfig:
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"{p}: unknown runtime setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    data.update({k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    from_file = set(data) - set(given)
+    data.update(given)
     if isinstance(data.get("imgsz"), list):
         data["imgsz"] = tuple(data["imgsz"])
-    return RuntimeConfig(**data)
+    try:
+        return RuntimeConfig(**data)
+    except ConfigError as exc:  # a bad value written in the file: name the file (a command's flags name themselves)
+        if str(exc).partition(" ")[0] in from_file:
+            raise ConfigError(f"{p}: {exc}") from None
+        raise
 
 
 @dataclass(frozen=True, kw_only=True)

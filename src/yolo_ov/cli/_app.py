@@ -65,6 +65,26 @@ app = typer.Typer(
 err = Console(stderr=True, highlight=False)
 out = Console(highlight=False)
 
+def _print_version(value: bool) -> None:
+    """``yolo-ov --version``: this package's version and the OpenVINO runtime's, then exit 0."""
+    if not value:
+        return
+    import openvino as ov
+
+    from .._version import __version__
+
+    out.print(f"yolo-ov {__version__}, OpenVINO {ov.get_version()}", markup=False, soft_wrap=True)
+    raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                 help="print the yolo-ov and OpenVINO versions and exit"),
+) -> None:
+    """Run Ultralytics YOLO detectors on OpenVINO, tuned for latency or throughput."""
+
+
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_MODEL, EXIT_INFERENCE, EXIT_EXTRA, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 5, 130
 EXIT_TERMINATED = 143
 
@@ -110,7 +130,8 @@ def guarded(fn: F) -> F:
             with terminate_as_interrupt():
                 return fn(*args, **kwargs)
         except YoloOvError as exc:
-            raise fail(_escape(str(exc)), exit_code_for(exc)) from None
+            text = as_typed(str(exc)) if isinstance(exc, ConfigError) else str(exc)
+            raise fail(_escape(text), exit_code_for(exc)) from None
         except Terminated as exc:
             err.print(f"terminated ({signal_name(exc.signum)})", soft_wrap=True, markup=False)
             sys.stderr.flush()
@@ -121,6 +142,39 @@ def guarded(fn: F) -> F:
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+#: The flag that sets each configuration field a :class:`~yolo_ov.errors.ConfigError` may name first.
+#: The config classes are the library's and name their fields (``max_det``); on the command line the
+#: user typed a flag (``--max-det``), and the one line must name what they typed. Values read from a
+#: ``--config`` file are reported with the file's path first, so they keep their field names.
+FLAGS: dict[str, str] = {
+    "num_requests": "--requests",
+    "num_streams": "--streams",
+    "max_det": "--max-det",
+    "max_queue": "--max-queue",
+    "max_wait_ms": "--max-wait-ms",
+    "workers": "--workers",
+    "batch": "--batch",
+    "conf": "--conf",
+    "iou": "--iou",
+    "imgsz": "--imgsz",
+    "device": "--device",
+    "mode": "--mode",
+}
+
+
+def as_typed(message: str) -> str:
+    """``message`` with the config field it starts with named as the flag the user typed.
+
+    >>> as_typed("num_requests must be a positive integer, got 0")
+    '--requests must be a positive integer, got 0'
+    >>> as_typed("cfg.json: num_requests must be a positive integer, got 0")
+    'cfg.json: num_requests must be a positive integer, got 0'
+    """
+    field, sep, rest = message.partition(" ")
+    flag = FLAGS.get(field)
+    return f"{flag} {rest}" if flag and sep else message
 
 
 def signal_name(signum: int) -> str:

@@ -8,17 +8,19 @@ running here, else ``RAY_ADDRESS``, else a local cluster on this machine.
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from ..config import DetectConfig, Mode, RuntimeConfig
 from ..errors import ConfigError
 from ..io.signals import terminate_as_interrupt
 from ._app import EXIT_OK, EXIT_PARTIAL, err
 
-__all__ = ["RAY_OPTION", "optional_value_args", "predict_on_ray", "ray_address", "serve_on_ray"]
+__all__ = ["RAY_OPTION", "optional_value_args", "plain_ray_logs", "predict_on_ray", "ray_address", "serve_on_ray"]
 
 RAY_OPTION = "--ray"
 RAY_HELP = ("run on a Ray cluster: --ray alone starts a local one (or joins RAY_ADDRESS), --ray ADDRESS joins "
@@ -39,6 +41,24 @@ def optional_value_args(argv: Sequence[str], options: Sequence[str] = (RAY_OPTIO
         else:
             out.append(arg)
     return out
+
+
+def plain_ray_logs(stream: TextIO | None = None) -> bool:
+    """No colour codes in the lines Ray prints here when ``stream`` (stderr) is not a terminal; ``True`` if turned off.
+
+    Ray's driver wraps the messages it relays (``(raylet)`` warnings, worker
+    logs) in ANSI colour codes whatever it writes to; in a log file or a
+    pipe they arrive as raw ``ESC[33m`` noise. Ray reads ``RAY_COLOR_PREFIX``
+    at each print: ``0`` drops the codes. It is set only when nobody chose a
+    value, and also under ``NO_COLOR`` (https://no-color.org). Call it
+    before Ray starts.
+    """
+    stream = sys.stderr if stream is None else stream
+    tty = bool(getattr(stream, "isatty", lambda: False)())
+    if "RAY_COLOR_PREFIX" in os.environ or (tty and not os.environ.get("NO_COLOR")):
+        return False
+    os.environ["RAY_COLOR_PREFIX"] = "0"
+    return True
 
 
 def ray_address(value: str) -> str | None:
@@ -85,6 +105,7 @@ def predict_on_ray(
     if runtime.mode is Mode.LATENCY:
         err.print("note: --mode latency gives each actor one stream; throughput keeps every core busy",
                   soft_wrap=True)
+    plain_ray_logs()
     connect(address)
     progress = _Progress(quiet)
     try:
@@ -153,6 +174,7 @@ def serve_on_ray(settings: Any, *, address: str | None, replicas: int, min_repli
              else f"{scaling.replicas} replica(s)")
     say(f"deploying {names} on Ray Serve, {count} ({settings.runtime.mode.value}, {settings.runtime.device}) ...")
     deployed = False
+    plain_ray_logs()
     started = connect(address)
     try:
         url = run(settings, scaling=scaling)

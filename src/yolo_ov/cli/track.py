@@ -168,7 +168,7 @@ def track(
     if detect_every > 1:
         parts.append(f"{inferred} inferred, {by_tracker} predicted (--detect-every {detect_every})")
     if skipped:
-        parts.append(f"{skipped} frames dropped (latest)")
+        parts.append(f"{skipped} frames skipped (latest)")
     if counters:
         parts.append(_summary(counters))
     err.print(", ".join(parts) + outs.describe(), soft_wrap=True)

@@ -177,6 +177,8 @@ def _open(spec: Any) -> cv2.VideoCapture:
     kind = _kind(target)
     if kind == "video" and not Path(name).expanduser().exists():
         raise InputError(f"{name}: no such video file", name)
+    if kind == "video" and Path(name).expanduser().is_file() and Path(name).expanduser().stat().st_size == 0:
+        raise InputError(f"{name}: empty file (0 bytes), not a video", name)  # said as for an empty image
     cap = cv2.VideoCapture(str(Path(name).expanduser()) if kind == "video" else target)
     if not cap.isOpened():
         cap.release()

@@ -15,6 +15,7 @@ concurrent callers).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
@@ -65,6 +66,14 @@ class Sink(Protocol):
       SIGINT/SIGTERM arriving during it takes effect once the record is
       written. :class:`Sinks` also holds one record's writes to *every* sink
       in one such section: a record is in all outputs or in none.
+    * ``undo()`` (optional) takes back the last ``write`` (truncates the
+      file to the previous record, removes the image just saved). When a
+      sink fails on a record (a full disk), :class:`Sinks` undoes that record
+      in the sinks that already took it, so a JSONL line never stands for an
+      annotated image that could not be written. A sink that cannot take a
+      write back (a sent message, a video frame) has no ``undo``; ``Sinks``
+      writes to such sinks *first*, so when one of them fails, no other
+      output has the record yet.
       A sink that sends over a network should bound the time a write can
       block (a queue with a sender thread, a time-out): a signal waits for it.
     * ``close()`` flushes and releases; it is idempotent and runs on errors,
@@ -123,7 +132,7 @@ class SinkBase:
 
 
 class Sinks:
-    """Several outputs as one: each record goes to every sink, in one signal-safe section.
+    """Several outputs as one: each record goes to every sink or to none, in one signal-safe section.
 
     ``None`` entries are dropped, so optional outputs can be listed as they
     are (``Sinks([JsonlSink(p) if p else None, ...])``). Opening opens every
@@ -179,10 +188,28 @@ class Sinks:
 
     def write(self, record: Record, image: np.ndarray | None = None, *,
               extra: Mapping[str, Any] | None = None) -> None:
-        """One record to every sink; Ctrl-C/SIGTERM wait until it is in all of them."""
+        """One record to every sink, or to none; Ctrl-C/SIGTERM wait until it is in all of them.
+
+        Sinks that cannot take a write back go first; when a sink fails, the
+        sinks that already took the record undo it (``undo()``), then the
+        failure goes on (an :class:`~yolo_ov.errors.OutputError` stops the run
+        with one line, exit code 2). Why: "every output or none" must hold on
+        a full disk too, where the annotated copy fails after the JSONL line
+        was written.
+        """
+        done: list[Sink] = []
         with deferred():
-            for sink in self.sinks:
-                sink.write(record, image, extra=extra)
+            try:
+                for sink in self._write_order():
+                    sink.write(record, image, extra=extra)
+                    done.append(sink)
+            except BaseException:
+                _undo_all(reversed(done))
+                raise
+
+    def _write_order(self) -> list[Sink]:
+        """The sinks without ``undo`` first (their failure leaves nothing to take back), then the others."""
+        return sorted(self.sinks, key=lambda s: callable(getattr(s, "undo", None)))  # stable: given order kept
 
     def describe(self) -> str:
         """What was written, as ``"; JSONL: ... ; video: ..."`` (empty without sinks)."""
@@ -204,6 +231,15 @@ class Sinks:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _undo_all(sinks: Iterable[Sink]) -> None:
+    """Take the record back from ``sinks``; an undo that fails too cannot hide the failure that caused it."""
+    for sink in sinks:
+        undo = getattr(sink, "undo", None)
+        if callable(undo):
+            with contextlib.suppress(Exception):  # the write's own error is the one to report
+                undo()
 
 
 def _close_all(sinks: Iterable[Sink]) -> None:

@@ -22,6 +22,10 @@ What is on disk at any moment, and why:
   place: a file with the final name is always a complete image.
 * Videos are playable once :meth:`VideoSink.close` has run (the container
   index is written then); it runs on Ctrl-C and SIGTERM too.
+* When one output fails on a record (a full disk under ``--save-dir``),
+  :class:`~yolo_ov.io.sink.Sinks` takes that record back from the outputs
+  that already have it: JSONL and COCO files are cut back to the previous
+  record, the annotated image is removed (each sink's ``undo``).
 
 :func:`check_output_file` and :func:`check_output_dir` test that an output
 location can be written before any work starts, with the real reason when
@@ -133,22 +137,33 @@ class _RecordFile:
         except OSError as exc:
             raise OutputError(f"{path}: cannot write {what} ({_reason(exc)})") from exc
         self._good = 0  # bytes of complete records
+        self._before_last: int | None = None  # where the last record starts, while it can be taken back
 
     @property
     def closed(self) -> bool:
         return self._fh.closed
 
-    def append(self, data: bytes) -> None:
+    def append(self, data: bytes, *, undoable: bool = True) -> None:
         view = memoryview(data)
         try:
             while view:  # unbuffered writes may be short
                 view = view[self._fh.write(view) or 0:]
         except BaseException as exc:  # OSError, or Ctrl-C/SIGTERM between two short writes
             self._rollback()
+            self._before_last = None  # the record before it is not this write's to take back
             if isinstance(exc, OSError):
                 raise OutputError(f"{self.path}: cannot write {self.what} ({_reason(exc)})") from exc
             raise
+        self._before_last = self._good if undoable else None
         self._good += len(data)
+
+    def undo(self) -> bool:
+        """Cut the file back to where the last record began; ``False`` when there is nothing to take back."""
+        if self._before_last is None:
+            return False
+        self._good, self._before_last = self._before_last, None
+        self._rollback()
+        return True
 
     def _rollback(self) -> None:
         with contextlib.suppress(OSError, ValueError):  # not a regular file (/dev/full, a pipe): nothing to cut
@@ -187,6 +202,11 @@ class JsonlSink(SinkBase):
             self._file.append((line + "\n").encode("utf-8"))
             self.count += 1
 
+    def undo(self) -> None:
+        """Take the last line back (the run stops: another output failed on its record)."""
+        if self._file is not None and self._file.undo():
+            self.count -= 1
+
     def describe(self) -> str:
         return f"JSONL: {self.path} ({self.count} lines)"
 
@@ -221,11 +241,13 @@ class AnnotatedImageSink(SinkBase):
         except OSError as exc:
             raise OutputError(f"{self.folder}: cannot create output folder ({_reason(exc)})") from exc
         self._used: set[str] = set()
+        self._last: Path | None = None  # the image the last write saved, while it can be taken back
         self.count = 0
 
     def write(self, record: Record, image: np.ndarray | None = None, *,
               extra: Mapping[str, Any] | None = None) -> Path | None:
         """The file written, or ``None`` for a failure or a record without its image."""
+        self._last = None
         if isinstance(record, Failure) or image is None:
             return None
         name = self._name_for(record)
@@ -244,7 +266,15 @@ class AnnotatedImageSink(SinkBase):
                     raise OutputError(f"{out}: cannot write the annotated image ({_reason(exc)})") from exc
                 raise
             self.count += 1
+            self._last = out
         return out
+
+    def undo(self) -> None:
+        """Remove the image the last write saved (the run stops: another output failed on its record)."""
+        if self._last is not None:
+            last, self._last = self._last, None
+            last.unlink(missing_ok=True)
+            self.count -= 1
 
     def describe(self) -> str:
         return f"annotated: {self.folder} ({self.count} images)"
@@ -281,8 +311,9 @@ class CocoJsonSink(SinkBase):
         self.path = Path(path)
         self._cats = dict(enumerate(category_ids)) if isinstance(category_ids, Sequence) else category_ids
         self._file: _RecordFile | None = _RecordFile(self.path, "COCO results")
-        self._file.append(b"[")
+        self._file.append(b"[", undoable=False)  # the opening bracket stays
         self._first = True
+        self._undo: tuple[bool, int] | None = None  # (_first, entries) before the last write, while it can be undone
         self.count = 0
 
     @staticmethod
@@ -296,6 +327,7 @@ class CocoJsonSink(SinkBase):
               extra: Mapping[str, Any] | None = None) -> None:
         if self._file is None:
             raise ConfigError(f"{self.path}: the COCO sink is closed")
+        self._undo = None
         if not isinstance(record, Detections):  # a failure, or a classification (COCO results have no image labels)
             return
         entries = record.to_coco(self.image_id(record), self._cats)
@@ -304,8 +336,16 @@ class CocoJsonSink(SinkBase):
         sep = "\n" if self._first else ",\n"
         with deferred():
             self._file.append((sep + ",\n".join(json.dumps(e, separators=(",", ":")) for e in entries)).encode("utf-8"))
+            self._undo = (self._first, len(entries))
             self._first = False
             self.count += len(entries)
+
+    def undo(self) -> None:
+        """Take the last record's entries back (the run stops: another output failed on its record)."""
+        if self._undo is not None and self._file is not None and self._file.undo():
+            self._first, n = self._undo
+            self.count -= n
+        self._undo = None
 
     def describe(self) -> str:
         return f"COCO: {self.path} ({self.count} detections)"

@@ -100,7 +100,7 @@ class PipelineConfig:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         if self.workers is not None and (not isinstance(self.workers, int) or isinstance(self.workers, bool)
                                          or self.workers < 1):
-            raise ConfigError(f"workers must be a positive integer or None (automatic), got {self.workers!r}")
+            raise ConfigError(f"workers must be a positive integer (or unset: automatic), got {self.workers!r}")
         if not isinstance(self.max_shapes, int) or self.max_shapes < 0:
             raise ConfigError(f"max_shapes must be a non-negative integer, got {self.max_shapes!r}")
         if not isinstance(self.max_queue, int) or isinstance(self.max_queue, bool) or self.max_queue < 1:
