@@ -33,7 +33,7 @@ from yolo_ov import Detections, Detector, SliceConfig
 from yolo_ov.imaging.letterbox import letterbox_geometry, min_rect_shape
 from yolo_ov.imaging.tiles import tile_views
 from yolo_ov.ops.masks import Masks
-from yolo_ov.pipeline.slicing import merge_parts, plan_tiles, predict_sliced, shift_detections
+from yolo_ov.pipeline.slicing import merge_parts, plan_tiles, predict_sliced
 
 CFG = SliceConfig(size=512, overlap=0.2, full_pass=True, merge="greedynmm", metric="ios", threshold=0.5)
 
@@ -158,7 +158,7 @@ def test_yolo11n_seg_int8_matches_sahi_for_every_merge(shared: Any) -> None:
                 shape = (pixels.shape[0], pixels.shape[1])
                 grid, full_pass = plan_tiles(shape, CFG)
                 assert full_pass
-                tiles = [shift_detections(det(view), dx, dy, shape)
+                tiles = [det(view).offset(dx, dy, shape)
                          for (dx, dy), view in zip(grid.offsets.tolist(), tile_views(pixels, grid), strict=True)]
                 hw = min_rect_shape(shape, (640, 640))
                 if hw not in rect:
