@@ -102,3 +102,66 @@ def test_slices_is_written_in_the_jsonl_record() -> None:
 def test_the_fanout_refuses_what_is_not_a_slice_config() -> None:
     with pytest.raises(ConfigError, match="SliceConfig"):
         SliceFanOut(640)  # type: ignore[arg-type]
+
+
+# -- Detector(slicing=...) and the per-call override ---------------------------------------
+def classifier():
+    from yolo_ov import Detector
+    from yolo_ov.runtime.engine import FakeEngine
+    from yolo_ov.runtime.model import HeadType, ModelInfo, TensorSpec
+
+    info = ModelInfo(path=__import__("pathlib").Path("cls/fake.xml"), names={0: "a", 1: "b"}, names_source="test",
+                     imgsz=(64, 64), stride=32, task="classify", head=HeadType.RAW,
+                     inputs=(TensorSpec("images", "[1,3,64,64]"),), outputs=(TensorSpec("output0", "[1,2]"),),
+                     batch=1)
+    engine = FakeEngine(lambda b: [np.tile(np.array([[0.3, 0.7]], np.float32), (b.shape[0], 1))], input_hw=(64, 64))
+    return Detector, engine, info
+
+
+def test_detector_slicing_is_the_default_of_every_path_and_each_call_may_override_it() -> None:
+    from tests.fakes import fake_engine, fake_info
+    from yolo_ov import Detector, RuntimeConfig
+
+    cfg = SliceConfig(size=64, overlap=0.2)
+    image = patchwork((150, 200), 5)
+    with fake_detector() as plain:
+        reference = predict_sliced(plain, image, cfg)
+        unsliced = plain(image)
+        assert plain(image, slicing=cfg).slices == 12
+    with Detector.from_engine(fake_engine(), fake_info(), runtime=RuntimeConfig(mode="throughput"),
+                              slicing=cfg) as det:
+        same(det(image), reference)
+        same(next(iter(det.iter_predict([image]))), reference)
+        same(det.submit(image).result(timeout=30), reference)
+        with det.stream([image, image]) as run:
+            for result in run:
+                same(result, reference)
+        off = det(image, slicing=False)  # the per-call override: no slicing for this call
+        assert off.slices is None and off.xyxy.tolist() == unsliced.xyxy.tolist()
+        other = det(image, slicing=SliceConfig(size=100, overlap=0.1, full_pass=False))
+        assert other.slices == len(plan_tiles((150, 200), SliceConfig(size=100, overlap=0.1))[0])
+
+
+def test_classification_refuses_slicing_in_one_line() -> None:
+    Detector, engine, info = classifier()
+    with pytest.raises(ConfigError, match="classification model cannot be sliced") as err:
+        Detector.from_engine(engine, info, slicing=SliceConfig(size=32))
+    assert "\n" not in str(err.value) and engine.closed
+    Detector, engine, info = classifier()
+    with Detector.from_engine(engine, info) as det:
+        assert det(patchwork((64, 64), 0)).top1 in (0, 1)
+        with pytest.raises(ConfigError, match="classification model cannot be sliced"):
+            det(patchwork((64, 64), 0), slicing=SliceConfig(size=32))
+
+
+def test_bad_slicing_arguments_are_one_line_each() -> None:
+    with fake_detector() as det:
+        with pytest.raises(ConfigError, match="must be a SliceConfig"):
+            det(patchwork((64, 64), 0), slicing=640)  # type: ignore[arg-type]
+        with pytest.raises(ConfigError, match="not both"):
+            det(patchwork((64, 64), 0), slicing=SliceConfig(), fanout=SliceFanOut(SliceConfig()))
+    for kwargs, match in [({"size": 0}, "slice"), ({"overlap": 1.0}, "overlap"), ({"overlap": -0.1}, "overlap"),
+                          ({"merge": "wbf"}, "merge"), ({"metric": "giou"}, "metric"), ({"threshold": 2}, "threshold")]:
+        with pytest.raises(ConfigError, match=match) as err:
+            SliceConfig(**kwargs)
+        assert "\n" not in str(err.value)
