@@ -165,3 +165,19 @@ def test_bad_slicing_arguments_are_one_line_each() -> None:
         with pytest.raises(ConfigError, match=match) as err:
             SliceConfig(**kwargs)
         assert "\n" not in str(err.value)
+
+
+def test_a_slicing_detector_tracks_on_its_sliced_detections() -> None:
+    from tests.fakes import fake_engine, fake_info
+    from yolo_ov import Detector, RuntimeConfig
+
+    cfg = SliceConfig(size=64)
+    frame = patchwork((150, 200), 1)
+    with fake_detector() as plain:
+        reference = predict_sliced(plain, frame, cfg)
+    with Detector.from_engine(fake_engine(), fake_info(), runtime=RuntimeConfig(mode="throughput"),
+                              slicing=cfg) as det, det.track([frame] * 4) as run:
+        results = list(run)
+    assert [r.slices for r in results] == [12] * 4
+    assert all(len(r) == len(reference) for r in results)
+    assert results[-1].data["track_id"].tolist() == results[0].data["track_id"].tolist()  # the same objects
