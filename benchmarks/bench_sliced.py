@@ -160,7 +160,7 @@ def main() -> None:
     parser.add_argument("--frames-4k", type=int, default=2, help="4K frames (upscaled traffic frames) in the folder")
     parser.add_argument("--batch", type=int, default=4, help="SAHI's batch_size option to measure beside batch 1")
     parser.add_argument("--latency-runs", type=int, default=3)
-    parser.add_argument("--seconds", type=int, default=10, help="benchmark_app duration")
+    parser.add_argument("--seconds", type=int, default=6, help="benchmark_app duration")
     args = parser.parse_args()
     assets = shared_assets()
     model = assets.fp32_model
@@ -173,29 +173,46 @@ def main() -> None:
         folder = images * args.repeat + frames
         print(f"folder: {len(folder)} images ({len(images)} x {args.repeat} + {len(frames)} 4K frames)", flush=True)
         ours: dict[str, Any] = {}
+        loads: dict[str, float] = {}
+        xml = model / f"{model.name.removesuffix('_openvino_model')}.xml" if model.is_dir() else model
+        # Interleaved (the machine is shared, its load moves): yolo-ov's folder run before and after SAHI's,
+        # benchmark_app right after each yolo-ov folder run; the figures are the mean of the two.
+        runs: list[dict[str, Any]] = []
+        apps: list[dict[str, float]] = []
         with Detector(model, mode="throughput", conf=CONF) as det:
             precision = det.compiled_info.inference_precision
             streams = det.compiled_info.num_streams
             requests = det.compiled_info.optimal_requests
-            ours["folder"] = ours_folder(det, folder)
-            print("yolo-ov folder:", ours["folder"], flush=True)
+            loads["yolo_ov_folder_1"] = os.getloadavg()[0]
+            runs.append(ours_folder(det, folder))
+            print("yolo-ov folder:", runs[-1], flush=True)
+            apps.append(run_benchmark_app(xml, "throughput", args.seconds, "-shape", "[1,3,640,640]"))
+            print("benchmark_app:", apps[-1].get("fps"), flush=True)
+            loads["sahi"] = os.getloadavg()[0]
+            sahi = sahi_run(args.sahi_python, model, folder, latency_image, batch=args.batch,
+                            latency_runs=args.latency_runs)
+            print("SAHI:", {k: v for k, v in sahi.items() if k != "latency_runs_s"}, flush=True)
+            loads["yolo_ov_folder_2"] = os.getloadavg()[0]
+            runs.append(ours_folder(det, folder))
+            print("yolo-ov folder:", runs[-1], flush=True)
+            apps.append(run_benchmark_app(xml, "throughput", args.seconds, "-shape", "[1,3,640,640]"))
+            print("benchmark_app:", apps[-1].get("fps"), flush=True)
             plain = list(det.stream(folder))
             ours["folder_unsliced_detections"] = sum(len(r) for r in plain)
+            loads["yolo_ov_latency"] = os.getloadavg()[0]
             ours["latency_throughput_compiled_s"] = ours_latency(det, latency_image, args.latency_runs)
         with Detector(model, mode="latency", conf=CONF) as det:
             ours["latency_latency_compiled_s"] = ours_latency(det, latency_image, args.latency_runs)
         print("yolo-ov latency:", ours["latency_throughput_compiled_s"], ours["latency_latency_compiled_s"],
               flush=True)
-        sahi = sahi_run(args.sahi_python, model, folder, latency_image, batch=args.batch,
-                        latency_runs=args.latency_runs)
-        print("SAHI:", {k: v for k, v in sahi.items() if k != "latency_runs_s"}, flush=True)
-        bench_app = run_benchmark_app(model / f"{model.name.removesuffix('_openvino_model')}.xml"
-                                      if model.is_dir() else model, "throughput", args.seconds,
-                                      "-shape", "[1,3,640,640]")
-        print("benchmark_app:", bench_app.get("fps"), flush=True)
+        ours["folder_runs"] = runs
+        ours["folder"] = {**runs[0], "seconds": sum(r["seconds"] for r in runs) / len(runs),
+                          "images_per_s": sum(r["images_per_s"] for r in runs) / len(runs),
+                          "inferences_per_s": sum(r["inferences_per_s"] for r in runs) / len(runs)}
+        bench_app = {**apps[0], "fps": sum(a["fps"] for a in apps) / len(apps), "runs_fps": [a["fps"] for a in apps]}
     load_after = os.getloadavg()
     info = machine_info()
-    info.update(load_average_before=list(load_before), load_average_after=list(load_after),
+    info.update(load_average_before=list(load_before), load_average_after=list(load_after), load_by_phase=loads,
                 inference_precision=precision, streams=streams, optimal_requests=requests)
     lat_thr = median(ours["latency_throughput_compiled_s"])
     lat_lat = median(ours["latency_latency_compiled_s"])
@@ -225,8 +242,11 @@ def markdown(data: dict[str, Any], args: argparse.Namespace) -> str:
         machine_line(info),
         f"Inference precision {info['inference_precision']}; throughput compile: {info['streams']} streams, "
         f"{info['optimal_requests']} requests. Load average (1 min) before/after: "
-        f"{info['load_average_before'][0]:.1f} / {info['load_average_after'][0]:.1f} (the machine is shared with "
-        "other engineers' runs: figures are of one run, not a quiet machine).",
+        f"{info['load_average_before'][0]:.1f} / {info['load_average_after'][0]:.1f}; at each phase: "
+        + ", ".join(f"{k} {v:.1f}" for k, v in info["load_by_phase"].items())
+        + ". The machine is shared with other engineers' runs: these are the figures of one run on a loaded "
+        "machine, not of a quiet one. yolo-ov's folder figure is the mean of a run before and a run after "
+        "SAHI's, benchmark_app's the mean of the runs right after each.",
         f"Command: `flock /tmp/yolo-ov-bench.lock python benchmarks/bench_sliced.py --sahi-python "
         f"{args.sahi_python}`",
         "",
@@ -238,7 +258,9 @@ def markdown(data: dict[str, Any], args: argparse.Namespace) -> str:
         "",
         "| | images/s (folder) | network inferences/s | one image (s) | detections (folder) |",
         "|---|---|---|---|---|",
-        f"| yolo-ov `stream(folder, slicing=)` (throughput) | {f['images_per_s']:.2f} | {f['inferences_per_s']:.1f} "
+        "| yolo-ov `stream(folder, slicing=)` (throughput; runs: "
+        + ", ".join(f"{r['images_per_s']:.2f}" for r in ours["folder_runs"])
+        + f") | {f['images_per_s']:.2f} | {f['inferences_per_s']:.1f} "
         f"| {lat_thr:.3f} (`det(image, slicing=)`, throughput compile) | {f['detections']} |",
         f"| yolo-ov `det(image, slicing=)` (latency compile) | | | {lat_lat:.3f} | |",
     ]
@@ -256,7 +278,8 @@ def markdown(data: dict[str, Any], args: argparse.Namespace) -> str:
                 one = f"{sahi['latency_s']:.3f}" if key == "folder_batch1" else ""
                 lines.append(f"| {label} | {value['images_per_s']:.2f} | | {one} | {value['detections']} |")
     lines += [
-        f"| benchmark_app `-hint throughput` 640x640 | | {bapp['fps']:.1f} | | |",
+        f"| benchmark_app `-hint throughput` 640x640 (runs: {', '.join(f'{v:.1f}' for v in bapp['runs_fps'])}) "
+        f"| | {bapp['fps']:.1f} | | |",
         "",
         "Ratios (the issue's bars in brackets):",
         "",
