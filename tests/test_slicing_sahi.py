@@ -228,3 +228,19 @@ def test_yolov8n_fp32_cli_latency_path_matches_sahi_and_the_sequential_reference
             np.testing.assert_array_equal(concurrent.class_id, sequential.class_id)
             np.testing.assert_allclose(cli[name].xyxy, concurrent.xyxy, atol=0.006)
     assert fwd >= 0.98 and back >= 0.98
+
+
+def test_yolo11n_seg_concurrent_path_equals_the_sequential_reference(shared: Any) -> None:
+    """Masks through the fan-out (moved by ``Detections.offset``, OR-ed by the merge) are the reference's exactly."""
+    model = shared.root / "models" / "yolo11n-seg_int8_openvino_model"
+    if not model.exists():
+        pytest.skip(f"no model at {model}")
+    pixels = cv2.imread(str(shared.root / "data" / "sliced" / "terrain2.png"))  # 6 tiles + the full pass
+    with Detector(model, mode="latency", conf=0.25) as det:
+        concurrent = det(pixels, slicing=CFG)
+        sequential = predict_sliced(det, pixels, CFG)
+    assert len(concurrent) == len(sequential) >= 5 and concurrent.slices == 6
+    np.testing.assert_array_equal(concurrent.xyxy, sequential.xyxy)
+    np.testing.assert_array_equal(concurrent.confidence, sequential.confidence)
+    for i in range(len(concurrent)):
+        np.testing.assert_array_equal(concurrent.data["masks"].mask(i), sequential.data["masks"].mask(i))
