@@ -171,7 +171,8 @@ def predict(
             actors=actors, quiet=quiet,
             unsupported={"--save-coco": save_coco, "--save-dir": save_dir, "--save-video": save_video,
                          "--tracker": tracker, "--detect-every": detect_every != 1, "--workers": workers,
-                         "--save-polygons": save_polygons, "--slice": slice_size},
+                         "--save-polygons": save_polygons},
+            slicing=slicing,
         ))
     if actors is not None or save_parquet is not None:
         raise ConfigError("--actors and --save-parquet go with --ray")
