@@ -85,7 +85,6 @@ def test_every_slicing_option_reaches_the_merge(monkeypatch, tmp_path) -> None:
     (["--slice", "640", "--slice-metric", "giou"], "--slice-metric must be one of"),
     (["--slice", "640", "--slice-threshold", "2"], "--slice-threshold must be within"),
     (["--overlap", "0.3"], "--overlap goes with --slice"),
-    (["--slice", "640", "--tracker", "bytetrack"], "--slice does not go with --tracker"),
 ])
 def test_bad_slicing_options_are_one_line_each(monkeypatch, tmp_path, args, message) -> None:
     calls = use_fake_detector(monkeypatch)
@@ -133,3 +132,22 @@ def test_val_slice_options_reach_validate(monkeypatch, tmp_path) -> None:
     assert seen["slicing"] == SliceConfig(size=512, overlap=0.25, merge="nms")
     bad = invoke("val", tmp_path, "--slice", "512", "--protocol", "ultralytics")
     assert bad.exit_code == 2 and "--protocol coco only" in bad.output
+
+
+def test_track_slice_tracks_the_sliced_detections(monkeypatch, tmp_path) -> None:
+    """``track --slice`` and ``predict --slice --tracker``: the tracker sees each frame's merged tiles."""
+    use_fake_detector(monkeypatch)
+    frame = patchwork((150, 200), 3)
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (200, 150))
+    for _ in range(4):
+        writer.write(frame)
+    writer.release()
+    for command in (["track", video], ["predict", video, "--tracker", "bytetrack"]):
+        out = tmp_path / f"{command[0]}.jsonl"
+        result = invoke(*command, "--slice", "64", "--save-json", out, "-q")
+        assert result.exit_code == 0, result.output
+        lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+        assert len(lines) == 4 and all(r["slices"] == 12 for r in lines), command
+        ids = [[d["track_id"] for d in r["detections"]] for r in lines]
+        assert len(ids[-1]) >= 10 and ids[-1] == ids[1], command  # the tiles' objects, the same ids frame to frame

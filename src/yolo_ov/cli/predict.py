@@ -176,9 +176,6 @@ def predict(
         ))
     if actors is not None or save_parquet is not None:
         raise ConfigError("--actors and --save-parquet go with --ray")
-    if slicing is not None and (tracker is not None or detect_every != 1):
-        raise ConfigError("--slice does not go with --tracker/--detect-every yet: run 'yolo-ov predict --slice' "
-                          "without tracking")
     sources = _expand(sources)
     default_mode = "latency" if _single_image(sources) else "throughput"
     extra: dict[str, Any] = {"num_requests": requests}
@@ -205,7 +202,8 @@ def predict(
                 tally.start()
                 if tracker is not None or detect_every != 1:  # yolo_ov.track: a tracker per stream, same sinks
                     with det.track(sources[0] if len(sources) == 1 else sources, tracker=tracker or "bytetrack",
-                                   detect_every=detect_every, detect=detect, with_images=True, config=pipe_cfg) as run:
+                                   detect_every=detect_every, detect=detect, with_images=True, config=pipe_cfg,
+                                   slicing=slicing) as run:
                         tally.stats = run.stats
                         _consume(Trails().annotate(run), source, sinks, tally, quiet)
                 elif runtime.mode is Mode.LATENCY and not specialize:  # one synchronous request per input, in order
