@@ -485,3 +485,44 @@ def test_web_page_and_static_files(client):
     assert page.status_code == 200 and page.headers["Cache-Control"] == "no-cache"
     assert "<html" in page.text.lower()
     assert client.get("/static/nothing-here.js").status_code == 404
+
+
+# -- sliced inference: /predict query parameters and KServe request parameters ----------------------------------
+
+def test_predict_and_infer_slice_parameters_give_the_sliced_answer(client):
+    from tests.fakes import fake_detector
+    from tests.test_slicing_fanout import patchwork
+    from yolo_ov import SliceConfig
+    from yolo_ov.pipeline.slicing import predict_sliced
+
+    image = patchwork((150, 200), 7)
+    body = cv2.imencode(".png", image)[1].tobytes()
+    cfg = SliceConfig(size=64, overlap=0.25, merge="nms")
+    with fake_detector() as det:
+        want = predict_sliced(det, image, cfg)
+    response = client.post("/predict?slice=64&overlap=0.25&slice_merge=nms", content=body,
+                           headers={"content-type": "image/png"})
+    assert response.status_code == 200, response.text
+    record = response.json()
+    assert record["slices"] == want.slices == 12
+    np.testing.assert_allclose([d["box"] for d in record["detections"]], want.xyxy, atol=0.01)
+    plain = client.post("/predict", content=body, headers={"content-type": "image/png"}).json()
+    assert "slices" not in plain and len(plain["detections"]) == 1
+    response, result = post_infer(client, [bytes_input([body])],
+                                  parameters={"slice": 64, "overlap": 0.25, "slice_merge": "nms"})
+    assert response.status_code == 200, response.text
+    assert result.as_numpy("num_detections").tolist() == [len(want)]
+
+
+@pytest.mark.parametrize(("query", "message"), [
+    ("slice=0", "parameter slice must be a positive tile size"),
+    ("slice=64&overlap=1.5", "overlap must be within [0, 1)"),
+    ("slice=64&slice_merge=wbf", "slice merge must be one of"),
+    ("overlap=0.3", "parameter overlap goes with slice"),
+    ("slice=64&full_pass=maybe", "parameter full_pass='maybe': expected true or false"),
+])
+def test_bad_slice_parameters_are_400_with_one_line(client, query, message):
+    response = client.post(f"/predict?{query}", content=png(40), headers={"content-type": "image/png"})
+    assert response.status_code == 400, response.text
+    text = response.text
+    assert message in text and "\\n" not in text and "Traceback" not in text

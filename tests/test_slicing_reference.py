@@ -14,7 +14,7 @@ import pytest
 from tests.fakes import fake_detector, uniform_image
 from yolo_ov import ConfigError, Detections, SliceConfig
 from yolo_ov.ops.masks import Masks
-from yolo_ov.pipeline.slicing import concat_detections, merge_parts, plan_tiles, predict_sliced, shift_detections
+from yolo_ov.pipeline.slicing import merge_parts, plan_tiles, predict_sliced
 from yolo_ov.results import Classification
 
 NAMES = {0: "blob", 1: "big"}
@@ -121,12 +121,12 @@ def test_a_real_detector_runs_on_tile_views() -> None:
     np.testing.assert_allclose(got, expected[np.lexsort((expected[:, 0], expected[:, 1]))], atol=1e-3)
 
 
-def test_shift_moves_every_field() -> None:
+def test_offset_moves_every_field_the_merge_reads() -> None:
     masks = Masks((10, 10), np.array([[1, 2]]), [np.ones((3, 3), bool)])
     det = Detections(np.array([[1, 2, 4, 5]], np.float32), np.array([0.9]), np.array([0]), NAMES, (10, 10),
                      data={"masks": masks, "keypoints": np.array([[[1, 1, 0.5], [2, 3, 0.9]]], np.float32),
                            "xywhr": np.array([[2.5, 3.5, 3, 3, 0.1]], np.float32), "track_id": np.array([7])})
-    moved = shift_detections(det, 100, 50, (300, 400))
+    moved = det.offset(100, 50, (300, 400))
     assert moved.xyxy.tolist() == [[101, 52, 104, 55]] and moved.image_shape == (300, 400)
     assert moved.data["masks"].image_shape == (300, 400) and moved.data["masks"].origins.tolist() == [[101, 52]]
     assert moved.data["keypoints"][0, :, :2].tolist() == [[101, 51], [102, 53]]
@@ -150,7 +150,7 @@ def test_merge_keeps_the_keepers_keypoints_and_uses_nms_for_rotated_boxes() -> N
 
 
 def test_concat_of_no_parts_is_empty() -> None:
-    empty = concat_detections([], (5, 6), NAMES)
+    empty = Detections.merge([], names=NAMES, image_shape=(5, 6))
     assert len(empty) == 0 and empty.image_shape == (5, 6)
     assert len(merge_parts([], SliceConfig(), (5, 6), names=NAMES)) == 0
 

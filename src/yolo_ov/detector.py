@@ -28,13 +28,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .config import DetectConfig, Mode, RuntimeConfig
+from .config import DetectConfig, Mode, RuntimeConfig, SliceConfig
 from .default_model import resolve_or_default
 from .errors import ConfigError, InputError
 from .heads import Head, select_head
 from .imaging.decode import ImageInput, describe_source, load_image
 from .io.sources import SourceItem
 from .pipeline import FanOut, Pipeline, PipelineConfig, RunStats, StreamRun
+from .pipeline.slicing import NO_BOXES, SliceFanOut
 from .pipeline.steps import decode, finish, infer_frames, pack, prepare, prepare_parts
 from .results import Detections, Failure
 from .runtime.core import CompiledInfo, LoadTimings, load
@@ -69,6 +70,11 @@ class Detector:
         pipeline: settings of the throughput engine used by :meth:`stream`
             and :meth:`submit` (:class:`~yolo_ov.pipeline.PipelineConfig`:
             requests in flight, ``max_queue``, ``max_wait_ms``, timeouts...).
+        slicing: sliced inference for small objects in large images
+            (:class:`~yolo_ov.config.SliceConfig`, SAHI's settings): every call,
+            stream and submit cuts each image into tiles run as concurrent
+            requests and merges them; each call may override it (``slicing=``,
+            ``False`` for none). Classification models refuse it.
 
     Example:
         >>> det = Detector("yolov8n_openvino_model", mode="latency")  # doctest: +SKIP
@@ -93,7 +99,9 @@ class Detector:
         imgsz: int | tuple[int, int] | None = None,
         warmup: bool = True,
         pipeline: PipelineConfig | None = None,
+        slicing: SliceConfig | None = None,
     ) -> None:
+        self.slicing_config = slicing
         self.runtime_config = _runtime_config(runtime, mode=mode, device=device, imgsz=imgsz)
         self.detect_config = _detect_config(
             detect, conf=conf, iou=iou, max_det=max_det, classes=classes, agnostic=agnostic
@@ -114,6 +122,7 @@ class Detector:
         pipeline: PipelineConfig | None = None,
         make_engine: Callable[[tuple[int, int]], Engine] | None = None,
         warmup: bool = False,
+        slicing: SliceConfig | None = None,
     ) -> Detector:
         """A Detector on an engine built elsewhere: the same front door, no model compiled.
 
@@ -133,6 +142,7 @@ class Detector:
         det.runtime_config = runtime or RuntimeConfig()
         det.detect_config = detect or DetectConfig()
         det.pipeline_config = pipeline
+        det.slicing_config = slicing
         det._model_path = model_info.path
         det._attach(engine, model_info, make_engine, warmup=warmup)
         return det
@@ -146,10 +156,12 @@ class Detector:
         self._engine = engine
         self.model_info = info
         self._make_engine = make_engine
+        self._fanouts: dict[SliceConfig, SliceFanOut] = {}
         try:
             self.head: Head = select_head(self.model_info)
             _check_classes(self.detect_config, self.model_info.num_classes)
             self._checked: set[tuple[int, ...]] = set()  # class filters of per-call overrides already checked
+            self._slice_fanout(None, None)  # a bad slicing= or a classifier: refused at load, in one line
         except BaseException:
             self._engine.close()
             raise
@@ -201,7 +213,7 @@ class Detector:
     # -- the latency path ------------------------------------------------
     def __call__(
         self, image: ImageInput, *, source: str | None = None, detect: DetectConfig | None = None,
-        fanout: FanOut | None = None, head: Head | None = None,
+        fanout: FanOut | None = None, head: Head | None = None, slicing: SliceConfig | bool | None = None,
     ) -> Detections:
         """Detect objects in one image (path, encoded bytes or BGR array).
 
@@ -213,6 +225,9 @@ class Detector:
         parts (tiles, crops) whose results are merged into one: the parts go
         out as concurrent requests through the throughput pipeline's request
         slots (made on first use), so one image's tiles are in flight at once.
+        ``slicing`` overrides the Detector's ``slicing=`` for this call (a
+        :class:`~yolo_ov.config.SliceConfig`, or ``False`` for none): the
+        slicing becomes the fan-out.
 
         Raises:
             InputError: the image cannot be read; the message names it.
@@ -223,6 +238,7 @@ class Detector:
                 f"this Detector was compiled with batch={self._engine.batch}; "
                 "single-image calls need batch=1 (use stream() for batched runs)"
             )
+        fanout = self._slice_fanout(fanout, slicing)
         name = source or describe_source(image)
         t0 = time.perf_counter()
         cfg = self._checked_detect(detect) or self.detect_config
@@ -248,7 +264,7 @@ class Detector:
         return [self(image) for image in images]
 
     def iter_predict(self, images: Iterable[ImageInput | SourceItem], *, detect: DetectConfig | None = None,
-                     with_images: bool = False) -> Iterator[Any]:
+                     with_images: bool = False, slicing: SliceConfig | bool | None = None) -> Iterator[Any]:
         """Like :meth:`predict`, but yields a :class:`~yolo_ov.results.Failure` for a bad item and goes on.
 
         Items may be images or the :class:`~yolo_ov.io.sources.SourceItem` of a
@@ -258,14 +274,15 @@ class Detector:
         for this run. ``with_images=True`` yields ``(record, image)`` pairs
         (the decoded BGR image, ``None`` for a failure) for outputs that draw,
         as ``stream(with_images=True)`` does; the image is then decoded in
-        full (no ``fast_decode`` reduction).
+        full (no ``fast_decode`` reduction). ``slicing`` as for :meth:`__call__`.
         """
+        fanout = self._slice_fanout(None, slicing)
         for item in images:
-            record, image = self._predict_one(item, detect, with_images)
+            record, image = self._predict_one(item, detect, with_images, fanout)
             yield (record, image) if with_images else record
 
-    def _predict_one(self, item: ImageInput | SourceItem, detect: DetectConfig | None,
-                     with_image: bool) -> tuple[Detections | Failure, np.ndarray | None]:
+    def _predict_one(self, item: ImageInput | SourceItem, detect: DetectConfig | None, with_image: bool,
+                     fanout: FanOut | None = None) -> tuple[Detections | Failure, np.ndarray | None]:
         if isinstance(item, SourceItem):
             data, name, stream, frame = item.data, item.source, item.stream, item.frame
         else:
@@ -274,7 +291,8 @@ class Detector:
             return Failure(data.source or name, str(data), stream, frame), None
         try:
             image = load_image(data, name) if with_image else None
-            result = self(image if image is not None else data, source=name, detect=detect)
+            result = self(image if image is not None else data, source=name, detect=detect,
+                          fanout=fanout, slicing=None if fanout is not None else False)
         except InputError as exc:
             return Failure(name, str(exc), stream, frame), None
         if stream is not None or frame is not None:
@@ -283,7 +301,8 @@ class Detector:
 
     # -- many callers: submit() ----------------------------------------------
     def submit(self, image: ImageInput, *, detect: DetectConfig | None = None,
-               source: str | None = None, fanout: FanOut | None = None) -> Future:
+               source: str | None = None, fanout: FanOut | None = None,
+               slicing: SliceConfig | bool | None = None) -> Future:
         """Queue one image on the throughput engine; returns a :class:`~concurrent.futures.Future`.
 
         Safe from any number of threads at once; shares the request slots
@@ -295,6 +314,7 @@ class Detector:
         ``fanout`` splits the image into parts merged into one result (as for
         :meth:`__call__`); the image is accepted or refused whole, and its
         parts count as frames against ``max_queue`` once it is split.
+        ``slicing`` as for :meth:`__call__`.
 
         Raises:
             OverloadedError: ``max_queue`` frames are already waiting (nothing
@@ -309,12 +329,15 @@ class Detector:
             >>> futures = [det.submit(p) for p in ["a.jpg", "b.jpg"]]  # doctest: +SKIP
             >>> [len(f.result()) for f in futures]  # doctest: +SKIP
         """
+        fanout = self._slice_fanout(fanout, slicing)
         return self.pipeline().submit(image, detect=self._checked_detect(detect), source=source, fanout=fanout)
 
     async def submit_async(self, image: ImageInput, *, detect: DetectConfig | None = None,
-                           source: str | None = None, fanout: FanOut | None = None) -> Any:
+                           source: str | None = None, fanout: FanOut | None = None,
+                           slicing: SliceConfig | bool | None = None) -> Any:
         """:meth:`submit` for asyncio callers: ``await det.submit_async(image)`` gives the result."""
-        return await asyncio.wrap_future(self.submit(image, detect=detect, source=source, fanout=fanout))
+        return await asyncio.wrap_future(self.submit(image, detect=detect, source=source, fanout=fanout,
+                                                     slicing=slicing))
 
     # -- the throughput path (see yolo_ov.pipeline) -----------------------
     def pipeline(self, config: PipelineConfig | None = None) -> Pipeline:
@@ -369,6 +392,7 @@ class Detector:
         detect: DetectConfig | None = None,
         fanout: FanOut | None = None,
         head: Head | None = None,
+        slicing: SliceConfig | bool | None = None,
     ) -> StreamRun:
         """Detect objects in a source with many requests in flight; yields results.
 
@@ -383,22 +407,26 @@ class Detector:
         the detection settings for this run, ``head`` the head that decodes
         its results. ``fanout`` splits every input into parts (tiles, crops)
         merged into one result per input, still in input order; the
-        read-ahead bound counts the parts.
+        read-ahead bound counts the parts. ``slicing`` as for :meth:`__call__`
+        (the tiles of many images interleave, backpressure counted in tiles).
 
         Example:
             >>> det = Detector("yolov8n_openvino_model", mode="throughput")  # doctest: +SKIP
             >>> for r in det.stream("video.mp4"):  # doctest: +SKIP
             ...     print(r.stream, r.frame, len(r))
         """
+        fanout = self._slice_fanout(fanout, slicing)
         return self.pipeline(config).stream(source, ordered=ordered, with_images=with_images, drop=drop,
                                             detect=self._checked_detect(detect), fanout=fanout, head=head)
 
     def stream_callback(
         self, source: Any, callback: Any, *, drop: str | None = "auto", config: PipelineConfig | None = None,
         detect: DetectConfig | None = None, fanout: FanOut | None = None,
+        slicing: SliceConfig | bool | None = None,
     ) -> RunStats:
         """OpenVINO's callback style: ``callback(result)`` runs on a worker thread as each
         result completes (completion order); returns the run's counters when all are done."""
+        fanout = self._slice_fanout(fanout, slicing)
         return self.pipeline(config).run_callback(source, callback, drop=drop, detect=self._checked_detect(detect),
                                                   fanout=fanout)
 
@@ -411,6 +439,33 @@ class Detector:
                 self._checked.clear()
             self._checked.add(detect.classes)
         return detect
+
+    # -- sliced inference ------------------------------------------------
+    def _slice_fanout(self, fanout: FanOut | None, slicing: SliceConfig | bool | None) -> FanOut | None:
+        """The fan-out of a call: ``fanout``, else the slicing asked for (per call, else the Detector's).
+
+        One :class:`~yolo_ov.pipeline.slicing.SliceFanOut` per setting, kept, so
+        a tile larger than the image is said once per Detector, not per call.
+
+        Raises:
+            ConfigError: both ``fanout`` and ``slicing`` given, a ``slicing`` that
+                is not a :class:`SliceConfig`, or slicing a classification model.
+        """
+        if fanout is not None:
+            if slicing not in (None, False):
+                raise ConfigError("pass either fanout= or slicing=, not both (slicing= makes its own fan-out)")
+            return fanout
+        cfg = self.slicing_config if slicing is None or slicing is True else slicing or None
+        if cfg is None:
+            return None
+        if not isinstance(cfg, SliceConfig):
+            raise ConfigError(f"slicing must be a SliceConfig (e.g. SliceConfig(size=640)) or False, got {cfg!r}")
+        if self.model_info.task == "classify":
+            raise ConfigError(NO_BOXES)
+        made = self._fanouts.get(cfg)
+        if made is None:
+            made = self._fanouts.setdefault(cfg, SliceFanOut(cfg))
+        return made
 
     # -- lifetime --------------------------------------------------------
     @property

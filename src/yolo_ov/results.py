@@ -93,6 +93,9 @@ class Detections:
             ``"xywhr"``...). Indexing, :meth:`filter` and :meth:`to_dict`
             carry them; the JSONL writer formats each with its registered
             formatter (:data:`DATA_FORMATTERS`), so a new field is one entry there.
+        slices: for a sliced run, how many tiles the image was cut into (the
+            full-image pass not counted, as SAHI counts them); ``None`` otherwise.
+            Written as ``"slices"`` in the JSONL record.
 
     Example:
         >>> d = Detections.empty(names={0: "person"}, image_shape=(480, 640))
@@ -110,6 +113,7 @@ class Detections:
     frame: int | None = None
     timing: Timings | None = field(default=None, repr=False, compare=False)
     data: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    slices: int | None = None
 
     def __post_init__(self) -> None:
         self.xyxy = np.asarray(self.xyxy, dtype=np.float32)
@@ -157,19 +161,22 @@ class Detections:
         return Detections(
             self.xyxy[idx], self.confidence[idx], self.class_id[idx], self.names,
             self.image_shape, self.source, self.stream, self.frame, self.timing,
-            {k: _take(v, idx) for k, v in self.data.items()},
+            {k: _take(v, idx) for k, v in self.data.items()}, self.slices,
         )
 
     def to_dict(self) -> dict[str, Any]:
         """The JSONL record: ``{"source", "width", "height", "detections": [...]}``.
 
-        ``stream``/``frame`` are added for video and multi-stream runs.
+        ``stream``/``frame`` are added for video and multi-stream runs,
+        ``slices`` (the number of tiles) for sliced runs.
         """
         out: dict[str, Any] = {"source": self.source, "width": self.image_shape[1], "height": self.image_shape[0]}
         if self.stream is not None:
             out["stream"] = self.stream
         if self.frame is not None:
             out["frame"] = self.frame
+        if self.slices is not None:
+            out["slices"] = self.slices
         boxes = np.round(self.xyxy.astype(np.float64), 2).tolist()
         confs = np.round(self.confidence.astype(np.float64), 5).tolist()
         detections = [

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..config import DetectConfig, RuntimeConfig, load_runtime_config, normalize_imgsz
+from ..config import DetectConfig, RuntimeConfig, SliceConfig, load_runtime_config, normalize_imgsz, parse_slice_size
 from ..errors import ConfigError
 from ..pipeline import PipelineConfig, Specialize
 
@@ -41,6 +41,50 @@ FastDecodeOpt = Annotated[bool, typer.Option(
     "(12 MP photos, 4K frames: much faster; outputs differ slightly from Ultralytics' full decode)")]
 WorkersOpt = Annotated[int | None, typer.Option(
     "--workers", help="host threads for decode/NMS (default: 1, and 2 once an image has 4 MP or more)")]
+
+# -- sliced inference (predict, val): SAHI's settings and defaults ------------------------
+SliceOpt = Annotated[str | None, typer.Option(
+    "--slice", help="sliced inference for small objects in large images: cut each image into overlapping tiles "
+    "of this size (640, or height,width like 512,640), detect in each at once, merge (SAHI's results)")]
+OverlapOpt = Annotated[float, typer.Option("--overlap", help="with --slice: fraction of a tile shared with its "
+                                           "neighbour, in [0, 1)")]
+FullPassOpt = Annotated[bool, typer.Option("--full-pass/--no-full-pass", help="with --slice: also run the whole "
+                                           "image once and merge it in (SAHI's perform_standard_pred)")]
+SliceMergeOpt = Annotated[str, typer.Option("--slice-merge", help="with --slice: greedynmm | nmm | nms")]
+SliceMetricOpt = Annotated[str, typer.Option("--slice-metric", help="with --slice: ios | iou, the overlap measure "
+                                             "of the merge")]
+SliceThresholdOpt = Annotated[float, typer.Option("--slice-threshold", help="with --slice: overlap at or above "
+                                                  "which detections merge")]
+SliceAgnosticOpt = Annotated[bool, typer.Option("--slice-agnostic", help="with --slice: merge across classes")]
+
+
+def slice_config(size: str | None, *, overlap: float = 0.2, full_pass: bool = True, merge: str = "greedynmm",
+                 metric: str = "ios", threshold: float = 0.5, agnostic: bool = False) -> SliceConfig | None:
+    """The :class:`SliceConfig` of the ``--slice ...`` options, ``None`` without ``--slice``.
+
+    Raises:
+        ConfigError: a bad setting (one line naming it), or a slicing option given without ``--slice``.
+    """
+    if size is None:
+        changed = [name for name, value, default in (
+            ("--overlap", overlap, 0.2), ("--no-full-pass", full_pass, True), ("--slice-merge", merge, "greedynmm"),
+            ("--slice-metric", metric, "ios"), ("--slice-threshold", threshold, 0.5),
+            ("--slice-agnostic", agnostic, False)) if value != default]
+        if changed:
+            raise ConfigError(f"{', '.join(changed)} go{'es' if len(changed) == 1 else ''} with --slice SIZE "
+                              "(e.g. --slice 640)")
+        return None
+    try:
+        return SliceConfig(size=parse_slice_size(size, "--slice"), overlap=overlap, full_pass=full_pass,
+                           merge=merge, metric=metric, threshold=threshold, class_agnostic=agnostic)
+    except ConfigError as exc:
+        message = str(exc)
+        for field, option in (("overlap", "--overlap"), ("slice merge", "--slice-merge"),
+                              ("slice match metric", "--slice-metric"), ("slice match threshold", "--slice-threshold")):
+            if message.startswith(field):
+                message = option + message[len(field):]
+                break
+        raise ConfigError(message) from None
 
 
 def open_detector(model: str | Path | None, *, runtime: RuntimeConfig, detect: DetectConfig) -> Detector:

@@ -86,6 +86,7 @@ def predict_on_ray(
     actors: int | None,
     unsupported: dict[str, Any],
     quiet: bool,
+    slicing: Any = None,
 ) -> int:
     """``yolo-ov predict SOURCES --ray``: returns the exit code (1 when an input failed)."""
     import dataclasses
@@ -100,6 +101,10 @@ def predict_on_ray(
 
     require_extra("yolo-ov predict --ray")
     path, info = driver_model(model)  # a bad model fails here, before Ray starts
+    if slicing is not None and info.task == "classify":
+        from ..pipeline.slicing import NO_BOXES
+
+        raise ConfigError(NO_BOXES)
     if classes is not None:
         detect = dataclasses.replace(detect, classes=resolve_classes(classes, info.names))
     if runtime.mode is Mode.LATENCY:
@@ -113,6 +118,7 @@ def predict_on_ray(
             result = predict_dataset(
                 sources, path, runtime=runtime, detect=detect, config=BatchConfig(concurrency=actors),
                 specialize=specialize, save_json=save_json, save_parquet=save_parquet, on_record=progress.record,
+                slicing=slicing,
             )
     finally:
         progress.close()

@@ -41,17 +41,25 @@ from ._options import (
     ConfigOpt,
     DeviceOpt,
     FastDecodeOpt,
+    FullPassOpt,
     ImgszOpt,
     IouOpt,
     ModelOpt,
     NoCacheOpt,
     NoMmapOpt,
+    OverlapOpt,
+    SliceAgnosticOpt,
+    SliceMergeOpt,
+    SliceMetricOpt,
+    SliceOpt,
+    SliceThresholdOpt,
     WorkersOpt,
     build_runtime,
     parse_classes,
     pipeline_config,
     refuse_missing_inputs,
     resolve_classes,
+    slice_config,
     tuned_model,
 )
 from ._ray import RAY_HELP, RAY_OPTION, predict_on_ray, ray_address
@@ -79,6 +87,13 @@ def predict(
     ] = None,
     agnostic: AgnosticOpt = False,
     fast_decode: FastDecodeOpt = False,
+    slice_size: SliceOpt = None,
+    overlap: OverlapOpt = 0.2,
+    full_pass: FullPassOpt = True,
+    slice_merge: SliceMergeOpt = "greedynmm",
+    slice_metric: SliceMetricOpt = "ios",
+    slice_threshold: SliceThresholdOpt = 0.5,
+    slice_agnostic: SliceAgnosticOpt = False,
     imgsz: ImgszOpt = None,
     device: DeviceOpt = None,
     mode: Annotated[str | None, typer.Option("--mode", help=_MODE_HELP)] = None,
@@ -143,6 +158,8 @@ def predict(
     after every output is flushed and closed.
     """
     model = tuned_model(model, config)  # tune --models writes the model it picked into its --config file
+    slicing = slice_config(slice_size, overlap=overlap, full_pass=full_pass, merge=slice_merge, metric=slice_metric,
+                           threshold=slice_threshold, agnostic=slice_agnostic)
     if ray is not None:  # the same records from a pool of Ray actors (yolo_ov.ray)
         raise typer.Exit(predict_on_ray(
             sources=sources, model=model, address=ray_address(ray),
@@ -155,6 +172,7 @@ def predict(
             unsupported={"--save-coco": save_coco, "--save-dir": save_dir, "--save-video": save_video,
                          "--tracker": tracker, "--detect-every": detect_every != 1, "--workers": workers,
                          "--save-polygons": save_polygons},
+            slicing=slicing,
         ))
     if actors is not None or save_parquet is not None:
         raise ConfigError("--actors and --save-parquet go with --ray")
@@ -184,14 +202,16 @@ def predict(
                 tally.start()
                 if tracker is not None or detect_every != 1:  # yolo_ov.track: a tracker per stream, same sinks
                     with det.track(sources[0] if len(sources) == 1 else sources, tracker=tracker or "bytetrack",
-                                   detect_every=detect_every, detect=detect, with_images=True, config=pipe_cfg) as run:
+                                   detect_every=detect_every, detect=detect, with_images=True, config=pipe_cfg,
+                                   slicing=slicing) as run:
                         tally.stats = run.stats
                         _consume(Trails().annotate(run), source, sinks, tally, quiet)
                 elif runtime.mode is Mode.LATENCY and not specialize:  # one synchronous request per input, in order
-                    pairs = det.iter_predict(source, detect=detect, with_images=want_images)
+                    pairs = det.iter_predict(source, detect=detect, with_images=want_images, slicing=slicing)
                     _consume(pairs if want_images else ((r, None) for r in pairs), source, sinks, tally, quiet)
                 else:
-                    with det.stream(source, with_images=want_images, config=pipe_cfg, detect=detect) as run:
+                    with det.stream(source, with_images=want_images, config=pipe_cfg, detect=detect,
+                                    slicing=slicing) as run:
                         tally.stats = run.stats
                         _consume(iter(run) if want_images else ((r, None) for r in run), source, sinks, tally, quiet)
                 tally.stop()

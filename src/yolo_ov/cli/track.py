@@ -29,17 +29,25 @@ from ._options import (
     ConfigOpt,
     DeviceOpt,
     FastDecodeOpt,
+    FullPassOpt,
     ImgszOpt,
     IouOpt,
     ModelOpt,
     NoCacheOpt,
     NoMmapOpt,
+    OverlapOpt,
+    SliceAgnosticOpt,
+    SliceMergeOpt,
+    SliceMetricOpt,
+    SliceOpt,
+    SliceThresholdOpt,
     WorkersOpt,
     build_runtime,
     parse_classes,
     pipeline_config,
     refuse_missing_inputs,
     resolve_classes,
+    slice_config,
     tuned_model,
 )
 
@@ -109,6 +117,13 @@ def track(
                                   ".mp4/.avi (one file per stream)")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress line")] = False,
+    slice_size: SliceOpt = None,
+    overlap: OverlapOpt = 0.2,
+    full_pass: FullPassOpt = True,
+    slice_merge: SliceMergeOpt = "greedynmm",
+    slice_metric: SliceMetricOpt = "ios",
+    slice_threshold: SliceThresholdOpt = 0.5,
+    slice_agnostic: SliceAgnosticOpt = False,
 ) -> None:
     """Track objects: a persistent id per object and stream, optional line/zone counts, JSONL and video out.
 
@@ -121,6 +136,8 @@ def track(
         raise ConfigError(f"--detect-every {detect_every}: expected a positive number of frames")
     wanted = parse_classes(classes)
     detect = DetectConfig(conf=conf, iou=iou, max_det=max_det, agnostic=agnostic, fast_decode=fast_decode)
+    slicing = slice_config(slice_size, overlap=overlap, full_pass=full_pass, merge=slice_merge, metric=slice_metric,
+                           threshold=slice_threshold, agnostic=slice_agnostic)
     counters = Counters(lines=[parse_line(t, f"line{i + 1}") for i, t in enumerate(line or [])],
                         zones=[parse_zone(t, f"zone{i + 1}") for i, t in enumerate(zone or [])])
     pipe_cfg = pipeline_config(specialize, workers)
@@ -141,7 +158,8 @@ def track(
             detect = dataclasses.replace(detect, classes=resolve_classes(wanted, det.names))
         t0 = time.perf_counter()
         with det.track(source, tracker=tracker_cfg, detect_every=detect_every, detect=detect,
-                       with_images=outs.needs_images, config=pipe_cfg) as run, _progress(quiet) as progress:
+                       with_images=outs.needs_images, config=pipe_cfg,
+                       slicing=slicing) as run, _progress(quiet) as progress:
             task = progress.add_task("track", frames=0, tracks=0, rate=0.0)
             for record, image in _pairs(run, outs.needs_images):
                 if isinstance(record, Failure):

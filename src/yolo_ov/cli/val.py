@@ -15,7 +15,22 @@ from ..errors import ConfigError, OutputError
 from ..eval.validate import PROTOCOLS, ValResult, describe, validate
 from ..io.sinks import check_output_file
 from ._app import app, err, guarded, out
-from ._options import DeviceOpt, ImgszOpt, ModelOpt, ModeOpt, NoCacheOpt, build_runtime
+from ._options import (
+    DeviceOpt,
+    FullPassOpt,
+    ImgszOpt,
+    ModelOpt,
+    ModeOpt,
+    NoCacheOpt,
+    OverlapOpt,
+    SliceAgnosticOpt,
+    SliceMergeOpt,
+    SliceMetricOpt,
+    SliceOpt,
+    SliceThresholdOpt,
+    build_runtime,
+    slice_config,
+)
 
 
 @app.command()
@@ -37,16 +52,27 @@ def val(
     json_path: Annotated[Path | None, typer.Option("--json", help="write the result as JSON to this file")] = None,
     per_class: Annotated[bool, typer.Option("--per-class/--no-per-class", help="print AP of each class")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+    slice_size: SliceOpt = None,
+    overlap: OverlapOpt = 0.2,
+    full_pass: FullPassOpt = True,
+    slice_merge: SliceMergeOpt = "greedynmm",
+    slice_metric: SliceMetricOpt = "ios",
+    slice_threshold: SliceThresholdOpt = 0.5,
+    slice_agnostic: SliceAgnosticOpt = False,
 ) -> None:
     """mAP50-95 / mAP50 of boxes, masks or keypoints (top-1/top-5 for classification), per class, and images/s."""
     if protocol not in PROTOCOLS:
         raise ConfigError(f"--protocol {protocol!r} is not one of: {', '.join(PROTOCOLS)}")
+    slicing = slice_config(slice_size, overlap=overlap, full_pass=full_pass, merge=slice_merge, metric=slice_metric,
+                           threshold=slice_threshold, agnostic=slice_agnostic)
+    if slicing is not None and protocol != "coco":
+        raise ConfigError("--slice is scored with --protocol coco only (Ultralytics' val shrinks each image first)")
     runtime = build_runtime(mode=mode, device=device, imgsz=imgsz, no_cache=no_cache, default_mode="throughput")
     if json_path is not None:
         check_output_file(json_path, "the JSON result")
     with validation_progress(quiet) as progress:
         task = progress.add_task("val", total=None)
-        result = validate(model, dataset, conf=conf, iou=iou, runtime=runtime, protocol=protocol,
+        result = validate(model, dataset, conf=conf, iou=iou, runtime=runtime, protocol=protocol, slicing=slicing,
                           progress=lambda done, total: progress.update(task, completed=done, total=total))
     if per_class and result.task != "classify":
         out.print(per_class_table(result))

@@ -38,7 +38,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..config import DetectConfig, RuntimeConfig
+from ..config import DetectConfig, RuntimeConfig, SliceConfig
 from ..errors import ConfigError, InputError
 from ..imaging.decode import load_image
 from ..results import Failure
@@ -74,6 +74,7 @@ def validate(
     protocol: str = "coco",
     runtime: RuntimeConfig | None = None,
     progress: Callable[[int, int], None] | None = None,
+    slicing: SliceConfig | None = None,
 ) -> ValResult:
     """Run ``model`` over the dataset's ``val`` images and score it for its task.
 
@@ -94,6 +95,9 @@ def validate(
             pipeline (many requests in flight, square letterbox: no shape
             specialisation), so images/s is the batch-job speed.
         progress: called as ``progress(done, total)`` after each image.
+        slicing: score a sliced run (:class:`~yolo_ov.config.SliceConfig`):
+            each image is cut into tiles, run and merged as ``predict --slice``
+            does (``coco`` protocol only: Ultralytics' val resizes the image first).
 
     Returns:
         A :class:`ValResult`; images that cannot be read are logged and count
@@ -108,6 +112,9 @@ def validate(
 
     if protocol not in PROTOCOLS:
         raise ConfigError(f"protocol {protocol!r} is not one of: {', '.join(PROTOCOLS)}")
+    if slicing is not None and protocol != "coco":
+        raise ConfigError("slicing is scored with the coco protocol only (Ultralytics' val shrinks each image to "
+                          "the network size first, which leaves nothing to slice)")
     detect = DetectConfig(conf=conf, iou=iou, max_det=max_det, multi_label=True)
     own = not isinstance(model, Detector)
     if own:
@@ -134,15 +141,19 @@ def validate(
             head = _UltralyticsValHead(head, det.model_info, det.input_hw)  # what Ultralytics scores, unclipped
         t0 = time.perf_counter()
         if own and det.compiled_info.mode != "latency":
-            results = _run_pipeline(det, images, resize, progress, head)
+            results = _run_pipeline(det, images, resize, progress, head, slicing)
         else:
-            results = _run(det, detect, images, resize, progress, head)
+            results = _run(det, detect, images, resize, progress, head, slicing)
         elapsed = time.perf_counter() - t0
         info = det.compiled_info
         settings: dict[str, Any] = {"imgsz": list(det.input_hw)}
         if task != "classify":
             settings.update(conf=conf, iou=iou, max_det=max_det, multi_label=True)
         settings.update(mode=info.mode, device=info.device, inference_precision=info.inference_precision)
+        if slicing is not None:
+            settings["slicing"] = {"size": list(slicing.tile_hw), "overlap": list(slicing.overlap_hw),
+                                   "full_pass": slicing.full_pass, "merge": slicing.merge, "metric": slicing.metric,
+                                   "threshold": slicing.threshold, "class_agnostic": slicing.class_agnostic}
         if resize:
             settings["preprocess"] = "long side resized to imgsz (INTER_LINEAR), then padded (Ultralytics' val)"
         return evaluate(ds, results, task=task, protocol=protocol, network_hw=det.input_hw, elapsed_s=elapsed,
@@ -218,6 +229,7 @@ def _frames(images: Sequence[Path], size: int) -> Iterator[Any]:
 
 def _run_pipeline(
     det: Any, images: Sequence[Path], resize: bool, progress: Callable[[int, int], None] | None, head: Any = None,
+    slicing: SliceConfig | None = None,
 ) -> list[Any]:
     """The throughput pipeline (many requests in flight), at the model's own square size like Ultralytics' val."""
     from ..io.sources import FrameSource
@@ -226,7 +238,8 @@ def _run_pipeline(
     source: Any = FrameSource(_frames(images, max(det.input_hw))) if resize else [str(p) for p in images]
     results: list[Any] = []
     total = len(images)
-    for k, res in enumerate(det.stream(source, config=PipelineConfig(specialize="off"), head=head), 1):
+    for k, res in enumerate(det.stream(source, config=PipelineConfig(specialize="off"), head=head,
+                                                slicing=slicing), 1):
         if isinstance(res, Failure):
             log.warning("%s", res.error)
         results.append(res)
@@ -237,7 +250,7 @@ def _run_pipeline(
 
 def _run(
     det: Any, detect: DetectConfig, images: Sequence[Path], resize: bool,
-    progress: Callable[[int, int], None] | None, head: Any = None,
+    progress: Callable[[int, int], None] | None, head: Any = None, slicing: SliceConfig | None = None,
 ) -> list[Any]:
     """The latency path with validation's detection settings and head (the Detector's own are left alone)."""
     results: list[Any] = []
@@ -246,7 +259,7 @@ def _run(
         source = str(path)
         try:
             image: Any = ultralytics_val_resize(load_image(path), max(det.input_hw)) if resize else path
-            results.append(det(image, source=source, detect=detect, head=head))
+            results.append(det(image, source=source, detect=detect, head=head, slicing=slicing))
         except InputError as exc:
             log.warning("%s", exc)
             results.append(Failure(source, str(exc)))

@@ -1,18 +1,24 @@
-"""Sliced inference, the sequential reference: what SAHI's ``get_sliced_prediction`` computes.
+"""Sliced inference: what SAHI's ``get_sliced_prediction`` computes, with the tiles in flight at once.
 
-:func:`predict_sliced` runs one image the simple way, tile after tile, and is
-the reference the concurrent version (the tiles of one image as concurrent
-requests through the pipeline's fan-out/fan-in) is checked against. It is
-made of the three parts the concurrent version reuses:
+:class:`SliceFanOut` is the pipeline's :class:`~yolo_ov.pipeline.steps.FanOut`
+for slicing: it splits a decoded image into SAHI's tiles (views, no copy) plus
+the full-image pass, every part goes out as its own inference request (the
+latency path puts one image's parts in flight at once; a stream interleaves
+the parts of many images, its read-ahead bound counted in parts), and when the
+last part is in, :meth:`SliceFanOut.merge` places them in the image and merges
+them as SAHI does. :func:`predict_sliced` runs one image the simple way, tile
+after tile: the reference the concurrent version is checked against. Both are
+made of the same parts:
 
 - :func:`plan_tiles`: the tiles (SAHI's grid, :func:`~yolo_ov.imaging.tiles.tile_grid`)
   and whether a full-image pass is added (SAHI adds it only when there is more than one tile);
 - per tile, ``predict(view)`` on a view of the decoded image (the letterbox of
   each tile into the model's input is the detector's, as SAHI's Ultralytics
-  backend letterboxes each slice into ``image_size``), then :func:`shift_detections`
-  into full-image coordinates;
-- :func:`merge_parts`: the fan-in, SAHI's postprocess (:mod:`yolo_ov.ops.merge`)
-  over the tiles' detections in tile order followed by the full pass's.
+  backend letterboxes each slice into ``image_size``), then
+  :meth:`~yolo_ov.results.Detections.offset` into full-image coordinates;
+- :func:`merge_parts`: the fan-in, :meth:`~yolo_ov.results.Detections.merge` then
+  SAHI's postprocess (:mod:`yolo_ov.ops.merge`) over the tiles' detections in
+  tile order followed by the full pass's.
 
 What SAHI's Ultralytics backend does to each tile's predictions before the
 merge, and is reproduced in :func:`merge_parts`: boxes with no width or height
@@ -25,6 +31,8 @@ boxes stay the model's.
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -36,8 +44,15 @@ from ..imaging.tiles import TileGrid, tile_grid, tile_views
 from ..ops.masks import Masks
 from ..ops.merge import apply_merge, merge_masks, plan_merge
 from ..results import Detections
+from .steps import Part
 
-__all__ = ["concat_detections", "merge_parts", "plan_tiles", "predict_sliced", "shift_detections"]
+__all__ = ["SliceFanOut", "mask_bounds", "merge_parts", "plan_tiles", "predict_sliced"]
+
+log = logging.getLogger("yolo_ov")
+
+#: The one line a classification model gets when asked to slice.
+NO_BOXES = ("slicing needs a model that finds boxes (detect, segment, pose, obb); "
+            "a classification model cannot be sliced")
 
 Predict = Callable[[np.ndarray], Detections]
 
@@ -51,57 +66,6 @@ def plan_tiles(image_hw: tuple[int, int], cfg: SliceConfig) -> tuple[TileGrid, b
     """
     grid = tile_grid(image_hw, cfg.tile_hw, cfg.overlap_hw)
     return grid, bool(cfg.full_pass and len(grid) > 1)
-
-
-def shift_detections(det: Detections, dx: int, dy: int, full_shape: tuple[int, int]) -> Detections:
-    """``det`` (of a tile whose top-left is ``dx, dy``) in the coordinates of the full image.
-
-    Boxes, masks (placed into the full image), keypoints and rotated boxes move;
-    other per-detection data is kept. A small local helper: ``Detections.offset``
-    replaces it once the results branch lands.
-    """
-    shift = np.array([dx, dy, dx, dy], np.float32)
-    data: dict[str, Any] = {}
-    for key, value in det.data.items():
-        if isinstance(value, Masks):
-            data[key] = Masks(full_shape, value.origins + np.array([dx, dy], np.int64), value.crops)
-        elif key == "keypoints":
-            kp = np.array(value, np.float32, copy=True)
-            kp[..., 0] += dx
-            kp[..., 1] += dy
-            data[key] = kp
-        elif key == "xywhr":
-            r = np.array(value, np.float32, copy=True)
-            r[:, 0] += dx
-            r[:, 1] += dy
-            data[key] = r
-        else:
-            data[key] = value
-    return Detections(det.xyxy + shift, det.confidence, det.class_id, det.names, full_shape, det.source,
-                      det.stream, det.frame, det.timing, data)
-
-
-def _concat(values: Sequence[Any], full_shape: tuple[int, int]) -> Any:
-    if isinstance(values[0], Masks):
-        origins = np.concatenate([m.origins for m in values]) if values else np.zeros((0, 2), np.int64)
-        return Masks(full_shape, origins, [c for m in values for c in m.crops])
-    return np.concatenate([np.asarray(v) for v in values])
-
-
-def concat_detections(parts: Sequence[Detections], full_shape: tuple[int, int],
-                      names: dict[int, str] | None = None) -> Detections:
-    """The rows of ``parts`` (already in full-image coordinates) one after the other.
-
-    Data fields present in every part are concatenated; a field missing from
-    one part is dropped (parts of one model always have the same fields).
-    """
-    names = dict(names if names is not None else (parts[0].names if parts else {}))
-    if not parts:
-        return Detections.empty(names=names, image_shape=full_shape)
-    keys = [k for k in parts[0].data if all(k in p.data for p in parts)]
-    data = {k: _concat([p.data[k] for p in parts], full_shape) for k in keys}
-    return Detections(np.concatenate([p.xyxy for p in parts]), np.concatenate([p.confidence for p in parts]),
-                      np.concatenate([p.class_id for p in parts]), names, full_shape, data=data)
 
 
 def _sahi_filter(det: Detections, sahi_boxes: bool) -> Detections:
@@ -142,7 +106,7 @@ def merge_parts(parts: Sequence[Detections], cfg: SliceConfig, full_shape: tuple
     OR-ed; keypoints and rotated boxes are the keeper's.
     """
     parts = [_sahi_filter(p, sahi_boxes) for p in parts]
-    allrows = concat_detections(parts, full_shape, names)
+    allrows = Detections.merge(parts, names=names, image_shape=full_shape)
     rotated = allrows.data.get("xywhr")
     merge = "nms" if rotated is not None else cfg.merge
     if len(allrows) <= 1:  # SAHI does not postprocess a single prediction
@@ -160,6 +124,79 @@ def merge_parts(parts: Sequence[Detections], cfg: SliceConfig, full_shape: tuple
     if sahi_boxes and isinstance(data.get("masks"), Masks):
         xyxy = mask_bounds(data["masks"])  # SAHI: the box of a merged mask is its polygon's bounds
     return Detections(xyxy, merged.confidence, merged.class_id, allrows.names, full_shape, data=data)
+
+
+class SliceFanOut:
+    """The :class:`~yolo_ov.pipeline.steps.FanOut` of sliced inference: SAHI's tiles + full pass, SAHI's merge.
+
+    Give it to any path of a :class:`~yolo_ov.detector.Detector` as ``fanout=``
+    (or use ``slicing=``, which makes one): ``split`` cuts the decoded image into
+    the tiles of ``cfg`` (numpy views: no pixel copied) followed by the whole
+    image when ``cfg.full_pass`` and there is more than one tile (an image that is
+    one tile is not run twice); ``merge`` moves each tile's detections into the
+    image (:meth:`~yolo_ov.results.Detections.offset`), concatenates them in part
+    order (:meth:`~yolo_ov.results.Detections.merge`) and applies SAHI's
+    postprocess (:func:`merge_parts`). The result's ``slices`` is the number of tiles.
+
+    A tile larger than the image (the image is then one tile cut to it) is
+    logged once per fan-out, not once per image.
+
+    Args:
+        cfg: the slicing settings.
+        sahi_boxes, obb_probiou: see :func:`merge_parts`.
+    """
+
+    def __init__(self, cfg: SliceConfig, *, sahi_boxes: bool = False, obb_probiou: bool = True) -> None:
+        if not isinstance(cfg, SliceConfig):
+            raise ConfigError(f"slicing must be a SliceConfig, got {type(cfg).__name__}")
+        self.cfg = cfg
+        self.sahi_boxes = sahi_boxes
+        self.obb_probiou = obb_probiou
+        self._warned = False
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"SliceFanOut({self.cfg!r})"
+
+    def split(self, image: np.ndarray, original_hw: tuple[int, int]) -> list[Part]:
+        """The tiles of ``image`` (views, tile order as SAHI's), then the full image when it runs too."""
+        grid, full_pass = plan_tiles(original_hw, self.cfg)
+        if grid.tile_larger_than_image:
+            self._warn_once(original_hw)
+        parts = [Part(view, (int(x), int(y))) for (x, y), view in zip(grid.offsets.tolist(), tile_views(image, grid),
+                                                                        strict=True)]
+        if full_pass:
+            parts.append(Part(image, (0, 0)))
+        return parts
+
+    def merge(self, results: list[Any], parts: list[Part], original_hw: tuple[int, int]) -> Detections:
+        """The parts' results (each in its part's pixels) as the image's one merged :class:`Detections`.
+
+        Raises:
+            ConfigError: a part's result has no boxes (a classification model).
+        """
+        full = (int(original_hw[0]), int(original_hw[1]))
+        moved = []
+        for result, part in zip(results, parts, strict=True):
+            if not isinstance(result, Detections):
+                raise ConfigError(NO_BOXES)
+            moved.append(result.offset(part.offset[0], part.offset[1], full) if part.offset != (0, 0)
+                         or result.image_shape != full else result)
+        merged = merge_parts(moved, self.cfg, full, names=dict(results[0].names), sahi_boxes=self.sahi_boxes,
+                             obb_probiou=self.obb_probiou)
+        first = results[0]
+        merged.source, merged.stream, merged.frame = first.source, first.stream, first.frame
+        merged.slices = len(plan_tiles(full, self.cfg)[0])
+        return merged
+
+    def _warn_once(self, image_hw: tuple[int, int]) -> None:
+        with self._lock:
+            if self._warned:
+                return
+            self._warned = True
+        th, tw = self.cfg.tile_hw
+        log.warning("slice %dx%d is larger than an image of %dx%d: such an image is one tile cut to its size "
+                    "(said once per run)", th, tw, image_hw[0], image_hw[1])
 
 
 def predict_sliced(predict: Predict, image: np.ndarray, cfg: SliceConfig, *, source: str | None = None,
@@ -188,12 +225,12 @@ def predict_sliced(predict: Predict, image: np.ndarray, cfg: SliceConfig, *, sou
     for (dx, dy), view in zip(grid.offsets.tolist(), tile_views(image, grid), strict=True):
         det = predict(view)
         if not isinstance(det, Detections):
-            raise ConfigError("slicing needs a model that finds boxes; a classification model cannot be sliced")
+            raise ConfigError(NO_BOXES)
         names = dict(det.names)
-        parts.append(shift_detections(det, dx, dy, full_shape))
+        parts.append(det.offset(dx, dy, full_shape))
     if full_pass:
         parts.append(predict(image))
     result = merge_parts(parts, cfg, full_shape, names=names, sahi_boxes=sahi_boxes, obb_probiou=obb_probiou)
     result.source = source
-    result.slices = len(grid)  # type: ignore[attr-defined]  # a real field once the pipeline integration lands
+    result.slices = len(grid)
     return result

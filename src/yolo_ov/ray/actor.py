@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ..config import DetectConfig, RuntimeConfig
+from ..config import DetectConfig, RuntimeConfig, SliceConfig
 from ..errors import InputError, OverloadedError
 from ..io.sources import is_video_file
 from ..pipeline import PipelineConfig
@@ -56,12 +56,13 @@ class DetectorActor:
     """
 
     def __init__(self, model: ModelSource, runtime: RuntimeConfig, detect: DetectConfig,
-                 pipeline: PipelineConfig, rows_per_block: int = 256, color: str = "rgb") -> None:
+                 pipeline: PipelineConfig, rows_per_block: int = 256, color: str = "rgb",
+                 slicing: SliceConfig | None = None) -> None:
         import ray
 
         from ..detector import Detector
 
-        self.detector = Detector(model.resolve(), runtime=runtime, detect=detect, pipeline=pipeline)
+        self.detector = Detector(model.resolve(), runtime=runtime, detect=detect, pipeline=pipeline, slicing=slicing)
         self.detect = detect
         self.rows_per_block = rows_per_block
         self.color = color

@@ -38,7 +38,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from ..config import DetectConfig, Mode, RuntimeConfig
+from ..config import DetectConfig, Mode, RuntimeConfig, SliceConfig
 from ..errors import ConfigError, InferenceError
 from ..io.sinks import JsonlSink, Sink, Sinks, check_output_file
 from ..pipeline import PipelineConfig, Specialize
@@ -123,13 +123,15 @@ def map_detections(
     config: BatchConfig | None = None,
     specialize: Specialize | str | bool | None = None,
     color: str = "rgb",
+    slicing: SliceConfig | None = None,
 ) -> Any:
     """The lazy step: ``dataset`` (rows with ``source``/``path`` and optionally ``bytes`` or ``image``)
     mapped to :data:`OUTPUT_SCHEMA` rows by a pool of :class:`DetectorActor`.
 
     No count check here (:func:`predict_dataset` does it). ``color``: the
     channel order of an ``image`` column (``"rgb"``, as ``read_images``
-    gives; ``"bgr"`` for OpenCV arrays).
+    gives; ``"bgr"`` for OpenCV arrays). ``slicing``: sliced inference in every
+    actor (each image's tiles interleave through its Detector, as ``predict --slice``).
 
     Example:
         >>> import ray.data  # doctest: +SKIP
@@ -154,7 +156,8 @@ def map_detections(
     return dataset.map_batches(
         DetectorActor,
         fn_constructor_kwargs={"model": model, "runtime": runtime, "detect": detect or DetectConfig(),
-                               "pipeline": pipeline, "rows_per_block": config.rows_per_block, "color": color},
+                               "pipeline": pipeline, "rows_per_block": config.rows_per_block, "color": color,
+                               "slicing": slicing},
         batch_size=config.batch_size,
         batch_format="numpy",
         compute=pool,
@@ -269,6 +272,7 @@ def predict_dataset(
     collect: bool = False,
     on_record: Callable[[dict[str, Any]], None] | None = None,
     color: str = "rgb",
+    slicing: SliceConfig | None = None,
 ) -> BatchResult:
     """Detect objects in many images and videos on a Ray cluster; every input answered exactly once.
 
@@ -285,6 +289,7 @@ def predict_dataset(
         concurrency: actors (default: one per CPU node); overrides ``config``.
         runtime: how each actor compiles the model (default: throughput mode).
         detect: detection settings, as for ``yolo-ov predict``.
+        slicing: sliced inference (``predict --slice``); records then carry ``"slices"``.
         specialize: shape specialisation for videos (images always keep the
             model's square input, as ``submit()`` does).
         save_json: one JSONL file, written here on the driver in input order.
@@ -337,7 +342,7 @@ def predict_dataset(
         for _ in range(config.max_passes):
             result.passes += 1
             out = map_detections(todo, model_source, runtime=runtime, detect=detect, config=config,
-                                 specialize=specialize, color=color)
+                                 specialize=specialize, color=color, slicing=slicing)
             if save_parquet is not None:
                 out = out.materialize()
                 parts.append(out)

@@ -51,7 +51,7 @@ from .kserve_rest import encode_infer_response, parse_infer_request
 from .limits import decode_body
 from .metrics import CLIENT_CLOSED
 from .models import ServedModel
-from .service import infer, request_settings, server_metadata
+from .service import infer, request_settings, request_slicing, server_metadata
 from .settings import ServeConfig
 from .state import DetectorFactory, ServeState, load_models, open_detector
 
@@ -243,10 +243,11 @@ async def _predict_body(request: Request, model: ServedModel) -> Response:
     started = time.perf_counter()
     deadline = time.monotonic() + model.config.timeout_s
     detect = request_settings(model, request.query_params)
+    slicing = request_slicing(model, request.query_params)
     data, source = await _upload(request, model.config.max_body_bytes)
     source = request.query_params.get("source") or source
     images = model.check([data], [source])
-    (result,) = await model.infer(images, detect, deadline)
+    (result,) = await model.infer(images, detect, deadline, slicing=slicing)
     record = result.to_dict()
     timing = result.timing
     server_timing = f"total;dur={(time.perf_counter() - started) * 1e3:.2f}"

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import DetectConfig
+from ..config import DetectConfig, SliceConfig
 from ..detector import Detector
 from ..errors import InferenceError, InputError, OverloadedError
 from ..results import Classification, Detections
@@ -173,8 +173,12 @@ class ServedModel:
                 checked.append(Image(data, source, w * h))
         return checked
 
-    async def infer(self, images: Sequence[Image], detect: DetectConfig, deadline: float) -> list[Result]:
+    async def infer(self, images: Sequence[Image], detect: DetectConfig, deadline: float, *,
+                    slicing: SliceConfig | None = None) -> list[Result]:
         """Submit every image, wait for all of them until ``deadline`` (``time.monotonic()``).
+
+        ``slicing`` cuts each image into tiles run as concurrent requests and merged
+        (sliced inference; its tiles count against ``--max-queue`` as images do).
 
         Raises:
             ServeError: ``OVERLOADED`` when the queue is full, ``UNAVAILABLE``
@@ -188,7 +192,7 @@ class ServedModel:
         futures: list[Future] = []
         try:
             for image in images:
-                futures.append(self._submit(image, detect))
+                futures.append(self._submit(image, detect, slicing))
         except OverloadedError:
             for f in futures:
                 f.cancel()
@@ -226,9 +230,9 @@ class ServedModel:
                                  "not the size its header declares; the file is malformed")
         return list(results)
 
-    def _submit(self, image: Image, detect: DetectConfig) -> Future:
+    def _submit(self, image: Image, detect: DetectConfig, slicing: SliceConfig | None = None) -> Future:
         submitted = time.perf_counter()
-        future = self.detector.submit(image.data, detect=detect, source=image.source)
+        future = self.detector.submit(image.data, detect=detect, source=image.source, slicing=slicing)
         self.metrics.image_submitted(self.name)
 
         def done(f: Future) -> None:

@@ -16,12 +16,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from .._version import __version__
-from ..config import DetectConfig
+from ..config import DetectConfig, SliceConfig
 from ..errors import ConfigError
+from ..pipeline.slicing import NO_BOXES
 from .errors import ErrorCode, ServeError
 from .kserve import InferRequest, InferResponse, build_response, request_images, result_tensors
 from .models import ServedModel
-from .params import detect_config
+from .params import detect_config, slice_config
 
 __all__ = ["EXTENSIONS", "infer", "request_settings", "request_timeout", "server_metadata"]
 
@@ -74,6 +75,21 @@ def _check_classes(detect: DetectConfig, names: Mapping[int, str]) -> None:
         raise ServeError(ErrorCode.INVALID_ARGUMENT, f"parameter classes={bad}: no such class id; {valid}")
 
 
+def request_slicing(model: ServedModel, parameters: Mapping[str, Any]) -> SliceConfig | None:
+    """A request's sliced-inference settings (``slice=...`` and the rest), ``None`` when it asks for none.
+
+    Raises:
+        ServeError: ``INVALID_ARGUMENT`` naming a bad parameter, or slicing asked of a classification model.
+    """
+    try:
+        slicing = slice_config(parameters)
+    except ConfigError as exc:
+        raise ServeError(ErrorCode.INVALID_ARGUMENT, str(exc)) from None
+    if slicing is not None and model.detector.model_info.task == "classify":
+        raise ServeError(ErrorCode.INVALID_ARGUMENT, f"model {model.name!r}: {NO_BOXES}")
+    return slicing
+
+
 async def infer(model: ServedModel, request: InferRequest, *, started: float | None = None) -> InferResponse:
     """Run ``request`` on ``model`` and answer with the outputs it asked for.
 
@@ -92,6 +108,7 @@ async def infer(model: ServedModel, request: InferRequest, *, started: float | N
     deadline = (time.monotonic() if started is None else started) + model.config.timeout_s
     images = request_images(request)
     detect = request_settings(model, request.parameters)
+    slicing = request_slicing(model, request.parameters)
     deadline = min(deadline, time.monotonic() + request_timeout(request.parameters))
     known = {o.name for o in model.outputs}
     unknown = [o.name for o in request.outputs or () if o.name not in known]
@@ -99,5 +116,5 @@ async def infer(model: ServedModel, request: InferRequest, *, started: float | N
         raise ServeError(ErrorCode.INVALID_ARGUMENT,
                          f"unknown outputs {unknown}; model {model.name!r} gives {sorted(known)}")
     checked = model.check(images, [f"image[{i}]" for i in range(len(images))])
-    results = await model.infer(checked, detect, deadline)
+    results = await model.infer(checked, detect, deadline, slicing=slicing)
     return build_response(request, result_tensors(results), model_name=model.name)

@@ -52,7 +52,7 @@ class StreamingDetector(Protocol):
     def names(self) -> dict[int, str]: ...
 
     def stream(self, source: Any, *, with_images: bool = ..., drop: str | None = ...,
-               config: PipelineConfig | None = ..., detect: DetectConfig | None = ...) -> StreamRun: ...
+               config: PipelineConfig | None = ..., detect: DetectConfig | None = ..., **kwargs: Any) -> StreamRun: ...
 
 
 def track(
@@ -65,6 +65,7 @@ def track(
     with_images: bool = False,
     drop: str | None = "auto",
     config: PipelineConfig | None = None,
+    slicing: Any = None,
 ) -> TrackRun:
     """Track objects through a video, a camera, several streams or any source ``stream()`` takes.
 
@@ -84,6 +85,9 @@ def track(
         with_images: yield ``(result, image)`` pairs (for drawing).
         drop: the live frame-drop policy (see :func:`~yolo_ov.io.sources.open_source`).
         config: pipeline settings for this run.
+        slicing: sliced inference for small objects in large frames (a
+            :class:`~yolo_ov.config.SliceConfig`; default: the detector's own):
+            the tracker sees each frame's merged detections.
 
     Example:
         >>> det = Detector("yolov8n_openvino_model", mode="throughput")  # doctest: +SKIP
@@ -91,7 +95,7 @@ def track(
         ...     print(r.frame, r.data["track_id"].tolist())
     """
     return TrackRun(detector, source, tracker=load_tracker_config(tracker), detect_every=detect_every,
-                    detect=detect, with_images=with_images, drop=drop, config=config)
+                    detect=detect, with_images=with_images, drop=drop, config=config, slicing=slicing)
 
 
 class TrackRun:
@@ -104,7 +108,7 @@ class TrackRun:
 
     def __init__(self, detector: StreamingDetector, source: Any, *, tracker: TrackerConfig, detect_every: int,
                  detect: DetectConfig | None, with_images: bool, drop: str | None,
-                 config: PipelineConfig | None) -> None:
+                 config: PipelineConfig | None, slicing: Any = None) -> None:
         self.tracker_config = tracker
         self.detect_every = detect_every
         self._names = detector.names
@@ -115,8 +119,9 @@ class TrackRun:
         needs_frames = tracker.tracker_type == "botsort" and tracker.gmc_method != "none"
         self._source, self._selector = open_tracking_source(source, detect_every=detect_every, drop=drop,
                                                             keep_images=with_images)
+        extra = {"slicing": slicing} if slicing is not None else {}  # a detector without slicing= still tracks
         self._run = detector.stream(self._source, with_images=with_images or needs_frames, drop=drop,
-                                    config=config, detect=detect)
+                                    config=config, detect=detect, **extra)
         self.inferred = 0
         self.predicted = 0
         self._emitted = 0
