@@ -36,7 +36,7 @@ from .imaging.decode import ImageInput, describe_source, load_image
 from .io.sources import SourceItem
 from .pipeline import FanOut, Pipeline, PipelineConfig, RunStats, StreamRun
 from .pipeline.slicing import NO_BOXES, SliceFanOut
-from .pipeline.steps import decode, finish, infer_frames, pack, prepare, prepare_parts
+from .pipeline.steps import decode, finish, infer_frames, iter_parts, pack, prepare
 from .results import Detections, Failure
 from .runtime.core import CompiledInfo, LoadTimings, load
 from .runtime.engine import Engine
@@ -246,7 +246,7 @@ class Detector:
         engine = self._engine
         img, original = decode(image, head, engine.input_hw, name, reduce=cfg.fast_decode, fanout=fanout)
         if fanout is not None:
-            frames = prepare_parts(head, img, original, fanout, lambda hw: engine, t0, item=name)
+            frames = iter_parts(head, img, original, fanout, lambda hw: engine, t0, item=name)
             result = infer_frames(self.pipeline().keeper, frames, head, cfg)
         else:
             frame = prepare(head, img, original, engine, t0)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -35,8 +35,21 @@ from ..results import Timings
 from ..runtime.engine import Engine
 from .slots import SlotKeeper
 
-__all__ = ["FanOut", "Frame", "Group", "Part", "Request", "decode", "finish", "infer_frames", "pack", "prepare",
-           "prepare_parts", "start"]
+__all__ = [
+    "FanOut",
+    "Frame",
+    "Group",
+    "Part",
+    "Request",
+    "decode",
+    "finish",
+    "infer_frames",
+    "iter_parts",
+    "pack",
+    "prepare",
+    "prepare_parts",
+    "start",
+]
 
 #: What a head returns for one frame (``Detections`` for boxes, ``Classification``...).
 Result = Any
@@ -182,12 +195,20 @@ def prepare_parts(head: Head, image: np.ndarray, original_hw: tuple[int, int], f
     Raises:
         InputError: the fan-out gave no part, or an empty one (the whole input fails).
     """
+    return list(iter_parts(head, image, original_hw, fanout, lane_for, t0, key=key, item=item,
+                           keep_image=keep_image, detect=detect))
+
+
+def iter_parts(head: Head, image: np.ndarray, original_hw: tuple[int, int], fanout: FanOut,
+               lane_for: Callable[[tuple[int, int]], Engine], t0: float, *, key: Any = None, item: Any = None,
+               keep_image: bool = False, detect: DetectConfig | None = None) -> Iterator[Frame]:
+    """:func:`prepare_parts` one frame at a time, so a caller can start each part's request as soon as it is
+    letterboxed (the latency path: the host prepares part k+1 while the device runs part k)."""
     parts = list(fanout.split(image, original_hw))
     source = getattr(item, "source", item) if item is not None else "image"
     if not parts:
         raise InputError(f"{source}: the fan-out split the image into no part", str(source))
     group = Group(fanout, parts, original_hw, image if keep_image else None)
-    frames = []
     for k, part in enumerate(parts):
         hw = (int(part.image.shape[0]), int(part.image.shape[1]))
         if part.image.ndim != 3 or hw[0] == 0 or hw[1] == 0:
@@ -195,9 +216,8 @@ def prepare_parts(head: Head, image: np.ndarray, original_hw: tuple[int, int], f
                              str(source))
         lane = lane_for(hw)
         data, geo = head.prepare(part.image, lane.input_hw, hw)
-        frames.append(Frame(data, geo, lane, (time.perf_counter() - t0) * 1e3, key, item, None, detect, group, k))
+        yield Frame(data, geo, lane, (time.perf_counter() - t0) * 1e3, key, item, None, detect, group, k)
         t0 = time.perf_counter()
-    return frames
 
 
 # -- pack, start ---------------------------------------------------------------------------------
@@ -243,24 +263,29 @@ def finish(head: Head, outputs: Sequence[np.ndarray], k: int, frame: Frame, cfg:
     return result
 
 
-def infer_frames(keeper: SlotKeeper, frames: Sequence[Frame], head: Head, cfg: DetectConfig) -> Result:
+def infer_frames(keeper: SlotKeeper, frames: Iterable[Frame], head: Head, cfg: DetectConfig) -> Result:
     """The latency path's fan-out: every frame of one input in flight at once, merged into one result.
 
     Each frame is its own request through ``keeper`` (so the parts share the
-    request slots with streams and ``submit()``); the call waits for all of
-    them, and a request older than the keeper's ``timeout_s`` is a hang.
+    request slots with streams and ``submit()``), started as soon as ``frames``
+    yields it; while later parts are prepared and wait for a slot, the parts
+    that came back are decoded, so host work hides behind the device's. The
+    call waits for all of them, and a request older than the keeper's
+    ``timeout_s`` is a hang. An error while preparing a part waits for the
+    parts already in flight before it is raised.
 
     Raises:
         InferenceError: a request failed or hung.
     """
     done = threading.Condition()
-    answers: dict[int, tuple[Any, float]] = {}
+    answers: list[tuple[Request, Any, float]] = []
     started: dict[int, float] = {}
+    state = {"total": 0, "finished": 0, "merged": None, "error": None}
 
     def on_done(request: Request, outputs: Any, finished: float) -> None:
         keeper.release()
         with done:
-            answers[id(request)] = (outputs, finished)
+            answers.append((request, outputs, finished))
             started.pop(id(request), None)
             done.notify_all()
 
@@ -268,25 +293,45 @@ def infer_frames(keeper: SlotKeeper, frames: Sequence[Frame], head: Head, cfg: D
         with done:
             started[id(request)] = request.started
 
+    def collect(block: bool) -> None:
+        with done:
+            while block and not answers:
+                keeper.check(started.values())
+                done.wait(0.05)
+            ready = answers[:]
+            answers.clear()
+        for request, outputs, finished in ready:
+            state["finished"] += 1
+            if isinstance(outputs, BaseException):
+                if state["error"] is None:
+                    state["error"] = outputs
+                continue
+            if state["error"] is None:
+                frame = request.frames[0]
+                assert frame.group is not None
+                result = finish(head, outputs, 0, frame, cfg, (finished - request.started) * 1e3)
+                state["merged"] = frame.group.add(frame.part, result) or state["merged"]
+
     def check() -> None:
+        collect(block=False)
         with done:
             keeper.check(started.values())
 
-    requests = []
-    for frame in frames:
-        request = Request(frame.lane, [frame], pack([frame], frame.lane))
-        start(keeper, request, on_done, on_wait=check, register=register)
-        requests.append(request)
-    with done:
-        while len(answers) < len(requests):
-            keeper.check(started.values())
-            done.wait(0.05)
-    merged = None
-    for request in requests:
-        outputs, finished = answers[id(request)]
-        if isinstance(outputs, BaseException):
-            raise outputs if isinstance(outputs, InferenceError) else InferenceError(f"inference failed: {outputs}")
-        frame = request.frames[0]
-        assert frame.group is not None
-        merged = frame.group.add(frame.part, finish(head, outputs, 0, frame, cfg, (finished - request.started) * 1e3))
-    return merged
+    try:
+        for frame in frames:
+            request = Request(frame.lane, [frame], pack([frame], frame.lane))
+            try:
+                start(keeper, request, on_done, on_wait=check, register=register)
+            except BaseException:
+                with done:
+                    started.pop(id(request), None)  # never started: nothing to wait for
+                raise
+            state["total"] += 1
+            collect(block=False)
+    finally:
+        while state["finished"] < state["total"]:
+            collect(block=True)
+    error = state["error"]
+    if error is not None:
+        raise error if isinstance(error, InferenceError) else InferenceError(f"inference failed: {error}")
+    return state["merged"]
