@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import time
+
 import cv2
 import numpy as np
 import pytest
 
 from tests.media import MjpegCamera, grey_frames, write_clip
 from yolo_ov import InputError
-from yolo_ov.io.capture import Capture, open_capture
+from yolo_ov.io.capture import Capture, CaptureConfig, ReconnectConfig, open_capture
+from yolo_ov.io.health import Health
 from yolo_ov.io.sources import _capture_frames, open_source, probe_videos, video_fps
 
 
@@ -107,8 +110,23 @@ def test_a_file_opencv_cannot_read_is_one_line_naming_it(tmp_path):
 
 
 def test_a_stream_that_cannot_be_reached_says_stream():
+    once = CaptureConfig(reconnect=ReconnectConfig(enabled=False))
     with pytest.raises(InputError, match=r"127\.0\.0\.1:9/none\.mjpg: cannot open stream with OpenCV"):
-        open_capture("http://127.0.0.1:9/none.mjpg")
+        open_capture("http://127.0.0.1:9/none.mjpg", config=once)
+
+
+def test_a_stream_that_cannot_be_reached_is_retried_with_backoff_then_given_up_on():
+    health = Health("http://127.0.0.1:9/none.mjpg")
+    seen = []
+    health.subscribe(seen.append)
+    policy = ReconnectConfig(max_attempts=3, first_delay_s=0.05, max_delay_s=0.1)
+    t0 = time.monotonic()
+    with pytest.raises(InputError, match=r"none\.mjpg: live source lost .*gave up after 3 reconnection attempts"):
+        open_capture("http://127.0.0.1:9/none.mjpg", config=CaptureConfig(reconnect=policy), health=health)
+    assert time.monotonic() - t0 < 5
+    assert [c.state for c in seen] == ["connecting", "reconnecting", "failed"]
+    assert [c.reason.split(" in ")[0] for c in health.history][1] == "attempt 1"
+    assert seen[-1].previous == "reconnecting" and "gave up" in seen[-1].reason and seen[-1].time >= seen[0].time
 
 
 def test_a_camera_index_that_does_not_exist_says_camera():
@@ -118,17 +136,23 @@ def test_a_camera_index_that_does_not_exist_says_camera():
         open_capture("986")
 
 
+#: Reconnection off: these cameras hang up after their frames, and a lost camera is then given up on.
+ONCE = CaptureConfig(reconnect=ReconnectConfig(enabled=False))
+
+
 def test_an_http_mjpeg_camera_is_a_live_stream(tmp_path):
-    with MjpegCamera(_textured(5), fps=100) as cam, open_capture(cam.url) as cap:
+    with MjpegCamera(_textured(5), fps=100) as cam, open_capture(cam.url, config=ONCE) as cap:
         assert (cap.kind, cap.live) == ("stream", True)
         assert cap.frame_count is None  # a camera has no length
         frames = list(cap.frames())
     assert len(frames) == 5 and frames[0].shape == (48, 80, 3)
+    assert cap.error is not None and "live source lost" in str(cap.error) and "reconnection is off" in str(cap.error)
+    assert [c.state for c in cap.health.history] == ["connecting", "live", "stalled", "failed"]
 
 
 def test_an_http_mjpeg_camera_read_encoded_gives_its_jpegs(tmp_path):
     with MjpegCamera(grey_frames([40, 80, 120]), fps=100) as cam:
-        cap = open_capture(cam.url, encoded=True)
+        cap = open_capture(cam.url, encoded=True, config=ONCE)
         if not cap.encoded:
             cap.close()
             pytest.skip("no raw packet mode for this stream here")
@@ -139,18 +163,22 @@ def test_an_http_mjpeg_camera_read_encoded_gives_its_jpegs(tmp_path):
 
 def test_predict_sources_read_a_camera_through_open_capture(tmp_path):
     with MjpegCamera(grey_frames([10, 20, 30, 40]), fps=100) as cam:
-        src = open_source(cam.url, drop=None)  # every frame, no drop policy
+        src = open_source(cam.url, drop=None, capture=ONCE)  # every frame, no drop policy
         items = list(src)
     assert src.live and src.video
+    *items, lost = items  # the camera hung up and is not reconnected: an error item ends the stream
+    assert isinstance(lost.data, InputError) and "live source lost" in str(lost.data) and lost.stream == 0
+    assert src.health[0].state == "failed"
     assert [(i.stream, i.frame) for i in items] == [(0, k) for k in range(4)]
     assert [round(float(i.data.mean())) for i in items] == pytest.approx([10, 20, 30, 40], abs=2)
 
 
 def test_predict_sources_keep_the_newest_camera_frame_undecoded(tmp_path):
     with MjpegCamera(grey_frames(list(range(10, 250, 20))), fps=200) as cam:
-        src = open_source(cam.url)
-        items = list(src)
+        src = open_source(cam.url, capture=ONCE)
+        *items, lost = list(src)
         src.close()
+    assert isinstance(lost.data, InputError)
     assert src.latest and items
     assert all(isinstance(i.data, (bytes, np.ndarray)) for i in items)
     assert len(items) + src.total_skipped == 12  # every frame is yielded or counted as skipped
@@ -158,10 +186,12 @@ def test_predict_sources_keep_the_newest_camera_frame_undecoded(tmp_path):
 
 
 def test_track_reads_a_camera_through_open_capture_and_decodes_on_demand(tmp_path):
-    from yolo_ov.track.sources import _camera, _Grabbed
+    from yolo_ov.track.sources import _Camera, _Grabbed
 
     with MjpegCamera(grey_frames([50, 100, 150]), fps=100) as cam:
-        got = [(i, g.shape, g.decode()) for i, g in _camera(cam.url)]
+        *got, lost = [x if isinstance(x, InputError) else (x[0], x[1].shape, x[1].decode())
+                      for x in _Camera(cam.url, ONCE, 0)]  # each decoded before the next grab
+    assert isinstance(lost, InputError) and "live source lost" in str(lost)
     assert [i for i, _, _ in got] == [0, 1, 2]
     assert all(isinstance(g, np.ndarray) for _, _, g in got)
     assert [round(float(g.mean())) for _, _, g in got] == pytest.approx([50, 100, 150], abs=2)
@@ -169,9 +199,9 @@ def test_track_reads_a_camera_through_open_capture_and_decodes_on_demand(tmp_pat
 
 
 def test_track_camera_that_cannot_be_opened_is_an_error_item():
-    from yolo_ov.track.sources import _camera
+    from yolo_ov.track.sources import _Camera
 
-    (item,) = list(_camera("http://127.0.0.1:9/none.mjpg"))
+    (item,) = list(_Camera("http://127.0.0.1:9/none.mjpg", ONCE, 0))
     assert isinstance(item, InputError) and "cannot open stream" in str(item)
 
 
@@ -195,7 +225,8 @@ def test_capture_frames_turns_an_open_failure_into_an_error_item(tmp_path):
     assert isinstance(item, InputError) and "no such video file" in str(item)
 
 
-@pytest.mark.parametrize("module", ["yolo_ov.io.capture", "yolo_ov.io.sink", "yolo_ov.io.sources"])
+@pytest.mark.parametrize("module", ["yolo_ov.io.capture", "yolo_ov.io.health", "yolo_ov.io.sink",
+                                    "yolo_ov.io.sources"])
 def test_docstring_examples_run(module, tmp_path, monkeypatch):
     import doctest
     import importlib
