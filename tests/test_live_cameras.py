@@ -90,6 +90,9 @@ def test_an_rtsp_camera_stopped_for_5_s_is_live_again_within_3_s_as_one_stream(r
     frames = [f for _, s, f, e in reader.items if e is None]
     assert {s for _, s, _, _ in reader.items} == {0} and not [e for *_, e in reader.items if e is not None]
     assert frames == sorted(frames) and len(set(frames)) == len(frames)  # numbers go on across the gap
+    before = [f for t, _, f, _ in reader.items if t < stopped]
+    after = [f for t, _, f, _ in reader.items if t > back]
+    assert after[0] - before[-1] >= 0.8 * 5 * 25  # ... counting the frames the outage would have held (25 fps)
     assert not reader.frames_after(stopped + 1.0) or reader.frames_after(stopped + 1.0)[0][0] >= back
     states = [c.state for c in changes]
     assert "reconnecting" in states and states[-1] == "live" and changes[-1].reconnects >= 1
@@ -126,17 +129,42 @@ def test_a_frozen_camera_is_stalled_then_reconnected_by_the_watchdog():
     with MjpegCamera(grey_frames([10, 20, 30]), fps=50, freeze_s=8.0) as cam:
         t0 = time.monotonic()
         cap = open_capture(cam.url, config=config)
-        frames = []
+        frames, numbers = [], []
         while len(frames) < 4 and time.monotonic() - t0 < 10:
             if cap.read() is None:
                 break
             frames.append(time.monotonic() - t0)
+            numbers.append(cap.frame_index)
         cap.close()
     states = [(c.state, c.reason) for c in cap.health.history]
     assert [s for s, _ in states][:4] == ["connecting", "live", "stalled", "reconnecting"], states
     assert states[2][1].startswith("no frame for")
     assert len(frames) == 4 and frames[3] - frames[2] < 4  # the watchdog, not the 8 s freeze, ended the wait
     assert cam.requests == 2 and cap.frames_read == 4
+    assert numbers[:3] == [0, 1, 2] and numbers[3] >= 2 + 10  # over a second of frames passed in the freeze
+
+
+def test_the_tracker_ages_tracks_out_across_a_reconnection_gap():
+    """Frame numbers jump by the gap (above), and the tracker predicts across a jump: a track lost for more
+    than ``track_buffer`` frames is forgotten, so the first frame after a long outage starts new tracks
+    instead of gluing them to the old ones; a short one keeps them."""
+    import numpy as np
+
+    from yolo_ov.track import Tracker, TrackerConfig
+
+    box, conf, cls = np.array([[100, 100, 160, 220]], np.float32), np.array([0.9]), np.array([0])
+
+    def ids_after(gap: int) -> tuple[int, int]:
+        tracker = Tracker(TrackerConfig.defaults("bytetrack"))
+        for k in range(10):
+            first = tracker.update(box, conf, cls, frame=k)
+        after = tracker.update(box, conf, cls, frame=9 + gap)
+        after = tracker.update(box, conf, cls, frame=10 + gap)
+        return int(first.track_id[0]), int(after.track_id[0])
+
+    short, long = ids_after(3), ids_after(5 * 25)  # 3 frames dropped; a 5 s outage at 25 fps
+    assert short[0] == short[1]
+    assert long[1] != long[0]
 
 
 def test_one_of_three_cameras_dying_for_good_is_an_error_record_and_the_others_go_on(rtsp):
@@ -182,6 +210,6 @@ def test_reconnection_off_a_lost_rtsp_camera_is_an_error_record_and_exit_1(rtsp,
     records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     *frames, lost = records
     assert frames and all("error" not in r for r in frames)
-    assert lost["source"] == server.url("cam") and "live source lost" in lost["error"] and "reconnection is off" in lost[
-        "error"]
+    assert lost["source"] == server.url("cam") and "live source lost" in lost["error"]
+    assert "reconnection is off" in lost["error"]
     assert "skipped:" in result.output and "[ WARN" not in result.output

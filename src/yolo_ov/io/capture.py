@@ -186,6 +186,11 @@ class Capture:
         health: its state and changes (:class:`~yolo_ov.io.health.Health`).
         error: why a live source was given up on, else ``None``.
         frames_read: frames read so far, across reconnections.
+        frame_index: the newest frame's number in the stream: +1 per frame,
+            and across a reconnection +the frames the gap would have held at
+            the source's frame rate, so numbers go on (never restart) and a
+            tracker fed them ages its tracks out over the outage rather
+            than matching stale ones to the first frame after it.
         last_frame_time: ``time.monotonic()`` of the newest frame (strictly increasing).
     """
 
@@ -202,6 +207,8 @@ class Capture:
         self.closed = False
         self.error: InputError | None = None
         self.frames_read = 0
+        self.frame_index = -1
+        self._gap = False
         self.last_frame_time = 0.0
         self._stop = threading.Event()
         self._next_due = 0.0
@@ -296,6 +303,7 @@ class Capture:
                 reason = str(exc).removeprefix(f"{self.name}: ")
                 continue
             self.health.reconnects += 1
+            self._gap = self.frames_read > 0
             return True
         return False
 
@@ -334,6 +342,11 @@ class Capture:
         if self.config.loop and self.kind == "video":
             self._pace()
         now = time.monotonic()
+        step = 1
+        if self._gap:  # the frames the outage would have held, at the source's rate
+            step = max(1, round((now - self.last_frame_time) * (self.fps or 25.0)))
+            self._gap = False
+        self.frame_index += step
         self.last_frame_time = max(now, self.last_frame_time + 1e-6)
         self.frames_read += 1
         if self.health.state != "live":

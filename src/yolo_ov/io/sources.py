@@ -381,6 +381,11 @@ class CaptureReader:
     def __iter__(self) -> CaptureReader:
         return self
 
+    @property
+    def frame_index(self) -> int:
+        """The number of the frame last yielded (see :attr:`~yolo_ov.io.capture.Capture.frame_index`)."""
+        return self._capture.frame_index
+
     def __next__(self) -> np.ndarray | bytes | InputError:
         return next(self._frames)
 
@@ -450,7 +455,8 @@ def _interleave(readers: list[Iterator[Any]], names: list[str]) -> Iterator[Sour
                 del active[i]
                 continue
             active[i] = (reader, index + 1)
-            yield SourceItem(frame, names[i], i, index)
+            number = getattr(reader, "frame_index", None)  # a capture numbers across reconnections
+            yield SourceItem(frame, names[i], i, index if number is None else number)
 
 
 class LatestFrames:
@@ -489,7 +495,8 @@ class LatestFrames:
                     else:
                         if self._latest[stream] is not None:
                             self.skipped[stream] += 1
-                        self._latest[stream] = (index, frame)
+                        number = getattr(reader, "frame_index", None)  # a capture numbers across reconnections
+                        self._latest[stream] = (index if number is None else number, frame)
                         index += 1
                     self._cond.notify_all()
                 if isinstance(frame, InputError):

@@ -219,10 +219,8 @@ class _Camera:
             return
         with cap:
             shape = list(cap.frame_hw)
-            index = 0
-            while cap.grab():
-                yield index, _Grabbed(cap, shape)  # decoded (or not) before the next grab
-                index += 1
+            while cap.grab():  # numbered by the capture: on across a reconnection, the gap counted
+                yield cap.frame_index, _Grabbed(cap, shape)  # decoded (or not) before the next grab
             if cap.error is not None:
                 yield cap.error
 
