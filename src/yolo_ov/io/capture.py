@@ -387,7 +387,12 @@ class Capture:
                 return None
             if self._encoded and frame[:2] != _JPEG_START:  # type: ignore[index]
                 self._want_encoded = False
-                self._open()
+                try:
+                    self._open()
+                except InputError:
+                    if not self.live:
+                        raise
+                    self._cap.release()  # gone meanwhile: the next grab fails and reconnects it like any loss
                 continue
             return frame
         return None
