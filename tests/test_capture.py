@@ -236,3 +236,17 @@ def test_docstring_examples_run(module, tmp_path, monkeypatch):
     result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS | doctest.IGNORE_EXCEPTION_DETAIL,
                              extraglobs={"np": np})
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_a_file_that_cannot_be_opened_is_asked_about_once_so_ffmpeg_complains_once(tmp_path, capfd):
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    src = open_source(str(junk))
+    assert src.expected_frames is None  # its length asked first (one open), then its frames
+    (item,) = list(src)
+    assert video_fps([str(junk)]) == 30.0
+    assert isinstance(item.data, InputError) and "cannot open video" in str(item.data)
+    assert capfd.readouterr().err.count("moov atom not found") <= 1  # was three times, once per open
+    junk.write_bytes(b"changed")  # a file that changes is asked about again
+    with pytest.raises(InputError):
+        open_capture(junk)

@@ -451,14 +451,28 @@ def _opening(options: str | None) -> Iterator[None]:
                 del os.environ[_FFMPEG_OPTIONS]
 
 
+#: Video files OpenCV could not open, by (path, size, mtime): a run asks about a file up to three times
+#: (its length, its frame rate, its frames) and FFmpeg would print its complaint ("moov atom not found")
+#: each time; the answer is kept instead, so the complaint comes once before the one clear line.
+_UNREADABLE: dict[tuple[str, int, int], str] = {}
+
+
 def _open(spec: Any, config: CaptureConfig | None = None) -> cv2.VideoCapture:
     """A ``cv2.VideoCapture`` that is open, or the :class:`InputError` that says why not, in one line."""
     config = config or CaptureConfig()
     name = str(spec)
     target = _target(spec)
     kind = _kind(target)
-    if kind == "video" and not Path(name).expanduser().exists():
-        raise InputError(f"{name}: no such video file", name)
+    key = None
+    if kind == "video":
+        path = Path(name).expanduser()
+        try:
+            stat = path.stat()
+        except OSError:
+            raise InputError(f"{name}: no such video file", name) from None
+        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        if key in _UNREADABLE:
+            raise InputError(_UNREADABLE[key], name)
     if kind == "stream":
         options = f"analyzeduration;{int(config.probe_s * 1e6)}"
         if name.lower().startswith(("rtsp", "rtsps")):
@@ -472,7 +486,12 @@ def _open(spec: Any, config: CaptureConfig | None = None) -> cv2.VideoCapture:
             cap = cv2.VideoCapture(str(Path(name).expanduser()) if kind == "video" else target)
     if not cap.isOpened():
         cap.release()
-        raise InputError(f"{name}: cannot open {kind} with OpenCV (check the path/URL/index and codecs)", name)
+        message = f"{name}: cannot open {kind} with OpenCV (check the path/URL/index and codecs)"
+        if key is not None:
+            if len(_UNREADABLE) > 1024:
+                _UNREADABLE.clear()
+            _UNREADABLE[key] = message
+        raise InputError(message, name)
     return cap
 
 

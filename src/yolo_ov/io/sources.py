@@ -491,6 +491,8 @@ class LatestFrames:
                     break
                 with self._cond:
                     if isinstance(frame, InputError):
+                        while self._latest[stream] is not None and not self._stop.is_set():
+                            self._cond.wait(0.1)  # the newest frame goes out before the error that ends the stream
                         self._latest[stream] = (-1, frame)
                     else:
                         if self._latest[stream] is not None:
@@ -528,6 +530,7 @@ class LatestFrames:
                         index, frame = self._latest[stream]  # type: ignore[misc]
                         self._latest[stream] = None
                         self._next = (stream + 1) % n
+                        self._cond.notify_all()  # a reader holding its stream's error until this frame went
                         break
                     if all(self._ended) or self._stop.is_set():
                         return
