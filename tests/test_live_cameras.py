@@ -213,3 +213,33 @@ def test_reconnection_off_a_lost_rtsp_camera_is_an_error_record_and_exit_1(rtsp,
     assert lost["source"] == server.url("cam") and "live source lost" in lost["error"]
     assert "reconnection is off" in lost["error"]
     assert "skipped:" in result.output and "[ WARN" not in result.output
+    assert f"camera: {server.url('cam')}: stalled (the stream ended)" in result.output
+
+
+def test_predict_follows_a_camera_through_a_restart_then_gives_up_after_its_attempts(rtsp, monkeypatch, tmp_path):
+    import json
+
+    from tests.cli_fakes import invoke, use_fake_detector
+
+    use_fake_detector(monkeypatch)
+    out = tmp_path / "cam.jsonl"
+    server = RtspCamera({"cam": CAMERA})
+    timers = [threading.Timer(2.0, server.stop), threading.Timer(4.0, server.start),
+              threading.Timer(7.0, server.stop)]  # away 2 s, back, then gone for good
+    server.start()
+    try:
+        for timer in timers:
+            timer.start()
+        result = invoke("predict", server.url("cam"), "--reconnect", "3", "--save-json", out, "-q")
+    finally:
+        for timer in timers:
+            timer.cancel()
+        server.stop()
+    assert result.exit_code == 1, result.output
+    *frames, lost = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert "gave up after 3 reconnection attempts" in lost["error"]
+    numbers = [r["frame"] for r in frames]
+    assert {r["stream"] for r in frames} == {0} and numbers == sorted(numbers)
+    assert max(b - a for a, b in itertools.pairwise(numbers)) >= 25  # the 2 s outage, counted
+    url = server.url("cam")
+    assert f"camera: {url}: reconnecting" in result.output and f"camera: {url}: live (reconnected (1))" in result.output

@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..config import DetectConfig, Mode
 from ..errors import ConfigError
 from ..io.capture import CaptureConfig, reconnect_option
+from ..io.health import HealthChange
 from ..io.signals import deferred
 from ..io.sinks import (
     AnnotatedImageSink,
@@ -164,7 +165,7 @@ def predict(
     if actors is not None or save_parquet is not None:
         raise ConfigError("--actors and --save-parquet go with --ray")
     sources = _expand(sources)
-    set_capture_defaults(CaptureConfig(reconnect=reconnect_option(reconnect)))  # lost cameras: docs/cameras.md
+    set_capture_defaults(CaptureConfig(reconnect=reconnect_option(reconnect)), on_health=say_health)  # cameras.md
     default_mode = "latency" if _single_image(sources) else "throughput"
     extra: dict[str, Any] = {"num_requests": requests}
     if batch != 1:
@@ -333,6 +334,14 @@ class _Counted(FrameSource):
     def __init__(self, items: list[SourceItem]) -> None:
         super().__init__(items)
         self.total = len(items)
+
+
+def say_health(change: HealthChange) -> None:
+    """One stderr line when a live source stalls, reconnects or is back (not for its first connection)."""
+    if change.state == "failed":
+        return  # the "skipped:" line of its error record says it
+    if change.previous not in (None, "connecting") or change.state not in ("connecting", "live"):
+        err.print(f"[yellow]camera:[/] {esc(change.source)}: {change.state} ({esc(change.reason)})", soft_wrap=True)
 
 
 def _open(sources: list[str]) -> FrameSource:

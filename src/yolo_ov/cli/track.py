@@ -43,6 +43,7 @@ from ._options import (
     resolve_classes,
     tuned_model,
 )
+from .predict import say_health
 
 
 @app.command()
@@ -122,7 +123,7 @@ def track(
     runtime = build_runtime(mode=mode, device=device, imgsz=imgsz, config=config, no_cache=no_cache,
                             no_mmap=no_mmap, default_mode="throughput", num_requests=requests)
     tracker_cfg = load_tracker_config(tracker_config if tracker_config is not None else tracker)
-    set_capture_defaults(CaptureConfig(reconnect=reconnect_option(reconnect)))  # lost cameras: docs/cameras.md
+    set_capture_defaults(CaptureConfig(reconnect=reconnect_option(reconnect)), on_health=say_health)  # cameras.md
     if detect_every < 1:
         raise ConfigError(f"--detect-every {detect_every}: expected a positive number of frames")
     wanted = parse_classes(classes)

@@ -54,7 +54,7 @@ import numpy as np
 from ..errors import ConfigError, InputError
 from ..imaging.decode import IMAGE_SUFFIXES, describe_source
 from .capture import LIVE_SCHEMES, Capture, CaptureConfig, open_capture
-from .health import Health
+from .health import Health, HealthChange
 
 __all__ = [
     "LIVE_SCHEMES",
@@ -94,9 +94,24 @@ def capture_defaults(config: CaptureConfig) -> Iterator[CaptureConfig]:
         _CAPTURE.reset(token)
 
 
-def set_capture_defaults(config: CaptureConfig) -> None:
-    """Use ``config`` from now on in this context (a command line run sets it once; see :func:`capture_defaults`)."""
+_ON_HEALTH: contextvars.ContextVar[Callable[[HealthChange], None] | None] = contextvars.ContextVar(
+    "yolo_ov_on_health", default=None)
+
+
+def set_capture_defaults(config: CaptureConfig, on_health: Callable[[HealthChange], None] | None = None) -> None:
+    """Use ``config`` from now on in this context (a command line run sets it once; see :func:`capture_defaults`),
+    and subscribe ``on_health`` to every live source opened from now on (the command line prints reconnections)."""
     _CAPTURE.set(config)
+    _ON_HEALTH.set(on_health)
+
+
+def new_health(source: Any, stream: int | None) -> Health:
+    """A :class:`~yolo_ov.io.health.Health` for a live source, with the context's subscriber (see above)."""
+    health = Health(str(source), stream)
+    listener = _ON_HEALTH.get()
+    if listener is not None:
+        health.subscribe(listener)
+    return health
 
 
 def current_capture_config(config: CaptureConfig | None = None) -> CaptureConfig:
@@ -363,7 +378,7 @@ class CaptureReader:
 
     def __init__(self, spec: Any, *, encoded: bool = False, config: CaptureConfig | None = None,
                  stream: int | None = None) -> None:
-        self.health = Health(str(spec), stream)
+        self.health = new_health(spec, stream)
         self._capture = Capture(spec, encoded=encoded, config=config, health=self.health)
         self._frames = self._run()
 

@@ -30,7 +30,6 @@ import numpy as np
 
 from ..errors import ConfigError, InputError
 from ..io.capture import Capture, CaptureConfig
-from ..io.health import Health
 from ..io.sources import (
     FrameSource,
     LatestFrames,
@@ -38,6 +37,7 @@ from ..io.sources import (
     current_capture_config,
     is_live,
     is_video_file,
+    new_health,
     open_source,
 )
 
@@ -206,7 +206,7 @@ class _Camera:
     index goes on across a reconnection)."""
 
     def __init__(self, spec: Any, config: CaptureConfig, stream: int) -> None:
-        self.health = Health(str(spec), stream)
+        self.health = new_health(spec, stream)
         self._cap = Capture(spec, config=config, health=self.health)
         self._frames = self._run()
 
