@@ -10,6 +10,7 @@ import pytest
 
 from tests.media import MjpegCamera, grey_frames, write_clip
 from yolo_ov import InputError
+from yolo_ov.errors import ConfigError
 from yolo_ov.io.capture import Capture, CaptureConfig, ReconnectConfig, open_capture
 from yolo_ov.io.health import Health
 from yolo_ov.io.sources import _capture_frames, open_source, probe_videos, video_fps
@@ -250,3 +251,30 @@ def test_a_file_that_cannot_be_opened_is_asked_about_once_so_ffmpeg_complains_on
     junk.write_bytes(b"changed")  # a file that changes is asked about again
     with pytest.raises(InputError):
         open_capture(junk)
+
+
+def test_a_looped_file_starts_again_at_its_end_at_its_frame_rate(tmp_path):
+    clip = write_clip(tmp_path / "loop.avi", grey_frames([40, 120, 200]), fps=20.0)
+    t0 = time.monotonic()
+    with open_capture(clip, config=CaptureConfig(loop=True)) as cap:
+        frames = [cap.read() for _ in range(8)]
+        numbers = cap.frame_index
+    took = time.monotonic() - t0
+    assert [round(float(f.mean()) / 40) for f in frames] == [1, 3, 5, 1, 3, 5, 1, 3]
+    assert numbers == 7 and 0.3 <= took < 2.0  # 8 frames at 20 fps: paced as a camera, not read flat out
+    assert cap.health.state == "live"
+
+
+def test_reconnect_settings_are_checked_and_the_backoff_grows_to_its_cap():
+    import random
+
+    policy = ReconnectConfig(first_delay_s=0.5, max_delay_s=30.0, factor=1.5, jitter=0.0)
+    assert [policy.delay(k) for k in (1, 2, 3)] == [0.5, 0.75, 1.125] and policy.delay(50) == 30.0
+    jittered = ReconnectConfig(jitter=0.2)
+    rng = random.Random(1)
+    assert all(0.4 <= jittered.delay(1, rng) <= 0.6 for _ in range(50))
+    for bad in ({"max_attempts": -1}, {"first_delay_s": 40.0}, {"factor": 0.5}, {"jitter": 1.0}):
+        with pytest.raises(ConfigError, match="reconnect"):
+            ReconnectConfig(**bad)
+    with pytest.raises(ConfigError, match="rtsp_transport"):
+        CaptureConfig(rtsp_transport="quic")

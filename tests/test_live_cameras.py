@@ -243,3 +243,13 @@ def test_predict_follows_a_camera_through_a_restart_then_gives_up_after_its_atte
     assert max(b - a for a, b in itertools.pairwise(numbers)) >= 25  # the 2 s outage, counted
     url = server.url("cam")
     assert f"camera: {url}: reconnecting" in result.output and f"camera: {url}: live (reconnected (1))" in result.output
+
+
+def test_rtsp_over_udp_when_asked_and_the_ffmpeg_options_are_per_capture(rtsp):
+    with RtspCamera({"cam": CAMERA}) as server:
+        for transport in ("udp", "tcp"):
+            with open_capture(server.url("cam"), config=CaptureConfig(rtsp_transport=transport,
+                                                                      reconnect=ReconnectConfig(enabled=False))) as cap:
+                frames = [cap.read() for _ in range(5)]
+            assert all(f is not None and f.shape == (240, 320, 3) for f in frames), transport
+    assert "OPENCV_FFMPEG_CAPTURE_OPTIONS" not in os.environ  # set for each open only
