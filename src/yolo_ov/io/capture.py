@@ -52,6 +52,12 @@ LIVE_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://
 
 _JPEG_START = b"\xff\xd8"
 
+#: FFmpeg's own messages ("moov atom not found", "Connection refused" per reconnection attempt, "Stream ends
+#: prematurely") reach stderr raw, beside the one clear line yolo-ov prints for the same cause. OpenCV reads
+#: this variable once, when it first uses FFmpeg: fatal messages only, unless the user chose a level
+#: (``OPENCV_FFMPEG_LOGLEVEL=32`` shows FFmpeg's warnings again, to debug a camera).
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "8")
+
 
 def _target(spec: Any) -> int | str:
     """What ``cv2.VideoCapture`` takes: a camera index as an ``int``, anything else as a string."""
