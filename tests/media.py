@@ -32,12 +32,15 @@ def grey_frames(values: Sequence[int], hw: tuple[int, int] = (64, 64)) -> list[n
 class MjpegCamera:
     """An HTTP camera on loopback serving ``frames`` as multipart Motion-JPEG at ``fps`` (then it hangs up).
 
-    ``with MjpegCamera(frames) as cam: open_capture(cam.url)``.
+    ``with MjpegCamera(frames) as cam: open_capture(cam.url)``. With ``freeze_s`` the first client's
+    connection stays open and silent for that long after its frames (a frozen camera, for the stall
+    watchdog) before it hangs up; later clients are served as usual.
     """
 
-    def __init__(self, frames: Sequence[np.ndarray], fps: float = 50.0) -> None:
+    def __init__(self, frames: Sequence[np.ndarray], fps: float = 50.0, freeze_s: float = 0.0) -> None:
         jpegs = [cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes() for f in frames]
         self.requests = 0
+        self.frozen = threading.Event()  # set: a frozen connection hangs up at once
         camera = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -54,6 +57,9 @@ class MjpegCamera:
                             time.sleep(delay)
                         head = f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n"
                         self.wfile.write(head.encode() + data + b"\r\n")
+                    if freeze_s and camera.requests == 1:
+                        self.wfile.flush()
+                        camera.frozen.wait(freeze_s)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
@@ -70,5 +76,6 @@ class MjpegCamera:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.frozen.set()
         self.server.shutdown()
         self.server.server_close()

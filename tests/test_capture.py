@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import time
+
 import cv2
 import numpy as np
 import pytest
 
 from tests.media import MjpegCamera, grey_frames, write_clip
 from yolo_ov import InputError
-from yolo_ov.io.capture import Capture, open_capture
+from yolo_ov.errors import ConfigError
+from yolo_ov.io.capture import Capture, CaptureConfig, ReconnectConfig, open_capture
+from yolo_ov.io.health import Health
 from yolo_ov.io.sources import _capture_frames, open_source, probe_videos, video_fps
 
 
@@ -107,8 +111,23 @@ def test_a_file_opencv_cannot_read_is_one_line_naming_it(tmp_path):
 
 
 def test_a_stream_that_cannot_be_reached_says_stream():
+    once = CaptureConfig(reconnect=ReconnectConfig(enabled=False))
     with pytest.raises(InputError, match=r"127\.0\.0\.1:9/none\.mjpg: cannot open stream with OpenCV"):
-        open_capture("http://127.0.0.1:9/none.mjpg")
+        open_capture("http://127.0.0.1:9/none.mjpg", config=once)
+
+
+def test_a_stream_that_cannot_be_reached_is_retried_with_backoff_then_given_up_on():
+    health = Health("http://127.0.0.1:9/none.mjpg")
+    seen = []
+    health.subscribe(seen.append)
+    policy = ReconnectConfig(max_attempts=3, first_delay_s=0.05, max_delay_s=0.1)
+    t0 = time.monotonic()
+    with pytest.raises(InputError, match=r"none\.mjpg: live source lost .*gave up after 3 reconnection attempts"):
+        open_capture("http://127.0.0.1:9/none.mjpg", config=CaptureConfig(reconnect=policy), health=health)
+    assert time.monotonic() - t0 < 5
+    assert [c.state for c in seen] == ["connecting", "reconnecting", "failed"]
+    assert [c.reason.split(" in ")[0] for c in health.history][1] == "attempt 1"
+    assert seen[-1].previous == "reconnecting" and "gave up" in seen[-1].reason and seen[-1].time >= seen[0].time
 
 
 def test_a_camera_index_that_does_not_exist_says_camera():
@@ -118,17 +137,23 @@ def test_a_camera_index_that_does_not_exist_says_camera():
         open_capture("986")
 
 
+#: Reconnection off: these cameras hang up after their frames, and a lost camera is then given up on.
+ONCE = CaptureConfig(reconnect=ReconnectConfig(enabled=False))
+
+
 def test_an_http_mjpeg_camera_is_a_live_stream(tmp_path):
-    with MjpegCamera(_textured(5), fps=100) as cam, open_capture(cam.url) as cap:
+    with MjpegCamera(_textured(5), fps=100) as cam, open_capture(cam.url, config=ONCE) as cap:
         assert (cap.kind, cap.live) == ("stream", True)
         assert cap.frame_count is None  # a camera has no length
         frames = list(cap.frames())
     assert len(frames) == 5 and frames[0].shape == (48, 80, 3)
+    assert cap.error is not None and "live source lost" in str(cap.error) and "reconnection is off" in str(cap.error)
+    assert [c.state for c in cap.health.history] == ["connecting", "live", "stalled", "failed"]
 
 
 def test_an_http_mjpeg_camera_read_encoded_gives_its_jpegs(tmp_path):
     with MjpegCamera(grey_frames([40, 80, 120]), fps=100) as cam:
-        cap = open_capture(cam.url, encoded=True)
+        cap = open_capture(cam.url, encoded=True, config=ONCE)
         if not cap.encoded:
             cap.close()
             pytest.skip("no raw packet mode for this stream here")
@@ -139,18 +164,22 @@ def test_an_http_mjpeg_camera_read_encoded_gives_its_jpegs(tmp_path):
 
 def test_predict_sources_read_a_camera_through_open_capture(tmp_path):
     with MjpegCamera(grey_frames([10, 20, 30, 40]), fps=100) as cam:
-        src = open_source(cam.url, drop=None)  # every frame, no drop policy
+        src = open_source(cam.url, drop=None, capture=ONCE)  # every frame, no drop policy
         items = list(src)
     assert src.live and src.video
+    *items, lost = items  # the camera hung up and is not reconnected: an error item ends the stream
+    assert isinstance(lost.data, InputError) and "live source lost" in str(lost.data) and lost.stream == 0
+    assert src.health[0].state == "failed"
     assert [(i.stream, i.frame) for i in items] == [(0, k) for k in range(4)]
     assert [round(float(i.data.mean())) for i in items] == pytest.approx([10, 20, 30, 40], abs=2)
 
 
 def test_predict_sources_keep_the_newest_camera_frame_undecoded(tmp_path):
     with MjpegCamera(grey_frames(list(range(10, 250, 20))), fps=200) as cam:
-        src = open_source(cam.url)
-        items = list(src)
+        src = open_source(cam.url, capture=ONCE)
+        *items, lost = list(src)
         src.close()
+    assert isinstance(lost.data, InputError)
     assert src.latest and items
     assert all(isinstance(i.data, (bytes, np.ndarray)) for i in items)
     assert len(items) + src.total_skipped == 12  # every frame is yielded or counted as skipped
@@ -158,10 +187,12 @@ def test_predict_sources_keep_the_newest_camera_frame_undecoded(tmp_path):
 
 
 def test_track_reads_a_camera_through_open_capture_and_decodes_on_demand(tmp_path):
-    from yolo_ov.track.sources import _camera, _Grabbed
+    from yolo_ov.track.sources import _Camera, _Grabbed
 
     with MjpegCamera(grey_frames([50, 100, 150]), fps=100) as cam:
-        got = [(i, g.shape, g.decode()) for i, g in _camera(cam.url)]
+        *got, lost = [x if isinstance(x, InputError) else (x[0], x[1].shape, x[1].decode())
+                      for x in _Camera(cam.url, ONCE, 0)]  # each decoded before the next grab
+    assert isinstance(lost, InputError) and "live source lost" in str(lost)
     assert [i for i, _, _ in got] == [0, 1, 2]
     assert all(isinstance(g, np.ndarray) for _, _, g in got)
     assert [round(float(g.mean())) for _, _, g in got] == pytest.approx([50, 100, 150], abs=2)
@@ -169,9 +200,9 @@ def test_track_reads_a_camera_through_open_capture_and_decodes_on_demand(tmp_pat
 
 
 def test_track_camera_that_cannot_be_opened_is_an_error_item():
-    from yolo_ov.track.sources import _camera
+    from yolo_ov.track.sources import _Camera
 
-    (item,) = list(_camera("http://127.0.0.1:9/none.mjpg"))
+    (item,) = list(_Camera("http://127.0.0.1:9/none.mjpg", ONCE, 0))
     assert isinstance(item, InputError) and "cannot open stream" in str(item)
 
 
@@ -195,7 +226,8 @@ def test_capture_frames_turns_an_open_failure_into_an_error_item(tmp_path):
     assert isinstance(item, InputError) and "no such video file" in str(item)
 
 
-@pytest.mark.parametrize("module", ["yolo_ov.io.capture", "yolo_ov.io.sink", "yolo_ov.io.sources"])
+@pytest.mark.parametrize("module", ["yolo_ov.io.capture", "yolo_ov.io.health", "yolo_ov.io.sink",
+                                    "yolo_ov.io.sources"])
 def test_docstring_examples_run(module, tmp_path, monkeypatch):
     import doctest
     import importlib
@@ -205,3 +237,44 @@ def test_docstring_examples_run(module, tmp_path, monkeypatch):
     result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS | doctest.IGNORE_EXCEPTION_DETAIL,
                              extraglobs={"np": np})
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_a_file_that_cannot_be_opened_is_asked_about_once_so_ffmpeg_complains_once(tmp_path, capfd):
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    src = open_source(str(junk))
+    assert src.expected_frames is None  # its length asked first (one open), then its frames
+    (item,) = list(src)
+    assert video_fps([str(junk)]) == 30.0
+    assert isinstance(item.data, InputError) and "cannot open video" in str(item.data)
+    assert capfd.readouterr().err.count("moov atom not found") <= 1  # was three times, once per open
+    junk.write_bytes(b"changed")  # a file that changes is asked about again
+    with pytest.raises(InputError):
+        open_capture(junk)
+
+
+def test_a_looped_file_starts_again_at_its_end_at_its_frame_rate(tmp_path):
+    clip = write_clip(tmp_path / "loop.avi", grey_frames([40, 120, 200]), fps=20.0)
+    t0 = time.monotonic()
+    with open_capture(clip, config=CaptureConfig(loop=True)) as cap:
+        frames = [cap.read() for _ in range(8)]
+        numbers = cap.frame_index
+    took = time.monotonic() - t0
+    assert [round(float(f.mean()) / 40) for f in frames] == [1, 3, 5, 1, 3, 5, 1, 3]
+    assert numbers == 7 and 0.3 <= took < 2.0  # 8 frames at 20 fps: paced as a camera, not read flat out
+    assert cap.health.state == "live"
+
+
+def test_reconnect_settings_are_checked_and_the_backoff_grows_to_its_cap():
+    import random
+
+    policy = ReconnectConfig(first_delay_s=0.5, max_delay_s=30.0, factor=1.5, jitter=0.0)
+    assert [policy.delay(k) for k in (1, 2, 3)] == [0.5, 0.75, 1.125] and policy.delay(50) == 30.0
+    jittered = ReconnectConfig(jitter=0.2)
+    rng = random.Random(1)
+    assert all(0.4 <= jittered.delay(1, rng) <= 0.6 for _ in range(50))
+    for bad in ({"max_attempts": -1}, {"first_delay_s": 40.0}, {"factor": 0.5}, {"jitter": 1.0}):
+        with pytest.raises(ConfigError, match="reconnect"):
+            ReconnectConfig(**bad)
+    with pytest.raises(ConfigError, match="rtsp_transport"):
+        CaptureConfig(rtsp_transport="quic")

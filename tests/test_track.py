@@ -483,9 +483,12 @@ def test_cli_track_a_live_camera(fake_cli, tmp_path):
 
     out = tmp_path / "cam.jsonl"
     with MjpegCamera(grey_frames([200] * 8), fps=40) as cam:
-        result = invoke("track", cam.url, "--save-json", out, "--detect-every", "2", "-q")
-    assert result.exit_code == 0, result.output
-    records = _lines(out)
+        result = invoke("track", cam.url, "--save-json", out, "--detect-every", "2", "--reconnect", "off", "-q")
+    assert result.exit_code == 1, result.output  # hung up, not reconnected: given up on, a failed input
+    lines = _lines(out)
+    (lost,) = [r for r in lines if "error" in r]
+    records = [r for r in lines if "error" not in r]
+    assert "live source lost" in lost["error"] and "skipped:" in result.output
     frames = [r["frame"] for r in records]
     assert records and frames == sorted(frames) and all(r["source"] == cam.url for r in records)
     assert {d["track_id"] for r in records for d in r["detections"]} <= {1, 2}

@@ -25,7 +25,10 @@ from typer.testing import CliRunner
 
 from yolo_ov import DetectConfig, Detections
 from yolo_ov.cli import app
+from yolo_ov.io.capture import CaptureConfig, ReconnectConfig
+from yolo_ov.io.sources import capture_defaults
 from yolo_ov.pipeline import PipelineConfig
+from yolo_ov.results import Failure
 from yolo_ov.track import FrameTracks, LiveStreams, Tracker, TrackerConfig, frame_agreement, idf1
 
 SQUARE = PipelineConfig(specialize="off")
@@ -326,9 +329,10 @@ def test_cli_track_on_a_live_camera_with_drops(shared, videos, reference, tmp_pa
     out = tmp_path / "live.jsonl"
     with _MjpegCamera(frames, fps=50.0) as cam:
         result = _invoke("track", cam.url, "--model", shared.fp32_model, "--conf", "0.25", "--no-specialize",
-                         "--save-json", out, "-q")
-    assert result.exit_code == 0, result.output
-    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+                         "--save-json", out, "--reconnect", "off", "-q")
+    assert result.exit_code == 1, result.output  # the camera hangs up after its clip: given up on, one failed input
+    *records, lost = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert "live source lost" in lost["error"]
     seen = [r["frame"] for r in records]
     assert seen == sorted(seen) and max(np.diff(seen)) >= 2 and "skipped (latest)" in result.output
     ours = [FrameTracks.of([d["box"] for d in r["detections"]], [d["class_id"] for d in r["detections"]],
@@ -361,9 +365,11 @@ def test_detect_every_on_a_camera_decodes_only_the_inferred_frames(fp32_detector
     real = sources._Grabbed.decode
     monkeypatch.setattr(sources._Grabbed, "decode", lambda self: decoded.append(1) or real(self))
     frames = list(_frames(videos / "walking_720p.mp4", 60))
-    with _MjpegCamera(frames, fps=50.0) as cam, \
+    once = CaptureConfig(reconnect=ReconnectConfig(enabled=False))  # the camera hangs up after its frames
+    with _MjpegCamera(frames, fps=50.0) as cam, capture_defaults(once), \
             fp32_detector.track(cam.url, detect_every=3, drop=None, config=SQUARE) as run:
-        results = list(run)
+        *results, lost = list(run)
+    assert isinstance(lost, Failure) and "live source lost" in lost.error
     assert [r.frame for r in results] == list(range(60))  # drop=None: every camera frame answered, in order
     assert (run.inferred, run.predicted) == (20, 40)
     assert len(decoded) == 20  # skipped frames were grabbed, never decoded

@@ -21,6 +21,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..config import DetectConfig, Mode
 from ..errors import ConfigError
+from ..io.capture import CaptureConfig, reconnect_option
+from ..io.health import HealthChange
 from ..io.signals import deferred
 from ..io.sinks import (
     AnnotatedImageSink,
@@ -31,7 +33,7 @@ from ..io.sinks import (
     check_output_dir,
     check_output_file,
 )
-from ..io.sources import FrameSource, SourceItem, is_live, is_video_file, open_source, video_fps
+from ..io.sources import FrameSource, SourceItem, is_live, is_video_file, open_source, set_capture_defaults, video_fps
 from ..results import Detections, Failure
 from ..track import Trails
 from . import _options
@@ -140,6 +142,10 @@ def predict(
                            "outer contour as \"polygon\": [[x, y], ...]")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+    reconnect: Annotated[
+        str, typer.Option("--reconnect", help="a camera or stream that drops or stalls: auto (reconnect for ever, "
+                          "with back-off), off (give up: exit 1), or N attempts; docs/cameras.md")
+    ] = "auto",
     ray: Annotated[str | None, typer.Option(RAY_OPTION, metavar="[ADDRESS]", help=RAY_HELP)] = None,
     actors: Annotated[
         int | None, typer.Option("--actors", help="with --ray: Ray actors, each owning one Detector (default: one "
@@ -177,6 +183,7 @@ def predict(
     if actors is not None or save_parquet is not None:
         raise ConfigError("--actors and --save-parquet go with --ray")
     sources = _expand(sources)
+    set_capture_defaults(CaptureConfig(reconnect=reconnect_option(reconnect)), on_health=say_health)  # cameras.md
     default_mode = "latency" if _single_image(sources) else "throughput"
     extra: dict[str, Any] = {"num_requests": requests}
     if batch != 1:
@@ -347,6 +354,14 @@ class _Counted(FrameSource):
     def __init__(self, items: list[SourceItem]) -> None:
         super().__init__(items)
         self.total = len(items)
+
+
+def say_health(change: HealthChange) -> None:
+    """One stderr line when a live source stalls, reconnects or is back (not for its first connection)."""
+    if change.state == "failed":
+        return  # the "skipped:" line of its error record says it
+    if change.previous not in (None, "connecting") or change.state not in ("connecting", "live"):
+        err.print(f"[yellow]camera:[/] {esc(change.source)}: {change.state} ({esc(change.reason)})", soft_wrap=True)
 
 
 def _open(sources: list[str]) -> FrameSource:

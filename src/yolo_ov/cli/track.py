@@ -17,8 +17,9 @@ from rich.progress import Progress, TextColumn, TimeElapsedColumn
 
 from ..config import DetectConfig
 from ..errors import ConfigError
+from ..io.capture import CaptureConfig, reconnect_option
 from ..io.sinks import JsonlSink, Sinks, VideoSink, check_output_file
-from ..io.sources import is_live, video_fps
+from ..io.sources import is_live, set_capture_defaults, video_fps
 from ..results import Failure
 from ..track import Counters, Trails, load_tracker_config
 from ..track.counters import parse_line, parse_zone
@@ -50,6 +51,7 @@ from ._options import (
     slice_config,
     tuned_model,
 )
+from .predict import say_health
 
 
 @app.command()
@@ -124,6 +126,10 @@ def track(
     slice_metric: SliceMetricOpt = "ios",
     slice_threshold: SliceThresholdOpt = 0.5,
     slice_agnostic: SliceAgnosticOpt = False,
+    reconnect: Annotated[
+        str, typer.Option("--reconnect", help="a camera or stream that drops or stalls: auto (reconnect for ever, "
+                          "with back-off), off (give up: exit 1), or N attempts; docs/cameras.md")
+    ] = "auto",
 ) -> None:
     """Track objects: a persistent id per object and stream, optional line/zone counts, JSONL and video out.
 
@@ -132,6 +138,7 @@ def track(
     runtime = build_runtime(mode=mode, device=device, imgsz=imgsz, config=config, no_cache=no_cache,
                             no_mmap=no_mmap, default_mode="throughput", num_requests=requests)
     tracker_cfg = load_tracker_config(tracker_config if tracker_config is not None else tracker)
+    set_capture_defaults(CaptureConfig(reconnect=reconnect_option(reconnect)), on_health=say_health)  # cameras.md
     if detect_every < 1:
         raise ConfigError(f"--detect-every {detect_every}: expected a positive number of frames")
     wanted = parse_classes(classes)

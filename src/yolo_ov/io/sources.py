@@ -26,13 +26,25 @@ A name that matches nothing, or a video that cannot be opened, yields an
 it and go on. Videos, cameras and URLs are opened by
 :func:`~yolo_ov.io.capture.open_capture` (the one place that does). Pure
 OpenCV/numpy: nothing here imports OpenVINO.
+
+Live sources are kept up by their :class:`~yolo_ov.io.capture.Capture`
+(reconnection with back-off, time-outs; :class:`~yolo_ov.io.capture.CaptureConfig`,
+given as ``open_source(..., capture=...)`` or for a whole run with
+:func:`capture_defaults`): a reconnected camera keeps its stream index and
+its frame numbers go on. One given up on ends with an
+:class:`~yolo_ov.errors.InputError` item ("live source lost"), which the
+commands report as a failed input. :attr:`FrameSource.health` has each live
+stream's :class:`~yolo_ov.io.health.Health`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import glob
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +53,8 @@ import numpy as np
 
 from ..errors import ConfigError, InputError
 from ..imaging.decode import IMAGE_SUFFIXES, describe_source
-from .capture import LIVE_SCHEMES, open_capture
+from .capture import LIVE_SCHEMES, Capture, CaptureConfig, open_capture
+from .health import Health, HealthChange
 
 __all__ = [
     "LIVE_SCHEMES",
@@ -49,6 +62,7 @@ __all__ = [
     "FrameSource",
     "LatestFrames",
     "SourceItem",
+    "capture_defaults",
     "iter_image_files",
     "open_source",
     "probe_videos",
@@ -62,6 +76,47 @@ VIDEO_SUFFIXES = frozenset(
     {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".asf", ".gif"}
 )
 DROP_POLICIES = ("latest",)
+
+_CAPTURE: contextvars.ContextVar[CaptureConfig | None] = contextvars.ContextVar("yolo_ov_capture", default=None)
+
+
+@contextmanager
+def capture_defaults(config: CaptureConfig) -> Iterator[CaptureConfig]:
+    """Use ``config`` for every source opened in this context (what the CLI's reconnect options set).
+
+    Read when a source is opened (:func:`open_source`), in the caller's
+    thread; an explicit ``capture=`` wins.
+    """
+    token = _CAPTURE.set(config)
+    try:
+        yield config
+    finally:
+        _CAPTURE.reset(token)
+
+
+_ON_HEALTH: contextvars.ContextVar[Callable[[HealthChange], None] | None] = contextvars.ContextVar(
+    "yolo_ov_on_health", default=None)
+
+
+def set_capture_defaults(config: CaptureConfig, on_health: Callable[[HealthChange], None] | None = None) -> None:
+    """Use ``config`` from now on in this context (a command line run sets it once; see :func:`capture_defaults`),
+    and subscribe ``on_health`` to every live source opened from now on (the command line prints reconnections)."""
+    _CAPTURE.set(config)
+    _ON_HEALTH.set(on_health)
+
+
+def new_health(source: Any, stream: int | None) -> Health:
+    """A :class:`~yolo_ov.io.health.Health` for a live source, with the context's subscriber (see above)."""
+    health = Health(str(source), stream)
+    listener = _ON_HEALTH.get()
+    if listener is not None:
+        health.subscribe(listener)
+    return health
+
+
+def current_capture_config(config: CaptureConfig | None = None) -> CaptureConfig:
+    """``config``, else the one :func:`capture_defaults` set, else the defaults."""
+    return config or _CAPTURE.get() or CaptureConfig()
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +191,8 @@ class FrameSource:
             ``None`` for cameras, URLs, iterables and images.
         frame_hw: the ``(h, w)`` every frame shares, when known before
             reading (video files of one size); else ``None``.
+        health: per live stream index, its :class:`~yolo_ov.io.health.Health`
+            (state, changes, subscribers); empty for files and iterables.
 
     The pipeline uses ``expected_frames`` and ``frame_hw`` to decide whether
     compiling a video's own shape can repay its compile time
@@ -146,8 +203,9 @@ class FrameSource:
     def __init__(self, items: Iterable[SourceItem], *, live: bool = False, video: bool = False,
                  closers: list[Any] | None = None, skipped: dict[int, int] | None = None,
                  probe: Callable[[], tuple[int | None, tuple[int, int] | None]] | None = None,
-                 latest: bool = False) -> None:
+                 latest: bool = False, health: dict[int, Health] | None = None) -> None:
         self._items = items
+        self.health: dict[int, Health] = health or {}
         self.live = live
         self.latest = latest
         self.video = video
@@ -188,7 +246,8 @@ class FrameSource:
         self.close()
 
 
-def open_source(source: Any, *, drop: str | None = "auto", live: bool | None = None) -> FrameSource:
+def open_source(source: Any, *, drop: str | None = "auto", live: bool | None = None,
+                capture: CaptureConfig | None = None) -> FrameSource:
     """Turn ``source`` into a :class:`FrameSource`.
 
     Args:
@@ -199,6 +258,9 @@ def open_source(source: Any, *, drop: str | None = "auto", live: bool | None = N
             every frame).
         live: force the live treatment on (e.g. for a generator fed by a
             camera SDK) or off; default: cameras and URLs are live.
+        capture: how cameras, URLs and videos are opened and kept up
+            (reconnection, time-outs, ``loop``); default: :func:`capture_defaults`'s,
+            else :class:`~yolo_ov.io.capture.CaptureConfig` ().
 
     Example:
         >>> src = open_source([np.zeros((48, 64, 3), np.uint8)] * 2)
@@ -210,6 +272,7 @@ def open_source(source: Any, *, drop: str | None = "auto", live: bool | None = N
     if isinstance(source, FrameSource):
         return source
     specs = _as_specs(source)
+    config = current_capture_config(capture)
     if specs is None:  # an arbitrary iterable of frames
         is_live_src = bool(live)
         policy = _policy(drop, is_live_src)
@@ -224,9 +287,11 @@ def open_source(source: Any, *, drop: str | None = "auto", live: bool | None = N
             raise ConfigError("mix of live streams and files/images: run them separately")
         policy = _policy(drop, True if live is None else live)
         names = [str(s) for s in specs]
+        readers = [CaptureReader(s, encoded=policy == "latest", config=config, stream=i) for i, s in enumerate(specs)]
+        health = {i: r.health for i, r in enumerate(readers)}
         if policy == "latest":
-            return _latest_source([_capture_frames(s, encoded=True) for s in specs], names)
-        return FrameSource(_interleave([_capture_frames(s) for s in specs], names), live=True, video=True)
+            return _latest_source(readers, names, health)
+        return FrameSource(_interleave(readers, names), live=True, video=True, closers=readers, health=health)
     videos = [s for s in specs if is_video_file(s)]
     if videos:
         if len(videos) != len(specs):
@@ -234,16 +299,18 @@ def open_source(source: Any, *, drop: str | None = "auto", live: bool | None = N
         policy = _policy(drop, bool(live))
         names = [str(s) for s in specs]
         if policy == "latest":  # a file forced to behave live (e.g. a recording replayed as a camera)
-            return _latest_source([_capture_frames(s, encoded=True) for s in specs], names)
-        return FrameSource(_sequential_videos(specs), live=bool(live), video=True,
+            readers = [CaptureReader(s, encoded=True, config=config, stream=i) for i, s in enumerate(specs)]
+            return _latest_source(readers, names, {i: r.health for i, r in enumerate(readers)})
+        return FrameSource(_sequential_videos(specs, config), live=bool(live), video=True,
                            probe=lambda: probe_videos(specs))
     return FrameSource(_image_items(specs), live=bool(live))
 
 
-def _latest_source(readers: list[Iterator[Any]], names: list[str]) -> FrameSource:
+def _latest_source(readers: list[Any], names: list[str], health: dict[int, Health] | None = None) -> FrameSource:
     """The ``latest`` policy over ``readers``: a :class:`LatestFrames` wrapped as a live source."""
     reader = LatestFrames(readers, names=names)
-    return FrameSource(reader, live=True, video=True, closers=[reader], skipped=reader.skipped, latest=True)
+    return FrameSource(reader, live=True, video=True, closers=[reader], skipped=reader.skipped, latest=True,
+                       health=health)
 
 
 def _policy(drop: str | None, live: bool) -> str | None:
@@ -299,19 +366,63 @@ def probe_videos(specs: list[Any]) -> tuple[int | None, tuple[int, int] | None]:
     return total, hw if hw and min(hw) > 0 else None
 
 
-def _capture_frames(spec: Any, *, encoded: bool = False) -> Iterator[np.ndarray | bytes | InputError]:
-    """Frames of one capture; an :class:`InputError` item when it cannot be opened.
+class CaptureReader:
+    """The frames of one capture as an iterator; an :class:`InputError` item when it cannot be
+    opened or, live, is given up on (then the iteration ends).
 
     With ``encoded``, a Motion-JPEG capture yields each frame's JPEG bytes
     undecoded (see :func:`~yolo_ov.io.capture.open_capture`); any other
-    capture yields decoded frames as without it.
+    capture yields decoded frames as without it. :meth:`close` may be called
+    from another thread: it ends a wait for a reconnection at once.
     """
+
+    def __init__(self, spec: Any, *, encoded: bool = False, config: CaptureConfig | None = None,
+                 stream: int | None = None) -> None:
+        self.health = new_health(spec, stream)
+        self._capture = Capture(spec, encoded=encoded, config=config, health=self.health)
+        self._frames = self._run()
+
+    def _run(self) -> Iterator[np.ndarray | bytes | InputError]:
+        cap = self._capture
+        try:
+            cap.connect()
+        except InputError as exc:
+            yield exc
+            return
+        yield from cap.frames()
+        if cap.error is not None:
+            yield cap.error
+
+    def __iter__(self) -> CaptureReader:
+        return self
+
+    @property
+    def frame_index(self) -> int:
+        """The number of the frame last yielded (see :attr:`~yolo_ov.io.capture.Capture.frame_index`)."""
+        return self._capture.frame_index
+
+    def __next__(self) -> np.ndarray | bytes | InputError:
+        return next(self._frames)
+
+    def stop(self) -> None:
+        """Make the reading end soon, from any thread (a wait for a reconnection ends at once)."""
+        self._capture.stop()
+
+    def close(self) -> None:
+        """Stop the capture (from any thread); it is released by the thread reading it (now, when that is us)."""
+        self._capture.stop()
+        with contextlib.suppress(ValueError):  # being read in another thread: it ends there and releases the capture
+            self._frames.close()
+
+
+def _capture_frames(spec: Any, *, encoded: bool = False,
+                    config: CaptureConfig | None = None) -> Iterator[np.ndarray | bytes | InputError]:
+    """Frames of one capture (see :class:`CaptureReader`)."""
+    reader = CaptureReader(spec, encoded=encoded, config=config)
     try:
-        cap = open_capture(spec, encoded=encoded)
-    except InputError as exc:
-        yield exc
-        return
-    yield from cap.frames()
+        yield from reader
+    finally:
+        reader.close()
 
 
 def video_fps(specs: Iterable[Any], default: float = 30.0) -> float:
@@ -334,10 +445,10 @@ def _frames_of_iterable(frames: Iterable[Any]) -> Iterator[Any]:
     yield from frames
 
 
-def _sequential_videos(specs: list[Any]) -> Iterator[SourceItem]:
+def _sequential_videos(specs: list[Any], config: CaptureConfig | None = None) -> Iterator[SourceItem]:
     for stream, spec in enumerate(specs):
         name = str(spec)
-        for index, frame in enumerate(_capture_frames(spec)):
+        for index, frame in enumerate(_capture_frames(spec, config=config)):
             if isinstance(frame, InputError):
                 yield SourceItem(frame, name, stream, None)
             else:
@@ -359,7 +470,8 @@ def _interleave(readers: list[Iterator[Any]], names: list[str]) -> Iterator[Sour
                 del active[i]
                 continue
             active[i] = (reader, index + 1)
-            yield SourceItem(frame, names[i], i, index)
+            number = getattr(reader, "frame_index", None)  # a capture numbers across reconnections
+            yield SourceItem(frame, names[i], i, index if number is None else number)
 
 
 class LatestFrames:
@@ -373,6 +485,7 @@ class LatestFrames:
 
     def __init__(self, readers: list[Iterator[Any]], *, names: list[str]) -> None:
         self._names = names
+        self._readers = readers
         self._cond = threading.Condition()
         self._latest: list[tuple[int, Any] | None] = [None] * len(readers)
         self._ended = [False] * len(readers)
@@ -393,11 +506,14 @@ class LatestFrames:
                     break
                 with self._cond:
                     if isinstance(frame, InputError):
+                        while self._latest[stream] is not None and not self._stop.is_set():
+                            self._cond.wait(0.1)  # the newest frame goes out before the error that ends the stream
                         self._latest[stream] = (-1, frame)
                     else:
                         if self._latest[stream] is not None:
                             self.skipped[stream] += 1
-                        self._latest[stream] = (index, frame)
+                        number = getattr(reader, "frame_index", None)  # a capture numbers across reconnections
+                        self._latest[stream] = (index if number is None else number, frame)
                         index += 1
                     self._cond.notify_all()
                 if isinstance(frame, InputError):
@@ -429,6 +545,7 @@ class LatestFrames:
                         index, frame = self._latest[stream]  # type: ignore[misc]
                         self._latest[stream] = None
                         self._next = (stream + 1) % n
+                        self._cond.notify_all()  # a reader holding its stream's error until this frame went
                         break
                     if all(self._ended) or self._stop.is_set():
                         return
@@ -440,6 +557,10 @@ class LatestFrames:
 
     def close(self) -> None:
         self._stop.set()
+        for reader in self._readers:  # a reader waiting to reconnect stops waiting (thread-safe ``stop``)
+            stop = getattr(reader, "stop", None)
+            if stop is not None:
+                stop()
         with self._cond:
             self._cond.notify_all()
         for t in self._threads:

@@ -18,6 +18,7 @@ a frame's host cost) only for the frames offered to the detector, or drawn.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -28,8 +29,17 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, InputError
-from ..io.capture import Capture, open_capture
-from ..io.sources import FrameSource, LatestFrames, SourceItem, is_live, is_video_file, open_source
+from ..io.capture import Capture, CaptureConfig
+from ..io.sources import (
+    FrameSource,
+    LatestFrames,
+    SourceItem,
+    current_capture_config,
+    is_live,
+    is_video_file,
+    new_health,
+    open_source,
+)
 
 __all__ = ["LiveStreams", "SkippedFrame", "open_tracking_source"]
 
@@ -140,13 +150,16 @@ def open_tracking_source(source: Any, *, detect_every: int, drop: str | None, ke
     selector = _Selector(detect_every, keep_images, sequential=live is None or live_policy is None)
     if live is not None:
         producers, names, closers = live
+        health = {k: c.health for k, c in enumerate(closers)}
         if live_policy is None:
-            src = FrameSource(_interleave_chosen(producers, names, selector), live=True, video=True, closers=closers)
+            src = FrameSource(_interleave_chosen(producers, names, selector), live=True, video=True, closers=closers,
+                              health=health)
             return src, selector
         readers = [_chosen_items(k, frames, names[k], selector) for k, frames in enumerate(producers)]
         latest = LatestFrames(readers, names=names)
-        return (FrameSource(_unwrap(latest), live=True, video=True, closers=[latest, *closers],
-                            skipped=latest.skipped, latest=True), selector)
+        # cameras first: one waiting to reconnect stops waiting, so the reader threads end before the join
+        return (FrameSource(_unwrap(latest), live=True, video=True, closers=[*closers, latest],
+                            skipped=latest.skipped, latest=True, health=health), selector)
     if _names_image_files(source) or (isinstance(source, FrameSource) and not source.video):
         raise ConfigError("--detect-every needs video files, live streams or frames in order, not image files")
     inner = open_source(source, drop=drop)
@@ -160,7 +173,9 @@ def _live_producers(source: Any) -> tuple[list[Iterator[Any]], list[str], list[A
         return [iter(p) for p in source.producers], list(source.names), []
     specs = [source] if isinstance(source, (str, int)) else source
     if isinstance(specs, (list, tuple)) and specs and all(is_live(s) for s in specs):
-        return [_camera(s) for s in specs], [str(s) for s in specs], []
+        config = current_capture_config()  # read here, in the caller's thread (the readers run in their own)
+        cameras = [_Camera(s, config, i) for i, s in enumerate(specs)]
+        return cameras, [str(s) for s in specs], cameras
     return None
 
 
@@ -185,19 +200,44 @@ class _Grabbed:
         return image
 
 
-def _camera(spec: Any) -> Iterator[Any]:
-    """Every frame of a camera or stream URL as ``(index, _Grabbed)``; an InputError when it cannot be opened."""
-    try:
-        cap = open_capture(spec)
-    except InputError as exc:
-        yield exc
-        return
-    with cap:
-        shape = list(cap.frame_hw)
-        index = 0
-        while cap.grab():
-            yield index, _Grabbed(cap, shape)  # decoded (or not) before the next grab
-            index += 1
+class _Camera:
+    """Every frame of a camera or stream URL as ``(index, _Grabbed)``; an InputError when it cannot be
+    opened or is given up on (its :class:`~yolo_ov.io.capture.Capture` reconnects it meanwhile: the
+    index goes on across a reconnection)."""
+
+    def __init__(self, spec: Any, config: CaptureConfig, stream: int) -> None:
+        self.health = new_health(spec, stream)
+        self._cap = Capture(spec, config=config, health=self.health)
+        self._frames = self._run()
+
+    def _run(self) -> Iterator[Any]:
+        cap = self._cap
+        try:
+            cap.connect()
+        except InputError as exc:
+            yield exc
+            return
+        with cap:
+            shape = list(cap.frame_hw)
+            while cap.grab():  # numbered by the capture: on across a reconnection, the gap counted
+                yield cap.frame_index, _Grabbed(cap, shape)  # decoded (or not) before the next grab
+            if cap.error is not None:
+                yield cap.error
+
+    def __iter__(self) -> _Camera:
+        return self
+
+    def __next__(self) -> Any:
+        return next(self._frames)
+
+    def stop(self) -> None:
+        """End the reading soon, from any thread (a wait for a reconnection ends at once)."""
+        self._cap.stop()
+
+    def close(self) -> None:
+        self._cap.stop()
+        with contextlib.suppress(ValueError):  # being read in another thread: it ends there and releases the capture
+            self._frames.close()
 
 
 def _chosen_items(stream: int, frames: Iterator[Any], name: str, selector: _Selector) -> Iterator[Any]:

@@ -179,8 +179,11 @@ class Tracker:
         classes = np.asarray(class_id).reshape(-1).astype(np.int64)
         first = self._updates == 0
         self._updates += 1
+        before = self._frame
         now = self._advance(frame)
         cfg = self.config
+        if before is not None and now - before > cfg.track_buffer:
+            self._forget_across_gap(now)
 
         w, h = xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1]
         valid = (w > 0) & (h > 0)
@@ -252,6 +255,19 @@ class Tracker:
         return self._report(confirmed, predicted=True)
 
     # -- helpers -----------------------------------------------------------------
+    def _forget_across_gap(self, now: int) -> None:
+        """A jump longer than ``track_buffer`` (a camera that was reconnected after an outage: its frame
+        numbers count the frames the gap would have held): every track not seen for longer than a lost
+        track is kept is forgotten now, before matching, so the first frame after the gap starts new
+        tracks instead of gluing them to objects seen before it. Shorter jumps (dropped frames,
+        ``detect_every``) are predicted across as before."""
+        limit = self.config.track_buffer + _BUFFER_GRACE
+        stale = [t for t in self._tracked + self._lost if now - t.last_frame > limit]
+        for track in stale:
+            track.state = TrackState.REMOVED
+        self._tracked = [t for t in self._tracked if t not in stale]
+        self._lost = [t for t in self._lost if t not in stale]
+
     def _advance(self, frame: int | None) -> int:
         now = (0 if self._frame is None else self._frame + 1) if frame is None else int(frame)
         if self._frame is not None and now < self._frame:
