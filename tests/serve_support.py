@@ -212,12 +212,14 @@ def _main(argv: Sequence[str]) -> None:
     parser.add_argument("--delay-s", type=float, default=0.0)
     parser.add_argument("--max-queue", type=int, default=64)
     parser.add_argument("--timeout-s", type=float, default=60.0)
+    parser.add_argument("--grpc-port", type=int, default=None)
     args = parser.parse_args(argv)
     settings = ServeConfig(models=fake_models(args.root), host=args.host, port=args.port, max_queue=args.max_queue,
                            timeout_s=args.timeout_s)
     sock = _listen(settings.host, settings.port)
     try:
-        _run(settings, sock, access_log=False, detectors=fake_detectors(delay_s=args.delay_s))
+        _run(settings, sock, access_log=False, detectors=fake_detectors(delay_s=args.delay_s),
+             grpc_port=args.grpc_port)
     finally:
         sock.close()
 
