@@ -157,6 +157,42 @@ def test_overload_is_unavailable_and_counted_as_rest_counts_it(tmp_path):
     assert _metric(metrics, "yolo_ov_requests_success_total", endpoint="grpc") == len(outcomes) - len(refused)
 
 
+def _rss_mb() -> float:
+    with open("/proc/self/statm", encoding="utf-8") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads RSS from /proc")
+def test_bad_requests_leak_nothing(served):
+    """3,000 refused calls of five kinds (after 500 to warm up): RSS of the process (server and client) stays flat.
+
+    (Oversize messages are refused by gRPC's core before the servicer; each costs ~180 ms here, so they are
+    in ``test_bad_inputs_get_the_right_status_and_one_line`` and not in the soak.)
+    """
+    with grpcclient.InferenceServerClient(served.grpc) as c:
+        wrong_type = grpcclient.InferInput("image", [1], "FP32")
+        wrong_type.set_data_from_numpy(np.zeros(1, np.float32))
+        bomb = png(10, (1100, 1000))  # a few KB declaring 1.1 MP: over --max-pixels
+        calls = [
+            lambda: c.infer("yolov8n", [wrong_type]),
+            lambda: c.infer("yolov8n", [bytes_input(grpcclient, [b"\xff\xd8 cut short"])]),
+            lambda: c.infer("nope", [wrong_type]),
+            lambda: c.infer("yolov8n", [wrong_type], model_version="9"),
+            lambda: c.infer("yolov8n", [bytes_input(grpcclient, [bomb])]),
+        ]
+
+        def burst(n: int) -> None:
+            for i in range(n):
+                with pytest.raises(grpcclient.InferenceServerException):
+                    calls[i % len(calls)]()
+
+        burst(500)
+        before = _rss_mb()
+        burst(3000)
+        grown = _rss_mb() - before
+    assert grown < 15, f"RSS grew {grown:.1f} MB over 3,000 refused calls"
+
+
 def test_busy_port_is_one_line(tmp_path):
     from yolo_ov.serve.grpc_server import GrpcServer
 

@@ -93,6 +93,8 @@ def serve(
         max_queue=max_queue, max_wait_ms=max_wait_ms, timeout_s=timeout_s, max_body_mb=max_body_mb,
         max_pixels=max_pixels, api_key=api_key, cors_origins=tuple(cors or ()),
     )
+    if ray is not None and grpc_port is not None:
+        raise ConfigError("--grpc-port does not go with --ray: the Ray Serve deployment serves REST only")
     if ray is not None:  # the same app on Ray Serve replicas (yolo_ov.ray)
         serve_on_ray(settings, address=ray_address(ray), replicas=replicas, min_replicas=min_replicas,
                      max_replicas=max_replicas, target_ongoing_requests=target_ongoing_requests, say=_say)
