@@ -222,3 +222,25 @@ def test_statistics_over_grpc_and_rest_as_triton(tmp_path):
     assert int(g["inference_stats"]["queue"]["ns"]) == stats["queue"]["ns"]
     assert [m["name"] for m in everything] == ["yolov8n", "int8"]
     assert everything[1]["inference_count"] == 0
+
+
+def test_stream_ends_unavailable_when_the_server_stops_accepting(tmp_path):
+    config = ServeConfig(models=fake_models(tmp_path))
+    with Served(create_app(config, detectors=fake_detectors())) as s:
+        answers: queue.Queue = queue.Queue()
+        with grpcclient.InferenceServerClient(s.grpc) as c:
+            c.start_stream(callback=lambda result, error: answers.put((result, error)))
+            try:
+                for v in (10, 40):
+                    c.async_stream_infer("yolov8n", [frames_input(grpcclient, [uniform_image(v)])])
+                first = [answers.get(timeout=30) for _ in range(2)]
+                s.state.accepting = False  # what SIGTERM does, before the transports drain
+                c.async_stream_infer("yolov8n", [frames_input(grpcclient, [uniform_image(77)])])
+                _, error = answers.get(timeout=30)
+            finally:
+                c.stop_stream()
+    for (result, e), v in zip(first, (10, 40), strict=True):
+        assert e is None
+        assert_fake_outputs(result, [v])
+    assert error is not None and error.status() == "StatusCode.UNAVAILABLE", error
+    assert "shutting down" in error.message() and "\n" not in error.message()

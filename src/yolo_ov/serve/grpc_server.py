@@ -18,6 +18,8 @@ with at most :data:`STREAM_WINDOW` requests of one stream in flight: the
 server reads the next request only when one finishes, so a fast client is held
 back by gRPC's flow control instead of queueing without bound. A request that
 fails gets its ``error_message`` in the stream, which goes on (Triton's way).
+When the server shuts down, a stream answers the requests it holds, then ends
+with ``UNAVAILABLE`` at the next request it would otherwise take.
 """
 
 from __future__ import annotations
@@ -152,14 +154,19 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
             await context.abort(grpc.StatusCode[exc.code.grpc_status], exc.message)
         slots = asyncio.Semaphore(self.window)
         pending: asyncio.Queue[asyncio.Task | None] = asyncio.Queue()
+        draining = False
 
         async def read() -> None:
+            nonlocal draining
             try:
                 while True:
                     await slots.acquire()  # backpressure: read the next request only when a slot is free
                     try:
                         message = await request_iterator.__anext__()
                     except StopAsyncIteration:
+                        return
+                    if not self.state.accepting:  # shutting down: answer what is in flight, take no more
+                        draining = True
                         return
                     pending.put_nowait(asyncio.ensure_future(self._stream_one(message, context)))
             finally:
@@ -172,6 +179,10 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
                 slots.release()
                 yield answer
             await reader  # a failed read (the client went away) ends the call with its error
+            if draining:
+                await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                    "the server is shutting down: requests answered so far are complete; "
+                                    "send the rest to another server")
         finally:
             reader.cancel()
             while not pending.empty():
