@@ -74,7 +74,7 @@ def serve(
         float, typer.Option(help="with --ray autoscaling: requests per replica the autoscaler aims for")
     ] = 8.0,
 ) -> None:
-    """Serve models over HTTP: KServe v2 REST, POST /predict, /metrics and a web page at /."""
+    """Serve models: KServe v2 REST, POST /predict, /metrics, a web page at /; KServe v2 gRPC with --grpc-port."""
     from ..serve import ServeConfig, model_spec, require_extra
 
     require_extra()
