@@ -218,6 +218,7 @@ def _main(argv: Sequence[str]) -> None:
     parser.add_argument("--max-connections", type=int, default=1000)
     parser.add_argument("--nofile", type=int, default=0, help="lower the open-file limit to this (accept errors)")
     parser.add_argument("--no-uvloop", action="store_true", help="asyncio's own loop, as without uvloop installed")
+    parser.add_argument("--grpc-port", type=int, default=None)
     args = parser.parse_args(argv)
     if args.no_uvloop:
         sys.modules["uvloop"] = None  # type: ignore[assignment]  # uvicorn's "auto" loop then picks asyncio's
@@ -231,7 +232,8 @@ def _main(argv: Sequence[str]) -> None:
                            max_connections=args.max_connections)
     sock = _listen(settings.host, settings.port)
     try:
-        _run(settings, sock, access_log=False, detectors=fake_detectors(delay_s=args.delay_s))
+        _run(settings, sock, access_log=False, detectors=fake_detectors(delay_s=args.delay_s),
+             grpc_port=args.grpc_port)
     finally:
         sock.close()
 

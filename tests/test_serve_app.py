@@ -132,7 +132,8 @@ def test_health_and_server_metadata(client):
     ready = client.get("/v2/health/ready")
     assert ready.status_code == 200 and ready.json() == {"ready": True}
     meta = client.get("/v2").json()
-    assert meta["name"] == "yolo-ov" and meta["extensions"] == ["binary_tensor_data", "model_configuration"]
+    assert meta["name"] == "yolo-ov"
+    assert meta["extensions"] == ["binary_tensor_data", "model_configuration", "statistics"]
 
 
 @pytest.mark.parametrize("path", ["/v2/models/yolov8n", "/v2/models/yolov8n/versions/1"])

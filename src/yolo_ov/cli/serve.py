@@ -69,6 +69,9 @@ def serve(
         "--fast-decode", help="decode large JPEGs at 1/2, 1/4 or 1/8 size when the letterbox needs no more (phone "
         "photos: much faster; outputs differ slightly from Ultralytics' full decode)")] = False,
     access_log: Annotated[bool, typer.Option("--access-log", help="log every request")] = False,
+    grpc_port: Annotated[int | None, typer.Option(
+        help="also serve KServe v2 gRPC (inference.GRPCInferenceService) on this port of --host (0: any free "
+             "port; the line printed says which); needs the grpc extra")] = None,
     ray: Annotated[str | None, typer.Option(RAY_OPTION, metavar="[ADDRESS]", help=RAY_HELP)] = None,
     replicas: Annotated[int, typer.Option(help="with --ray: replicas, each with its own compiled models")] = 1,
     min_replicas: Annotated[int | None, typer.Option(help="with --ray and --max-replicas: autoscaling floor")] = None,
@@ -77,7 +80,7 @@ def serve(
         float, typer.Option(help="with --ray autoscaling: requests per replica the autoscaler aims for")
     ] = 8.0,
 ) -> None:
-    """Serve models over HTTP: KServe v2 REST, POST /predict, /metrics and a web page at /."""
+    """Serve models: KServe v2 REST, POST /predict, /metrics, a web page at /; KServe v2 gRPC with --grpc-port."""
     from ..serve import ServeConfig, model_spec, require_extra
 
     require_extra()
@@ -97,21 +100,25 @@ def serve(
         max_pixels=max_pixels, api_key=api_key, cors_origins=tuple(cors or ()),
         header_timeout_s=header_timeout_s, keep_alive_s=keep_alive_s, max_connections=max_connections,
     )
+    if ray is not None and grpc_port is not None:
+        raise ConfigError("--grpc-port does not go with --ray: the Ray Serve deployment serves REST only")
     if ray is not None:  # the same app on Ray Serve replicas (yolo_ov.ray)
         serve_on_ray(settings, address=ray_address(ray), replicas=replicas, min_replicas=min_replicas,
                      max_replicas=max_replicas, target_ongoing_requests=target_ongoing_requests, say=_say)
         return
     if replicas != 1 or min_replicas is not None or max_replicas is not None:
         raise ConfigError("--replicas, --min-replicas and --max-replicas go with --ray")
+    _require_grpc(grpc_port)
     sock = _listen(settings.host, settings.port)  # before loading: a busy port fails fast
     try:
-        _run(settings, sock, access_log=access_log)
+        _run(settings, sock, access_log=access_log, grpc_port=grpc_port)
     finally:
         sock.close()
 
 
-def _run(settings: Any, sock: socket.socket, *, access_log: bool, detectors: Any = None) -> None:
-    """Load the models, serve on ``sock`` until SIGTERM/SIGINT, drain, print the totals.
+def _run(settings: Any, sock: socket.socket, *, access_log: bool, detectors: Any = None,
+         grpc_port: int | None = None) -> None:
+    """Load the models, serve on ``sock`` (and gRPC on ``grpc_port``) until SIGTERM/SIGINT, drain, print the totals.
 
     ``detectors`` opens each model's Detector (default: compile its file);
     an embedding program, or a test on a fake engine, passes its own.
@@ -137,10 +144,16 @@ def _run(settings: Any, sock: socket.socket, *, access_log: bool, detectors: Any
         _say(f"warning: listening on ALL interfaces ({settings.host}): anyone who can reach this machine can use "
              f"the models{'' if settings.api_key else '; consider --api-key-env'}")
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+    try:
+        grpc_server = _start_grpc(state, settings.host, grpc_port)
+    except BaseException:
+        state.close()
+        raise
     _say(f"serving on http://{shown}:{bound_port} (web page at /, KServe v2 at /v2, metrics at /metrics); "
          "Ctrl-C or SIGTERM drains and stops")
     server = uvicorn.Server(uvicorn.Config(
-        application, log_level="warning", access_log=access_log, lifespan="on",
+        # With gRPC beside it, the models close here after both transports drained, not in the app's lifespan.
+        application, log_level="warning", access_log=access_log, lifespan="on" if grpc_server is None else "off",
         timeout_graceful_shutdown=int(settings.timeout_s) + 1, server_header=False, **uvicorn_options(settings),
     ))
     limit_accept_error_logs()
@@ -153,6 +166,8 @@ def _run(settings: Any, sock: socket.socket, *, access_log: bool, detectors: Any
             _say(f"{signal.Signals(sig).name}: stopped accepting; finishing {busy} request(s) in flight "
                  f"(at most {settings.timeout_s:g} s)")
         state.accepting = False
+        if grpc_server is not None:
+            grpc_server.begin_stop(settings.timeout_s)
         uvicorn_exit(sig, frame)
 
     server.handle_exit = handle_exit  # type: ignore[method-assign]
@@ -160,12 +175,44 @@ def _run(settings: Any, sock: socket.socket, *, access_log: bool, detectors: Any
         with _quiet_after_drain():
             server.run(sockets=[sock])
     finally:
+        if grpc_server is not None:
+            grpc_server.stop(settings.timeout_s)  # waits for the gRPC calls in flight
         state.close()  # idempotent; the lifespan normally did it
     totals = state.metrics.snapshot()["models"]
     ok = sum(t["success"] for t in totals.values())
     failed = sum(t["fail"] for t in totals.values())
     _say(f"stopped: {ok} request(s) answered, {failed} failed, "
          f"{sum(t['in_flight'] for t in totals.values())} unfinished")
+
+
+def _require_grpc(grpc_port: int | None) -> None:
+    """``--grpc-port`` needs the grpc extra (grpcio and tritonclient's generated KServe messages): one line if not."""
+    import importlib.util
+
+    from ..errors import MissingExtraError
+
+    if grpc_port is None:
+        return
+    if not 0 <= grpc_port <= 65535:
+        raise ConfigError(f"--grpc-port must be 0-65535, got {grpc_port}")
+    for package, module in (("grpcio", "grpc"), ("tritonclient", "tritonclient")):
+        if importlib.util.find_spec(module) is None:
+            raise MissingExtraError(package, "grpc", "yolo-ov serve --grpc-port")
+    try:
+        import tritonclient.grpc.service_pb2_grpc  # noqa: F401 - the generated service; needs tritonclient[grpc]
+    except ImportError as exc:
+        raise MissingExtraError(exc.name or "tritonclient[grpc]", "grpc", "yolo-ov serve --grpc-port") from None
+
+
+def _start_grpc(state: Any, host: str, grpc_port: int | None) -> Any:
+    """Start KServe v2 gRPC on ``host:grpc_port`` beside REST (same models and metrics), or nothing."""
+    if grpc_port is None:
+        return None
+    from ..serve.grpc_server import GrpcServer
+
+    grpc_server = GrpcServer(state, host, grpc_port).start()
+    _say(f"gRPC on {grpc_server.address} (KServe v2 inference.GRPCInferenceService)")
+    return grpc_server
 
 
 @contextlib.contextmanager

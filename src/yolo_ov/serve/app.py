@@ -15,6 +15,7 @@ becomes its HTTP status here. The models are opened in
 ``GET /v2/models/{name}[/versions/1]``                 KServe model metadata
 ``GET /v2/models/{name}[/versions/1]/ready``           KServe model readiness
 ``GET /v2/models/{name}[/versions/1]/config``          Triton-style model configuration
+``GET /v2/models[/{name}[/versions/1]]/stats``          Triton's statistics extension (all models, or one)
 ``POST /v2/models/{name}[/versions/1]/infer``          KServe inference (JSON or binary tensors)
 ``POST /predict``                                      one image (multipart or raw body) -> JSONL record
 ``GET /models``                                        the models and what OpenVINO chose for each
@@ -119,11 +120,13 @@ def create_app(config: ServeConfig, *, load: Callable[[ServeConfig], ServeState]
 
     guarded = APIRouter(dependencies=[Depends(_api_key_check(config.api_key))])
     guarded.add_api_route("/v2", _server_metadata, methods=["GET"])
+    guarded.add_api_route("/v2/models/stats", _all_statistics, methods=["GET"])  # before /v2/models/{name}
     for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
         guarded.add_api_route(prefix, _model_metadata, methods=["GET"])
         guarded.add_api_route(prefix + "/ready", _model_ready, methods=["GET"])
         guarded.add_api_route(prefix + "/config", _model_config, methods=["GET"])
         guarded.add_api_route(prefix + "/infer", _infer, methods=["POST"])
+        guarded.add_api_route(prefix + "/stats", _model_statistics, methods=["GET"])
     guarded.add_api_route("/predict", _predict, methods=["POST"])
     guarded.add_api_route("/models", _models, methods=["GET"])
     guarded.add_api_route("/stats", _stats, methods=["GET"])
@@ -212,6 +215,14 @@ async def _model_ready(request: Request, name: str, version: str | None = None) 
 
 async def _model_config(request: Request, name: str, version: str | None = None) -> dict[str, Any]:
     return _versioned(request, name, version).model_config()
+
+
+async def _model_statistics(request: Request, name: str, version: str | None = None) -> dict[str, Any]:
+    return {"model_stats": [_versioned(request, name, version).statistics()]}
+
+
+async def _all_statistics(request: Request) -> dict[str, Any]:
+    return {"model_stats": [m.statistics() for m in _state(request).models.values()]}
 
 
 async def _infer(request: Request, name: str, version: str | None = None) -> Response:

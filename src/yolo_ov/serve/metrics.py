@@ -10,6 +10,11 @@ other. Added: images waiting per model, requests refused with 503, and
 requests the client closed before sending them whole (nginx's 499: neither a
 success nor a failure of the server).
 
+:class:`InferenceStatistics` is the KServe statistics extension as Triton
+reports it (``GET /v2/models/{name}/stats``, gRPC ``ModelStatistics``):
+cumulative counts and nanoseconds per model, so ``perf_analyzer`` and other
+Triton tooling read the server-side queue and compute times.
+
 Each app gets its own :class:`~prometheus_client.CollectorRegistry`, so two
 apps in one process (tests, or a user mounting two) never collide.
 """
@@ -20,11 +25,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily
 
-__all__ = ["CLIENT_CLOSED", "ServeMetrics"]
+__all__ = ["CLIENT_CLOSED", "InferenceStatistics", "ServeMetrics"]
 
 #: The status a request gets when its client hung up before sending it whole (nginx's "client closed request").
 CLIENT_CLOSED = 499
@@ -93,6 +99,7 @@ class ServeMetrics:
         self._engine_counts: dict[str, Callable[[], int]] = {}
         r.register(_EngineCollector(self._engine_counts))
         self._lock = threading.Lock()  # the totals are updated from engine threads too
+        self.statistics: dict[str, InferenceStatistics] = {}
 
     def add_model(self, name: str, *, streams: int, requests: int, max_queue: int,
                   infer_requests: Callable[[], int] | None = None) -> None:
@@ -103,6 +110,7 @@ class ServeMetrics:
         ``yolo_ov_images_total / yolo_ov_infer_requests_total`` is the batch fill.
         """
         self._totals[name] = _Totals()
+        self.statistics[name] = InferenceStatistics(name, executions=infer_requests)
         if infer_requests is not None:
             self._engine_counts[name] = infer_requests
         self.streams.labels(name).set(streams)
@@ -134,6 +142,7 @@ class ServeMetrics:
             self.requests_client_closed.labels(name, endpoint).inc()
             return
         self.request_time.labels(name, endpoint).observe(seconds * 1e6)
+        self.statistics[name].request_finished(ok=status < 400, seconds=seconds)
         if status < 400:
             self.requests_success.labels(name, endpoint).inc()
         else:
@@ -175,6 +184,65 @@ class ServeMetrics:
     def _copy_totals(self) -> dict[str, dict[str, int]]:
         with self._lock:
             return {name: vars(t).copy() for name, t in self._totals.items()}
+
+
+_PHASES = ("queue", "compute_input", "compute_infer", "compute_output")
+
+
+class InferenceStatistics:
+    """Triton's statistics extension for one model: what ``perf_analyzer`` reads of the server side.
+
+    As Triton counts them: ``success``/``fail`` are requests and their whole
+    time in the server; ``queue`` (waiting for an inference request slot),
+    ``compute_input`` (decode and letterbox), ``compute_infer`` (the device)
+    and ``compute_output`` (decoding the heads) are per successful inference
+    request, each the longest of its images (they run in parallel);
+    ``inference_count`` counts images, ``execution_count`` device inference
+    requests (fewer with batching; the warm-up is not counted), and
+    ``last_inference`` is milliseconds since the epoch. Updated from engine
+    threads and event loops of either transport, so under a lock.
+    """
+
+    def __init__(self, name: str, *, executions: Callable[[], int] | None = None) -> None:
+        self.name = name
+        self._executions = executions
+        self._executions_at_start = executions() if executions is not None else 0
+        self._lock = threading.Lock()
+        self._durations = {key: [0, 0] for key in ("success", "fail", *_PHASES)}
+        self._inferences = 0
+        self._last_inference_ms = 0
+
+    def request_finished(self, *, ok: bool, seconds: float) -> None:
+        """A request answered (``ok``) or refused, after ``seconds`` in the server."""
+        with self._lock:
+            entry = self._durations["success" if ok else "fail"]
+            entry[0] += 1
+            entry[1] += int(seconds * 1e9)
+
+    def inferred(self, *, images: int, queue_ms: float, input_ms: float, infer_ms: float, output_ms: float) -> None:
+        """One request's images came back from the engine: its phases in milliseconds."""
+        with self._lock:
+            for key, ms in zip(_PHASES, (queue_ms, input_ms, infer_ms, output_ms), strict=True):
+                self._durations[key][0] += 1
+                self._durations[key][1] += int(max(ms, 0.0) * 1e6)
+            self._inferences += images
+            self._last_inference_ms = int(time.time() * 1e3)
+
+    def snapshot(self, version: str = "1") -> dict[str, Any]:
+        """The model's entry of Triton's ``model_stats`` (the JSON form; counts and ns as integers)."""
+        executions = 0
+        if self._executions is not None:
+            executions = max(self._executions() - self._executions_at_start, 0)
+        with self._lock:
+            durations = {key: {"count": c, "ns": ns} for key, (c, ns) in self._durations.items()}
+            inferences, last = self._inferences, self._last_inference_ms
+        zero = {"count": 0, "ns": 0}
+        return {
+            "name": self.name, "version": version, "last_inference": last, "inference_count": inferences,
+            "execution_count": executions,
+            "inference_stats": {**durations, "cache_hit": dict(zero), "cache_miss": dict(zero)},
+            "batch_stats": [],
+        }
 
 
 class _EngineCollector:

@@ -91,7 +91,7 @@ class ServedModel:
         self.detector.submit(np.full((h, w, 3), 114, np.uint8), source="warm-up").result(ENGINE_TIMEOUT_S)
 
     def _infer_requests(self) -> int:
-        if not self.ready:
+        if not getattr(self, "ready", True):
             return 0  # closed: no pipeline to ask
         submitter = getattr(self.detector.pipeline(), "submitter", None)
         return int(submitter.stats.requests) if submitter is not None else 0
@@ -150,6 +150,10 @@ class ServedModel:
                            "detect": {k: getattr(self.config.detect, k) for k in ("conf", "iou", "max_det")}},
         }
 
+    def statistics(self) -> dict[str, Any]:
+        """Triton's statistics of this model (``GET .../stats``, gRPC ``ModelStatistics``)."""
+        return self.metrics.statistics[self.name].snapshot()
+
     # -- inference -------------------------------------------------------------
     def check(self, images: Sequence[bytes | np.ndarray], sources: Sequence[str]) -> list[Image]:
         """Check each image against the limits before anything is decoded.
@@ -190,9 +194,10 @@ class ServedModel:
             raise ServeError(ErrorCode.UNAVAILABLE, f"model {self.name!r} is not accepting work: it is closed",
                              retry_after_s=self.config.retry_after_s)
         futures: list[Future] = []
+        waits: list[float] = []  # each image's wait for a request slot, ms (filled by the engine's callbacks)
         try:
             for image in images:
-                futures.append(self._submit(image, detect, slicing))
+                futures.append(self._submit(image, detect, slicing, waits))
         except OverloadedError:
             for f in futures:
                 f.cancel()
@@ -228,9 +233,21 @@ class ServedModel:
                 raise ServeError(ErrorCode.INVALID_ARGUMENT,
                                  f"{image.source}: decoded to {shape[1]}x{shape[0]} pixels, "
                                  "not the size its header declares; the file is malformed")
+        self._count_statistics(results, waits)
         return list(results)
 
-    def _submit(self, image: Image, detect: DetectConfig, slicing: SliceConfig | None = None) -> Future:
+    def _count_statistics(self, results: Sequence[Result], waits: Sequence[float]) -> None:
+        """Triton's per-request phases: each the longest of the request's images (they run side by side)."""
+        timings = [r.timing for r in results if r.timing is not None]
+        if not timings:
+            return
+        self.metrics.statistics[self.name].inferred(
+            images=len(results), queue_ms=max(waits, default=0.0),
+            input_ms=max(t.preprocess_ms for t in timings), infer_ms=max(t.inference_ms for t in timings),
+            output_ms=max(t.postprocess_ms for t in timings))
+
+    def _submit(self, image: Image, detect: DetectConfig, slicing: SliceConfig | None = None,
+                waits: list[float] | None = None) -> Future:
         submitted = time.perf_counter()
         future = self.detector.submit(image.data, detect=detect, source=image.source, slicing=slicing)
         self.metrics.image_submitted(self.name)
@@ -242,6 +259,8 @@ class ServedModel:
                 if timing is not None:
                     inference_ms = timing.inference_ms
                     wait_ms = (time.perf_counter() - submitted) * 1e3 - timing.total_ms
+                    if waits is not None:
+                        waits.append(max(wait_ms, 0.0))
             self.metrics.image_done(self.name, inference_ms=inference_ms, wait_ms=wait_ms)
 
         future.add_done_callback(done)

@@ -27,7 +27,7 @@ from .params import detect_config, slice_config
 __all__ = ["EXTENSIONS", "infer", "request_settings", "request_timeout", "server_metadata"]
 
 #: The protocol extensions this server supports (Triton's names).
-EXTENSIONS = ("binary_tensor_data", "model_configuration")
+EXTENSIONS = ("binary_tensor_data", "model_configuration", "statistics")
 
 
 def server_metadata() -> dict[str, Any]:
