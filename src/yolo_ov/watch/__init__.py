@@ -1,0 +1,8 @@
+"""The multi-camera service: ``yolo-ov watch cameras.yaml`` (issue 22).
+
+Cameras from one hand-written config file share one compiled model and the
+throughput engine; each camera's tracks become events (zone enter/exit, line
+crossings, appear/disappear, camera health) that go out through sinks (JSONL,
+MQTT, webhooks); a cameras page and Prometheus metrics follow the cameras
+through :class:`~yolo_ov.watch.observer.CameraObserver`.
+"""
