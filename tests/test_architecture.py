@@ -170,7 +170,7 @@ LAYERS: dict[str, int] = {
     "yolo_ov.detector": 6, "yolo_ov.default_model": 6, "yolo_ov.track": 6, "yolo_ov.eval": 6,
     "yolo_ov.export": 6, "yolo_ov.bench": 6,
     # front ends
-    "yolo_ov.serve": 7, "yolo_ov.ray": 7,
+    "yolo_ov.serve": 7, "yolo_ov.ray": 7, "yolo_ov.watch": 7,
     "yolo_ov.cli": 8,
     "yolo_ov.__main__": 9, "yolo_ov": 9,
 }
