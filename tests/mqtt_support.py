@@ -43,20 +43,22 @@ def mosquitto_or_skip() -> str:
 
 
 class Broker:
-    """mosquitto on 127.0.0.1:``port`` (a free one by default), anonymous; ``with`` stops it.
+    """mosquitto on 127.0.0.1:``port`` (a free one by default); ``with`` stops it.
+
+    ``anonymous=False`` (and no password file) makes a broker that refuses every client: bad credentials.
 
     With ``persistence=True`` it saves its state when stopped and reloads it when started again, so a
     persistent subscriber (``Subscriber(..., persistent=True)``) gets, after a restart, the QoS 1 messages
     published while it was reconnecting: a consumer set up as it should be for at-least-once delivery.
     """
 
-    def __init__(self, port: int | None = None, *, persistence: bool = False) -> None:
+    def __init__(self, port: int | None = None, *, persistence: bool = False, anonymous: bool = True) -> None:
         self.binary = mosquitto_or_skip()
         self.port = port or free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="mosquitto-"))
         self.dir.chmod(0o777)  # started as root, mosquitto drops to its own user, which saves its database here
         self.conf = self.dir / "mosquitto.conf"
-        conf = f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+        conf = f"listener {self.port} 127.0.0.1\nallow_anonymous {'true' if anonymous else 'false'}\n"
         conf += f"persistence true\npersistence_location {self.dir}/\n" if persistence else "persistence false\n"
         self.conf.write_text(conf, encoding="utf-8")
         self.proc: subprocess.Popen[bytes] | None = None

@@ -19,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.mqtt_support import Broker, Subscriber, free_port, retained
@@ -89,6 +90,13 @@ def test_a_missing_broker_is_a_warning_and_the_buffer_bound_counts_every_drop(ca
     after = sink.stats()
     assert (after["dropped"], after["sent"], after["queued"]) == (12, 0, 0)  # the 5 left are counted at close
     assert any("5 message(s) not delivered" in r.getMessage() for r in caplog.records)
+
+
+def test_a_write_before_open_says_so():
+    sink = MqttSink("127.0.0.1", free_port())
+    with pytest.raises(ConfigError, match="not open yet"):
+        sink.publish_event(event(0))
+    sink.close()
 
 
 # --- real broker -------------------------------------------------------------------------------------------
@@ -222,3 +230,22 @@ def test_broker_stopped_10_s_then_restarted_every_event_of_the_window_arrives(tm
         assert (stats["sent"], stats["dropped"], stats["failed"]) == (i, 0, 0)
         assert stats["retries"] >= 1
         assert sub.on("yolo-ov/status").count(b"online") >= 2  # online again after the reconnect
+
+
+def test_qos0_events_and_a_jpeg_snapshot_arrive():
+    with Broker() as broker, Subscriber(broker.port) as sub:
+        with MqttSink("127.0.0.1", broker.port, topic="q0", qos=0) as sink:
+            sink.publish_event({**event(1), "snapshot": b"\xff\xd8\xff", "box": np.array([1.0, 2.0, 3.0, 4.0])})
+            assert sub.wait_for(lambda s: len(s.on("q0/road/events")) == 1, 5)
+        assert sub.events("q0/road/events") == [{**event(1), "snapshot": "/9j/"}]
+        assert sink.stats()["sent"] == 1
+
+
+def test_a_broker_that_refuses_the_credentials_is_one_line():
+    with Broker(anonymous=False) as broker:
+        sink = MqttSink("127.0.0.1", broker.port, username="cam", password="wrong", required=True,
+                        connect_timeout_s=5)
+        with pytest.raises(OutputError) as err:
+            sink.open()
+    assert str(err.value).startswith(f"MQTT broker 127.0.0.1:{broker.port}: the broker refused the connection (")
+    assert str(err.value).endswith("); check the credentials")

@@ -33,7 +33,6 @@ With ``required=True`` (a one-off run that should fail fast) it is one
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
 import ssl
@@ -46,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, MissingExtraError, OutputError
-from .outbox import Backoff, Outbox, Retry
+from .outbox import Backoff, Outbox, Retry, to_json
 from .signals import deferred
 from .sink import Record, SinkBase
 
@@ -190,8 +189,7 @@ class MqttSink(SinkBase):
             if self.records:
                 camera = (extra or {}).get("camera") or getattr(record, "source", None) or "_"
                 fields = {k: v for k, v in (extra or {}).items() if k != "events"}
-                body = json.dumps({**record.to_dict(), **fields}, separators=(",", ":"), default=_jsonable)
-                outbox.put(_Message(self.records_topic(str(camera)), body.encode("utf-8")))
+                outbox.put(_Message(self.records_topic(str(camera)), to_json({**record.to_dict(), **fields})))
 
     def publish_event(self, event: Mapping[str, Any]) -> None:
         """Queue one event for ``<topic>/<event["camera"]>/events``; returns at once."""
@@ -301,14 +299,13 @@ class MqttSink(SinkBase):
     def _ready(self) -> Outbox[_Message]:
         if self._closed:
             raise ConfigError(f"{self.destination}: the MQTT output is closed")
-        if self._outbox is None:
-            self.open()
-        assert self._outbox is not None
+        if self._outbox is None:  # opening here could wait connect_timeout_s: a write must not
+            raise ConfigError(f"{self.destination}: the MQTT output is not open yet (call open(), or use it in a "
+                              "with block or Sinks)")
         return self._outbox
 
     def _event_message(self, event: Mapping[str, Any]) -> _Message:
-        body = json.dumps(dict(event), separators=(",", ":"), default=_jsonable)
-        return _Message(self.events_topic(str(event.get("camera") or "_")), body.encode("utf-8"))
+        return _Message(self.events_topic(str(event.get("camera") or "_")), to_json(event))
 
     def _probe_reason(self) -> str:
         """Why the broker cannot be reached, in words (paho only says that the connect failed)."""
@@ -336,11 +333,3 @@ def _reason(exc: BaseException) -> str:
         return "no answer (time-out); check the host, the port and the firewall"
     return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
-
-def _jsonable(value: Any) -> Any:
-    """numpy scalars and arrays in an event (a box as an array) as plain JSON."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -44,22 +44,50 @@ Example:
 
 from __future__ import annotations
 
+import base64
 import collections
+import json
 import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
+
+import numpy as np
 
 from ..errors import ConfigError
 
-__all__ = ["Backoff", "Outbox", "Reject", "Retry"]
+__all__ = ["Backoff", "Outbox", "Reject", "Retry", "to_json"]
 
 log = logging.getLogger(__name__)
 
 M = TypeVar("M")
+
+
+def to_json(message: Mapping[str, Any]) -> bytes:
+    """An event (or record) as the compact UTF-8 JSON both network sinks send.
+
+    numpy scalars and arrays (a box as an array) become plain numbers and
+    lists; bytes (a JPEG snapshot) become base64 text.
+
+    Example:
+        >>> import numpy as np
+        >>> to_json({"id": "a", "box": np.array([1.5, 2.0]), "n": np.int64(3), "jpeg": b"\\xff\\xd8"})
+        b'{"id":"a","box":[1.5,2.0],"n":3,"jpeg":"/9g="}'
+    """
+    return json.dumps(dict(message), separators=(",", ":"), default=_jsonable).encode("utf-8")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 class Retry(Exception):  # an instruction to the outbox, not an error the user sees

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import time
 import urllib.error
 import urllib.parse
@@ -44,7 +43,7 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import ConfigError
-from .outbox import Backoff, Outbox, Reject, Retry
+from .outbox import Backoff, Outbox, Reject, Retry, to_json
 from .signals import deferred
 from .sink import Record, SinkBase
 
@@ -123,8 +122,7 @@ class WebhookSink(SinkBase):
         """Queue one event for posting; returns at once."""
         if self._closed:
             raise ConfigError(f"webhook {self.url}: the output is closed")
-        body = json.dumps(dict(event), separators=(",", ":"), default=_jsonable).encode("utf-8")
-        self._outbox.put(_Post(str(event.get("id", "")), body))
+        self._outbox.put(_Post(str(event.get("id", "")), to_json(event)))
 
     def stats(self) -> dict[str, int]:
         """``queued``, ``sent``, ``dropped``, ``failed`` (4xx), ``retries``, ``connected`` (the last attempt got an
@@ -161,10 +159,3 @@ class WebhookSink(SinkBase):
             reason = getattr(exc, "reason", exc)
             raise Retry(f"cannot reach it ({reason})") from exc
 
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
