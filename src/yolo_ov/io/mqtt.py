@@ -71,11 +71,13 @@ class MqttSink(SinkBase):
     """Publishes events (and optionally records) to an MQTT broker; see the module docstring for topics and rules.
 
     Args:
-        host, port: the broker (1883 plain, usually 8883 with ``tls=True``).
+        host: the broker's host name or address.
+        port: its port (1883 plain, usually 8883 with ``tls=True``).
         topic: the topic prefix.
         qos: 0 (at most once) or 1 (at least once: every event arrives, duplicates possible).
         client_id: the MQTT client id (a random one by default).
-        username, password: broker credentials.
+        username: the broker account (``None``: anonymous).
+        password: its password.
         tls: connect with TLS, checking the broker's certificate against the system's CAs.
         keepalive: seconds between pings; the broker publishes the last will after 1.5x this of silence.
         buffer: messages kept while the broker is away (oldest dropped beyond it, counted).
