@@ -221,16 +221,25 @@ class MJPEGReader:
         self.resp = self.conn.getresponse()
         self.status = self.resp.status
         self.content_type = self.resp.getheader("Content-Type", "")
+        self.opened = False
 
-    def part(self) -> tuple[dict[str, str], bytes]:
-        boundary = self.resp.readline().strip()
-        assert boundary == b"--frame", boundary
+    def part(self, *, repeats: bool = False) -> tuple[dict[str, str], bytes]:
+        """The next part (skipping the repeats of a frame that had no successor yet, unless ``repeats``)."""
+        while True:
+            headers, body = self._part()
+            if repeats or "x-frame-repeat" not in headers:
+                return headers, body
+
+    def _part(self) -> tuple[dict[str, str], bytes]:
+        if not self.opened:
+            assert self.resp.readline() == b"--frame\r\n"
+            self.opened = True
         headers = {}
         while (line := self.resp.readline().strip()):
             key, _, value = line.decode("ascii").partition(":")
             headers[key.strip().lower()] = value.strip()
         body = self.resp.read(int(headers["content-length"]))
-        assert self.resp.read(2) == b"\r\n"
+        assert self.resp.read(11) == b"\r\n--frame\r\n"
         return headers, body
 
     def close(self) -> None:
@@ -333,6 +342,24 @@ def test_mjpeg_stream_sends_each_new_frame_once_encoded_for_all_viewers(board, s
         for v in viewers:
             v.close()
     wait_for(lambda: json.loads(get(served, "/healthz")[2])["viewers"] == 0)  # hung-up viewers are let go
+
+
+def test_a_frame_without_successor_is_repeated_once_so_a_browser_shows_it(board, served):
+    viewer = MJPEGReader(served, "road")
+    try:
+        board.on_frame("road", Detections.empty(), frame(10), latency_s=0.01)
+        first, body = viewer.part(repeats=True)
+        started = time.monotonic()
+        again, body_again = viewer.part(repeats=True)  # Chromium shows a part when the next one starts
+        assert time.monotonic() - started < 2
+        assert "x-frame-repeat" not in first and again["x-frame-repeat"] == "1"
+        assert again["x-frame-seq"] == first["x-frame-seq"] == "1" and body_again == body
+        viewer.conn.sock.settimeout(1.5)
+        with pytest.raises(TimeoutError):
+            viewer.part(repeats=True)  # once, not a keep-alive flood
+        assert board.encodes == 1
+    finally:
+        viewer.close()
 
 
 def test_viewers_beyond_the_bound_get_503(board, served):

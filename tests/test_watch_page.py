@@ -172,3 +172,21 @@ def test_snapshot_mode_reloads_the_newest_frame(running, open_page):
     pg.wait_for_function(f"document.querySelector('{card('road')} img').getAttribute('src') !== '{first}'",
                          timeout=15_000)  # the next poll shows a newer frame
     assert pg.locator(card("road")).get_attribute("data-mode") == "snapshot"
+
+
+def test_a_camera_whose_frames_stop_still_shows_its_last_frame(browser):
+    """A part is shown once its closing boundary arrives: the board sends it with the frame, not with the next one."""
+    board = CameraBoard()
+    board.on_start([CameraInfo("still", "rtsp://127.0.0.1:8554/still")])
+    board.on_frame("still", Detections.empty(), np.full((240, 320, 3), 90, np.uint8), latency_s=0.05)
+    health(board, "still", "stalled", "live", "no frame for 5.0 s")
+    context = browser.new_context()
+    try:
+        with serve_board(board) as page:
+            pg = context.new_page()
+            pg.goto(page.url + "/")
+            pg.wait_for_selector(card("still") + "[data-state=stalled]", timeout=15_000)
+            pg.wait_for_function(f"document.querySelector('{card('still')} img').naturalWidth === 320",
+                                 timeout=15_000)  # no second frame ever comes
+    finally:
+        context.close()

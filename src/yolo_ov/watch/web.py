@@ -16,7 +16,9 @@ service drains). The routes:
 
 A stream is an async generator on the server's one event loop, not a
 thread per viewer: it sends the newest frame when one arrives (woken by the
-board, no polling) and skips those that came while it was still sending,
+board, no polling; a part is followed by the same frame once more, marked
+``X-Frame-Repeat: 1``, when no new one comes within 0.25 s, since Chromium
+shows a part only when the next one starts) and skips those that came while it was still sending,
 so a slow viewer sees fewer frames and never slows inference. The JPEG is
 encoded in a worker thread at most once per new frame and camera, shared
 by every viewer (:meth:`CameraBoard.jpeg`); viewers are bounded
@@ -64,6 +66,7 @@ log = logging.getLogger(__name__)
 
 STATIC = Path(str(resources.files("yolo_ov.watch") / "static"))
 BOUNDARY = "frame"
+_DELIMITER = f"\r\n--{BOUNDARY}\r\n".encode("ascii")
 
 
 class _Viewers:
@@ -217,23 +220,42 @@ def create_board_app(board: CameraBoard, *, max_viewers: int = 32, idle_s: float
     return app
 
 
-async def _mjpeg(viewers: _Viewers, name: str, request: Request, idle_s: float) -> AsyncIterator[bytes]:
-    """One viewer's stream: the newest frame each time there is a new one; ends on hang-up or server stop."""
-    last = 0
+def _part(seq: int, jpeg: bytes, *, repeat: bool = False) -> bytes:
+    head = f"Content-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\nX-Frame-Seq: {seq}\r\n"
+    if repeat:
+        head += "X-Frame-Repeat: 1\r\n"
+    return (head + "\r\n").encode("ascii") + jpeg + _DELIMITER
+
+
+async def _mjpeg(viewers: _Viewers, name: str, request: Request, idle_s: float,
+                 settle_s: float = 0.25) -> AsyncIterator[bytes]:
+    """One viewer's stream: the newest frame each time there is a new one; ends on hang-up or server stop.
+
+    Chromium shows a part only when the *next* part's headers arrive, so when
+    no new frame follows within ``settle_s`` (a stalled camera, a slow one)
+    the last part is sent once more, marked ``X-Frame-Repeat: 1``: the viewer
+    then shows the newest frame instead of the one before it.
+    """
+    last, repeated = 0, True
     try:
+        yield _DELIMITER[2:]  # the first part's opening boundary; each part then ends with the next one's
         while not viewers.closing:
             woken = viewers.event(name)  # taken before the check, so a frame arriving in between still wakes us
             if viewers.board.frame_seq(name) != last:
                 part = await viewers.jpeg(name)
                 if part is not None and part[0] != last:
-                    last = part[0]
-                    head = (f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(part[1])}\r\n"
-                            f"X-Frame-Seq: {last}\r\n\r\n")
-                    yield head.encode("ascii") + part[1] + b"\r\n"
+                    last, repeated = part[0], False
+                    yield _part(*part)
                     continue
             try:
-                await asyncio.wait_for(woken.wait(), idle_s)
+                await asyncio.wait_for(woken.wait(), idle_s if repeated else settle_s)
             except asyncio.TimeoutError:
+                if not repeated:
+                    part = await viewers.jpeg(name)
+                    repeated = True
+                    if part is not None and part[0] == last:
+                        yield _part(*part, repeat=True)
+                    continue
                 if await request.is_disconnected():
                     return
     finally:
