@@ -196,8 +196,11 @@ class CameraBoard:
                 change.reconnects
 
     def on_event(self, event: Mapping[str, Any]) -> None:
-        name = str(event.get("camera", ""))
+        name = event.get("camera")
         kind = str(event.get("type", "unknown"))
+        if not name:  # not a camera's event: nothing on the page to count it under
+            return
+        name = str(name)
         with self._lock:
             cam = self._get_or_add(name)
             cam.events[kind] += 1

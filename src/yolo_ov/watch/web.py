@@ -197,8 +197,6 @@ def create_board_app(board: CameraBoard, *, max_viewers: int = 32, idle_s: float
         if viewers.total >= viewers.max_viewers:
             return JSONResponse({"error": f"too many viewers ({viewers.max_viewers} streams open); close one, or "
                                           "use snapshot.jpg"}, status_code=503, headers={"Retry-After": "5"})
-        viewers.total += 1
-        viewers.per_camera[name] = viewers.per_camera.get(name, 0) + 1
         return StreamingResponse(
             _mjpeg(viewers, name, request, idle_s),
             media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
@@ -237,6 +235,9 @@ async def _mjpeg(viewers: _Viewers, name: str, request: Request, idle_s: float,
     then shows the newest frame instead of the one before it.
     """
     last, repeated = 0, True
+    # Counted here, not in the route: a generator never started (the client left first) never runs its finally.
+    viewers.total += 1
+    viewers.per_camera[name] = viewers.per_camera.get(name, 0) + 1
     try:
         yield _DELIMITER[2:]  # the first part's opening boundary; each part then ends with the next one's
         while not viewers.closing:
