@@ -9,6 +9,7 @@ metrics parsed with ``prometheus_client``'s own parser.
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
 import socket
 import threading
@@ -21,6 +22,7 @@ import pytest
 
 from tests.fakes import fake_detector, uniform_image
 from yolo_ov.errors import ConfigError
+from yolo_ov.io.capture import open_capture
 from yolo_ov.io.draw import palette_color
 from yolo_ov.io.health import HealthChange
 from yolo_ov.results import Detections
@@ -172,6 +174,26 @@ def test_real_records_from_the_fake_detector_are_drawn_with_their_class_names():
     drawn = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     assert drawn.shape == (60, 80, 3)  # scaled down to max_width, aspect kept
     assert board.camera_status("cam")["detections"] == 1
+
+
+def test_the_capture_layer_hands_out_a_new_array_per_frame(tmp_path):
+    """The board keeps a reference to the newest frame (no copy): safe only because no frame is written into again."""
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for v in (30, 90, 150, 210):
+        writer.write(np.full((48, 64, 3), v, np.uint8))
+    writer.release()
+    board = CameraBoard()
+    with open_capture(str(path)) as cap:
+        kept = []
+        while (image := cap.read()) is not None:
+            board.on_frame("clip", Detections.empty(), image, latency_s=0.0)
+            kept.append((image, image.copy()))
+    assert len(kept) == 4
+    for (a, _), (b, _) in itertools.pairwise(kept):
+        assert not np.shares_memory(a, b)
+    assert all(np.array_equal(image, before) for image, before in kept)  # none overwritten by a later read
+    assert board.frame_seq("clip") == 4
 
 
 def test_unknown_cameras_are_named_and_late_cameras_are_added(board):
