@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import itertools
 import json
+import signal
 import socket
 import threading
 import time
@@ -431,6 +432,13 @@ def test_stop_ends_open_streams_and_the_server_thread(board):
     viewer.close()
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", page.port), timeout=2)
+
+
+def test_the_page_leaves_the_services_signal_handlers_alone(board):
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    with serve_board(board):
+        assert {sig: signal.getsignal(sig) for sig in before} == before
+    assert {sig: signal.getsignal(sig) for sig in before} == before
 
 
 def test_a_port_in_use_is_one_clear_line(board):

@@ -380,7 +380,9 @@ def serve_board(board: CameraBoard, host: str = "127.0.0.1", port: int = 0, *, m
         raise ConfigError(f"the cameras page cannot listen on {host}:{port}: {exc.strerror or exc}; "
                           "pick another --port (0 picks a free one)") from None
     bound = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level=log_level, lifespan="on", timeout_graceful_shutdown=2)
+    # In a thread, uvicorn installs no signal handlers: SIGINT/SIGTERM stay the watch service's, which drains
+    # and then calls stop().
+    config = uvicorn.Config(app, log_level=log_level, lifespan="on", timeout_graceful_shutdown=2, server_header=False)
     server = uvicorn.Server(config)
 
     def run() -> None:
