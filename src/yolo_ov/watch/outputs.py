@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, OutputError
-from ..io.sink import Record, SinkBase
 from ..io.signals import deferred
+from ..io.sink import Record, SinkBase
 from ..io.sinks import check_output_file
 from .config import WatchConfig
 

@@ -205,7 +205,7 @@ class WatchService:
             events = EventDetector(cam.name, zones=cam.zones, lines=cam.lines, lost_after=tracker.track_buffer + 1,
                                    conf=cam.conf, classes=classes[cam.name])
             self._cameras.append(_Camera(k, cam, events, health))
-        every = [c for c in classes.values()]
+        every = list(classes.values())
         self._detect = DetectConfig(conf=min(0.1, *(c.conf for c in config.cameras)),
                                     classes=None if any(c is None for c in every)
                                     else tuple(sorted({i for c in every for i in c})))  # type: ignore[union-attr]
