@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from yolo_ov import ConfigError
-from yolo_ov.watch.config import load_watch_config, parse_watch_config
+from yolo_ov.watch.config import load_watch_config, parse_watch_config, redact
 
 ISSUE_EXAMPLE = """\
 # cameras.yaml
@@ -156,3 +156,12 @@ def test_a_missing_file_and_an_empty_one_are_one_line(tmp_path: Path):
 def test_where_names_the_line_of_a_field_for_errors_found_later(folder: Path):
     config = load(folder, ISSUE_EXAMPLE)
     assert config.where("cameras.hall.zones") == f"{folder / 'cameras.yaml'}:10: cameras.hall.zones"
+
+
+def test_a_password_in_a_camera_url_is_hidden_where_it_is_shown(folder: Path):
+    assert redact("rtsp://admin:s3cret@10.0.0.7:554/stream1") == "rtsp://admin:***@10.0.0.7:554/stream1"
+    assert redact("rtsp://10.0.0.7/stream1") == "rtsp://10.0.0.7/stream1"
+    assert redact("http://user@cam/x") == "http://user@cam/x" and redact("0") == "0"
+    with pytest.raises(ConfigError) as caught:
+        parse_watch_config("model: .\ncameras:\n  c: {url: 'rtmp://admin:s3cret@cam/1'}\n", "c.yaml", base=folder)
+    assert "s3cret" not in str(caught.value) and "rtmp://admin:***@cam/1" in str(caught.value)

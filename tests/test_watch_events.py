@@ -141,3 +141,12 @@ def test_snapshots_are_base64_jpegs_of_the_frame_or_the_crop():
                         cv2.IMREAD_COLOR)
     assert crop.shape == (20, 30, 3) and crop.mean() > 240
     assert snapshot(image, [100, 100, 120, 120]) is None  # outside the frame
+
+
+@pytest.mark.parametrize("module", ["yolo_ov.watch.config", "yolo_ov.watch.events", "yolo_ov.watch.outputs"])
+def test_the_docstring_examples_run(module: str):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0 and result.failed == 0

@@ -175,6 +175,34 @@ def test_a_camera_given_up_on_is_a_failed_event_and_the_others_go_on(folder: Pat
     assert "reconnecting" in [e["state"] for e in failed]
 
 
+def test_snapshots_crop_the_object(folder: Path):
+    import base64
+
+    import cv2
+    import numpy as np
+
+    text = (f"model: m\nsnapshot: crop\ncameras:\n  a: {{url: grey.avi, loop: true, zones: {{all: {ALL}}}}}\n"
+            "outputs: {jsonl: events.jsonl}\n")
+    cfg = parse_watch_config(text, folder / "cameras.yaml")
+    observer = Recorder()
+    with fake_detector(mode="throughput") as det, WatchService(cfg, det, observers=[observer]) as service:
+        assert wait_for(lambda: service.stats()["a"].events >= 4, 20)
+    objects = [e for e in lines(folder / "events.jsonl") if e["type"] != "camera"]
+    assert objects and all("snapshot" in e for e in objects)
+    crop = cv2.imdecode(np.frombuffer(base64.b64decode(objects[0]["snapshot"]), np.uint8), cv2.IMREAD_COLOR)
+    x1, y1, x2, y2 = objects[0]["box"]
+    assert abs(crop.shape[1] - (x2 - x1)) <= 2 and abs(crop.shape[0] - (y2 - y1)) <= 2
+
+
+def test_observers_never_see_a_camera_password(folder: Path):
+    cfg = config(folder, "b: {url: 'rtsp://admin:s3cret@127.0.0.1:1/x'}")
+    with fake_detector() as det:
+        service = WatchService(cfg, det)
+        assert [c.url for c in service.cameras] == ["rtsp://admin:***@127.0.0.1:1/x"]
+        assert service.health("b").source == "rtsp://admin:***@127.0.0.1:1/x"
+        service.close()
+
+
 def test_an_observer_that_raises_is_logged_and_kept(folder: Path, caplog: pytest.LogCaptureFixture):
     class Broken(Recorder):
         def on_frame(self, camera: str, record: Any, image: Any, *, latency_s: float) -> None:

@@ -31,7 +31,7 @@ class _Say:
 
     def on_start(self, cameras: Any) -> None:
         for cam in cameras:
-            err.print(f"[green]camera:[/] {esc(cam.name)} <- {esc(cam.url)}", soft_wrap=True)
+            err.print(f"[green]camera:[/] {esc(cam.name)} <- {esc(cam.url)}", soft_wrap=True)  # password hidden
 
     def on_health(self, camera: str, change: HealthChange) -> None:
         if change.state == "connecting" and change.previous is None:

@@ -37,7 +37,7 @@ import yaml
 from ..errors import ConfigError
 from ..io.capture import CaptureConfig, ReconnectConfig
 
-__all__ = ["SNAPSHOTS", "CameraConfig", "MqttOutput", "WatchConfig", "WebhookOutput", "load_watch_config"]
+__all__ = ["SNAPSHOTS", "CameraConfig", "MqttOutput", "WatchConfig", "WebhookOutput", "load_watch_config", "redact"]
 
 #: What an object event may carry as a picture: nothing, the whole frame, or the object's box.
 SNAPSHOTS = ("none", "frame", "crop")
@@ -267,6 +267,19 @@ def _polygon(doc: _Doc, value: Any, path: str) -> tuple[Point, ...]:
     return points
 
 
+def redact(url: str) -> str:
+    """``url`` with its password hidden, for what is printed or shown on a page.
+
+    >>> redact("rtsp://admin:secret@10.0.0.7/stream1")
+    'rtsp://admin:***@10.0.0.7/stream1'
+    """
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in userinfo.split("/")[0]:
+        return url
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
+
+
 def check_url(url: str, base: Path) -> str:
     """The source a camera's ``url`` names, or a :class:`ValueError` saying what is accepted.
 
@@ -279,7 +292,7 @@ def check_url(url: str, base: Path) -> str:
     if "://" in text:
         if text.lower().startswith(URL_SCHEMES):
             return text
-        raise ValueError(f"{text}: unsupported URL scheme {text.split('://', 1)[0]}://; expected rtsp://, "
+        raise ValueError(f"{redact(text)}: unsupported URL scheme {text.split('://', 1)[0]}://; expected rtsp://, "
                          "rtsps://, http://, https://, a video file or a device index (0)")
     path = Path(text).expanduser()
     path = path if path.is_absolute() else base / path

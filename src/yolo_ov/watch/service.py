@@ -50,7 +50,7 @@ from ..results import Detections, Failure
 from ..track import track
 from ..track.config import load_tracker_config
 from ..track.sources import LiveStreams
-from .config import CameraConfig, WatchConfig
+from .config import CameraConfig, WatchConfig, redact
 from .events import EventDetector, camera_event, snapshot
 from .observer import CameraInfo, CameraObserver
 
@@ -189,19 +189,19 @@ class WatchService:
         self.config = config
         self.detector = detector
         self.observers: list[CameraObserver] = list(observers)
+        names = dict(detector.names)
+        self._names = names
+        tracker = load_tracker_config(config.tracker)
+        self.tracker_config = tracker
+        classes = {c.name: _resolve_classes(config, c, names) for c in config.cameras}  # before a file is opened
         if outputs is None:
             from .outputs import build_outputs
 
             outputs = build_outputs(config)
         self.outputs: dict[str, Any] = dict(outputs)
-        names = dict(detector.names)
-        self._names = names
-        tracker = load_tracker_config(config.tracker)
-        self.tracker_config = tracker
-        classes = {c.name: _resolve_classes(config, c, names) for c in config.cameras}
         self._cameras: list[_Camera] = []
         for k, cam in enumerate(config.cameras):
-            health = Health(cam.url, k)
+            health = Health(redact(cam.url), k)  # what observers and pages see: no password
             events = EventDetector(cam.name, zones=cam.zones, lines=cam.lines, lost_after=tracker.track_buffer + 1,
                                    conf=cam.conf, classes=classes[cam.name])
             self._cameras.append(_Camera(k, cam, events, health))
@@ -212,6 +212,7 @@ class WatchService:
         self._routes = {c.name: [o for o in (c.outputs or tuple(self.outputs)) if o in self.outputs]
                         for c in config.cameras}
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_SIZE)
+        self._count_lock = threading.Lock()
         self._run: Any = None
         self._threads: list[threading.Thread] = []
         self._done = threading.Event()
@@ -228,7 +229,8 @@ class WatchService:
     @property
     def cameras(self) -> list[CameraInfo]:
         """The cameras as observers see them."""
-        return [CameraInfo(c.name, c.config.url, dict(c.config.zones), dict(c.config.lines)) for c in self._cameras]
+        return [CameraInfo(c.name, redact(c.config.url), dict(c.config.zones), dict(c.config.lines))
+                for c in self._cameras]
 
     def stats(self) -> dict[str, CameraStats]:
         """Each camera's counters by name (safe from any thread)."""
@@ -339,8 +341,9 @@ class WatchService:
         if not events:
             return
         if self.config.snapshot != "none" and image is not None:
+            seen = set(record.data["track_id"].tolist()) if "track_id" in (record.data or {}) else set()
             for event in events:
-                if event["type"] != "disappear":
+                if event["track_id"] in seen:  # not for an object gone (its exit and disappearance): not in this frame
                     shot = snapshot(image, event["box"] if self.config.snapshot == "crop" else None)
                     if shot is not None:
                         event["snapshot"] = shot
@@ -357,11 +360,14 @@ class WatchService:
         self._enqueue(cam, record, None, [camera_event(cam.name, change)])
 
     def _enqueue(self, cam: _Camera, record: Any, image: np.ndarray | None, events: list[dict[str, Any]]) -> None:
-        cam.event_count += len(events)
+        """Queue events for the publisher (from the result thread, or a reader thread for health changes)."""
+        with self._count_lock:
+            cam.event_count += len(events)
         try:
             self._queue.put_nowait((cam.name, record, image, events))
         except queue.Full:
-            self.events_dropped += len(events)
+            with self._count_lock:
+                self.events_dropped += len(events)
 
     def _publish_loop(self) -> None:
         while True:
