@@ -233,6 +233,18 @@ def test_the_cli_runs_for_a_duration_and_reports_each_camera(folder: Path, monke
     assert {e["type"] for e in lines(folder / "events.jsonl")} >= {"camera", "appear", "zone_enter"}
 
 
+def test_the_cli_exits_1_when_a_camera_was_given_up_on(folder: Path, monkeypatch: pytest.MonkeyPatch):
+    dead = f"http://127.0.0.1:{free_port()}/nothing"
+    config(folder, f"""
+        a: {{url: grey.avi, loop: true}}
+        gone: {{url: "{dead}", reconnect: {{attempts: 1, first_delay_s: 0.05, max_delay_s: 0.1}}, open_timeout_s: 1}}
+    """)
+    use_fake_detector(monkeypatch)
+    result = invoke("watch", folder / "cameras.yaml", "--duration", "2")
+    assert result.exit_code == 1, result.output
+    assert "gone: failed" in result.output and "a: live" in result.output
+
+
 def test_the_cli_refuses_a_typo_in_one_line_before_a_model_loads(folder: Path, monkeypatch: pytest.MonkeyPatch):
     (folder / "bad.yaml").write_text("model: m\ncameras:\n  a:\n    url: grey.avi\n    detect_evry: 2\n",
                                      encoding="utf-8")

@@ -5,7 +5,9 @@ file, line and field, exit 2, before a model loads), the model is loaded
 once for every camera (one that cannot load is one line, exit 3), then
 :class:`~yolo_ov.watch.service.WatchService` runs. SIGINT or SIGTERM drains
 it (frames in flight answered, events flushed, outputs closed) and the
-command exits 0: stopping the service is its normal end.
+command exits 0: stopping the service is its normal end. A run that ends
+by itself (``--duration``, or every camera ended) exits 1 when a camera was
+given up on, as a failed input does in ``predict``.
 """
 
 from __future__ import annotations
@@ -118,7 +120,9 @@ def watch(
         err.print(f"stopped ({stopped_by if isinstance(stopped_by, str) else _signal_name(stopped_by)}), drained",
                   soft_wrap=True)
     failed = [n for n, s in service.stats().items() if s.state == "failed"]
-    raise typer.Exit(EXIT_PARTIAL if stopped_by is None and duration is None and failed else EXIT_OK)
+    if failed and stopped_by is None:
+        err.print(f"[red]failed:[/] {esc(', '.join(failed))} (given up on; see the camera events)", soft_wrap=True)
+    raise typer.Exit(EXIT_PARTIAL if failed and stopped_by is None else EXIT_OK)
 
 
 def _signal_name(signum: int) -> str:
