@@ -131,7 +131,7 @@ def test_a_camera_stopped_for_5_s_is_live_within_3_s_and_the_other_keeps_its_rat
           f"before, {during:.1f} fps during the outage (ratio {during / before:.2f}); stats {stats}")
     assert recovery < 3.0
     # the device no longer shares itself with road during the outage: hall gains, it never loses (ratios,
-    # not wall-clock figures: measured here 1.3-2x, with other work on the machine)
+    # not wall-clock figures: measured here 1.1x-1.8x, the top set by hall's own 25 fps, with other work on the machine)
     assert during >= 0.9 * before
     states = [c.state for c in health.of("road")]
     assert "stalled" in states or "reconnecting" in states
