@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import bench, compare, export, info, predict, serve, track, tune, val  # noqa: F401 - importing registers the commands
+from . import bench, compare, export, info, predict, serve, track, tune, val, watch  # noqa: F401 - importing registers the commands
 from ._app import app
 
 __all__ = ["app", "main"]
