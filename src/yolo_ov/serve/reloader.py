@@ -83,6 +83,7 @@ class ModelRepository:
         self._lock = threading.RLock()  # one change of the served set at a time
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._retiring: list[threading.Thread] = []
 
     @property
     def explicit(self) -> bool:
@@ -117,12 +118,13 @@ class ModelRepository:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(60.0)
+        self.wait_retired(self.state.config.timeout_s + _RETIRE_GRACE_S)
 
     def _poll(self) -> None:
         period = self.state.config.repository_poll_s
         while not self._stop.wait(period):
             try:
-                self.sync()
+                self.sync(wait=False)
             except Exception:  # a poll that fails (a folder removed mid-read) is logged and the next one tries again
                 log.exception("reading the model repository %s failed", self.root)
 
@@ -142,6 +144,7 @@ class ModelRepository:
                 raise ServeError(ErrorCode.NOT_FOUND, f"no model {name!r} in the repository {self.root}")
             self._explicit.add(name)
             failures = self._sync_model(found, stable_only=False)
+        self.wait_retired()
         if failures:
             raise ServeError(ErrorCode.INVALID_ARGUMENT, f"failed to load {name!r}: " + "; ".join(failures))
 
@@ -159,6 +162,7 @@ class ModelRepository:
                 raise ServeError(ErrorCode.NOT_FOUND, f"no model {name!r} in the repository {self.root}")
             self._explicit.discard(name)
             self._apply(name, {}, [v for n, v in self._loaded if n == name])
+        self.wait_retired()  # as Triton: the call returns once the model is unloaded
 
     def _require_explicit(self) -> None:
         if not self.explicit:
@@ -168,31 +172,38 @@ class ModelRepository:
 
     def index(self, *, ready_only: bool = False) -> list[dict[str, str]]:
         """Triton's repository index: every version on disk or serving, with its state and reason."""
-        with self._lock:
-            found = scan(self.root)
-            keys = {(n, v) for n, m in found.items() for v in m.versions} | set(self._loaded) | set(self._status)
-            entries = []
-            for name, version in sorted(keys):
+        # Not under the change lock: the index answers while a version compiles or drains. The copies are
+        # consistent enough (each dict() copy is atomic in CPython; an entry may be one step behind).
+        status, loaded, failed, problems = dict(self._status), dict(self._loaded), dict(self._failed), \
+            dict(self._problems)
+        found = scan(self.root)
+        keys = {(n, v) for n, m in found.items() for v in m.versions} | set(loaded) | set(status)
+        entries = []
+        for name, version in sorted(keys):
+            key = (name, version)
+            if key in status:
+                state, reason = status[key]
+            elif name in problems:
+                state, reason = "UNAVAILABLE", problems[name]
+            elif key in loaded:
+                state, reason = "READY", ""
+                if key in failed:
+                    reason = f"serving the files loaded before; their update failed: {failed[key][1]}"
+            elif key in failed:
+                state, reason = "UNAVAILABLE", failed[key][1]
+            else:
                 state, reason = self._state_of(name, version, found.get(name))
-                if ready_only and state != "READY":
-                    continue
-                entries.append({"name": name, "version": str(version), "state": state, "reason": reason})
+            if ready_only and state != "READY":
+                continue
+            entries.append({"name": name, "version": str(version), "state": state, "reason": reason})
         return entries
 
     def _state_of(self, name: str, version: int, folder: ModelFolder | None) -> tuple[str, str]:
-        key = (name, version)
-        if key in self._status:
-            return self._status[key]
-        if name in self._problems:
-            return "UNAVAILABLE", self._problems[name]
-        if key in self._loaded:
-            if key in self._failed:
-                return "READY", f"serving the files loaded before; their update failed: {self._failed[key][1]}"
-            return "READY", ""
-        if key in self._failed:
-            return "UNAVAILABLE", self._failed[key][1]
+        """The state of a version on disk that is neither serving nor failed."""
         on_disk = folder.versions.get(version) if folder is not None else None
-        if on_disk is not None and on_disk.problem:
+        if on_disk is None:
+            return "UNAVAILABLE", "removed from the repository"
+        if on_disk.problem:
             return "UNAVAILABLE", on_disk.problem
         if self.explicit and name not in self._explicit:
             return "UNAVAILABLE", "unloaded"
@@ -201,8 +212,17 @@ class ModelRepository:
         return "LOADING", "waiting for its files to stay unchanged for one poll"
 
     # -- keeping in step with the folder ---------------------------------------------------------
-    def sync(self, *, stable_only: bool = True) -> None:
-        """Read the repository and bring the served versions in line with it (one poll)."""
+    def sync(self, *, stable_only: bool = True, wait: bool = True) -> None:
+        """Read the repository and bring the served versions in line with it (one poll).
+
+        ``wait``: return once the versions it took out of service are closed
+        (the poll thread does not wait: its next poll goes on meanwhile).
+        """
+        self._sync(stable_only=stable_only)
+        if wait:
+            self.wait_retired()
+
+    def _sync(self, *, stable_only: bool) -> None:
         with self._lock:
             names = self._explicit if self.explicit else None
             found = scan(self.root, set(names) if names is not None else None)
@@ -300,15 +320,27 @@ class ModelRepository:
             self._loaded[(name, v)] = (model, prints[v])
         self.state.publish(name, {str(v): m for v, m in serving.items()})
         for v, model in old.items():
-            if serving.get(v) is model:
-                continue
-            self._retire(model, reloaded=v in serving)
+            if serving.get(v) is not model:
+                self._begin_retire(model, reloaded=v in serving)
+
+    def _begin_retire(self, model: ServedModel, *, reloaded: bool) -> None:
+        """Retire ``model`` on a thread of its own: its requests may take up to the deadline to finish, and
+        meanwhile the poll, the index and other loads go on."""
+        if not reloaded:
+            self._status[(model.name, int(model.version))] = ("UNLOADING", "")
+        thread = threading.Thread(target=self._retire, args=(model,), kwargs={"reloaded": reloaded},
+                                  name=f"yolo-ov-retire-{model.name}-{model.version}", daemon=True)
+        self._retiring = [t for t in self._retiring if t.is_alive()] + [thread]
+        thread.start()
+
+    def wait_retired(self, timeout_s: float | None = None) -> None:
+        """Wait until the versions taken out of service so far are closed."""
+        for thread in list(self._retiring):
+            thread.join(timeout_s)
 
     def _retire(self, model: ServedModel, *, reloaded: bool) -> None:
         """Wait for the requests routed to ``model``, close it, release its memory."""
         key = (model.name, int(model.version))
-        if not reloaded:
-            self._status[key] = ("UNLOADING", "")
         deadline = time.monotonic() + self.state.config.timeout_s + _RETIRE_GRACE_S
         while model.holds > 0 and time.monotonic() < deadline:
             time.sleep(0.01)
