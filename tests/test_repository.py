@@ -280,7 +280,8 @@ def test_explicit_mode_loads_only_through_the_api(tmp_path):
         assert state.model("det").version == "1"
         with pytest.raises(ServeError) as info:
             state.load("bad")
-        assert info.value.code is ErrorCode.INVALID_ARGUMENT and "failed to load 'bad': version 1:" in info.value.message
+        assert info.value.code is ErrorCode.INVALID_ARGUMENT
+        assert "failed to load 'bad': version 1:" in info.value.message
         with pytest.raises(ServeError) as info:
             state.load("nope")
         assert info.value.code is ErrorCode.NOT_FOUND and "no model 'nope' in the repository" in info.value.message
