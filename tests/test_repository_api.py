@@ -67,8 +67,10 @@ def test_versions_in_urls_and_answers_over_rest_and_grpc(repo):
         stats = httpx.get(f"{s.url}/v2/models/det/versions/1/stats").json()["model_stats"]
         assert [(m["name"], m["version"], m["inference_count"]) for m in stats] == [("det", "1", 2)]
         metrics = httpx.get(f"{s.url}/metrics").text
-        assert 'yolo_ov_requests_success_total{name="det",version="1",endpoint="kserve"} 1.0' in metrics
-        assert 'yolo_ov_requests_success_total{name="det",version="2",endpoint="kserve"} 2.0' in metrics
+        for version, count in (("1", 1), ("2", 2)):  # per transport: the version named, and the default
+            for endpoint in ("kserve", "grpc"):
+                assert (f'yolo_ov_requests_success_total{{name="det",version="{version}",endpoint="{endpoint}"}} '
+                        f'{count}.0') in metrics
         assert 'yolo_ov_model_load_failures_total{name="bad",version="1"} 1.0' in metrics
 
 
