@@ -69,7 +69,7 @@ def test_versions_in_urls_and_answers_over_rest_and_grpc(repo):
         metrics = httpx.get(f"{s.url}/metrics").text
         for version, count in (("1", 1), ("2", 2)):  # per transport: the version named, and the default
             for endpoint in ("kserve", "grpc"):
-                assert (f'yolo_ov_requests_success_total{{name="det",version="{version}",endpoint="{endpoint}"}} '
+                assert (f'yolo_ov_requests_success_total{{endpoint="{endpoint}",name="det",version="{version}"}} '
                         f'{count}.0') in metrics
         assert 'yolo_ov_model_load_failures_total{name="bad",version="1"} 1.0' in metrics
 
