@@ -63,7 +63,8 @@ def test_versions_in_urls_and_answers_over_rest_and_grpc(repo):
             refused(lambda: g.infer("det", [bytes_input(grpcclient, [png(1)])], model_version="7"), "NOT_FOUND",
                     "has no version '7'")
             refused(lambda: g.get_model_metadata("seg", "1"), "NOT_FOUND", "it has version '3'")
-            assert g.get_model_metadata("det", "1", as_json=True)["versions"] == ["1"]
+            assert g.get_model_metadata("det", "1", as_json=True)["versions"] == ["1", "2"]  # all, as Triton
+            assert rest.get_model_metadata("seg")["versions"] == ["3"]
         stats = httpx.get(f"{s.url}/v2/models/det/versions/1/stats").json()["model_stats"]
         assert [(m["name"], m["version"], m["inference_count"]) for m in stats] == [("det", "1", 2)]
         metrics = httpx.get(f"{s.url}/metrics").text

@@ -211,7 +211,7 @@ def _versioned(request: Request, name: str, version: str | None) -> ServedModel:
 
 
 async def _model_metadata(request: Request, name: str, version: str | None = None) -> dict[str, Any]:
-    return _versioned(request, name, version).metadata()
+    return _state(request).metadata(name, version)
 
 
 async def _model_ready(request: Request, name: str, version: str | None = None) -> Response:

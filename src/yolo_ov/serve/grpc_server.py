@@ -121,7 +121,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
 
     async def ModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         async def body() -> Any:
-            return codec.model_metadata(self._model(request.name, request.version).metadata())
+            return codec.model_metadata(self.state.metadata(request.name or None, request.version or None))
 
         return await self._guarded(context, body)
 

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..detector import Detector
 from ..pipeline import PipelineConfig
@@ -92,6 +92,15 @@ class ServeState:
             raise ServeError(ErrorCode.NOT_FOUND, f"model {name!r} has no version {version!r}; it has "
                              + (f"version {have[0]!r}" if len(have) == 1 else f"versions {have}"))
         return model
+
+    def metadata(self, name: str | None, version: str | None = None) -> dict[str, Any]:
+        """KServe model metadata of ``name`` at ``version``; ``versions`` lists every version serving, as Triton's.
+
+        Raises:
+            ServeError: ``NOT_FOUND`` for an unknown name or version.
+        """
+        model = self.model(name, version)
+        return {**model.metadata(), "versions": sorted(self.versions.get(model.name, {model.version: model}), key=int)}
 
     def acquire(self, name: str | None, version: str | None = None) -> ServedModel:
         """:meth:`model`, held for one request: a version being retired waits for it. Call ``release()`` after.
