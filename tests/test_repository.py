@@ -321,3 +321,46 @@ def test_poll_thread_picks_up_a_new_version(tmp_path):
     finally:
         state.close()
     assert not state.repository._thread.is_alive()
+
+
+# -- the command line ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("extra", "code", "words"), [
+    (["--model", "{root}/det/1"], 2, "--model and --model-repository exclude each other"),
+    (["--model-control", "manual"], 2, "model_control 'manual': use one of none, poll, explicit"),
+    (["--load-model", "det"], 2, "--load-model goes with --model-control explicit"),
+    (["--model-control", "explicit", "--load-model", "nope"], 2,
+     "--load-model nope: no model 'nope' in the repository"),
+])
+def test_cli_refuses_bad_repository_options_in_one_line(tmp_path, monkeypatch, extra, code, words):
+    from typer.testing import CliRunner
+
+    from yolo_ov.cli import app
+
+    monkeypatch.setattr("yolo_ov.cli.serve._listen", lambda host, port: _NoSocket())
+    add_version(tmp_path, "det", 1)
+    args = ["serve", "--model-repository", str(tmp_path), "--port", "0",
+            *[a.format(root=tmp_path) for a in extra]]
+    result = CliRunner().invoke(app, args)
+    output = result.output.strip()
+    assert result.exit_code == code, output
+    assert words in output and "Traceback" not in output, output
+
+
+class _NoSocket:
+    def getsockname(self):
+        return ("127.0.0.1", 0)
+
+    def close(self) -> None:
+        pass
+
+
+def test_cli_help_names_the_repository_options():
+    from typer.testing import CliRunner
+
+    from yolo_ov.cli import app
+
+    result = CliRunner().invoke(app, ["serve", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for option in ("--model-repository", "--repository-poll-s", "--model-control", "--load-model"):
+        assert option in result.output

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ..detector import Detector
+from ..errors import ConfigError
 from .errors import ErrorCode, ServeError
 from .metrics import ServeMetrics
 from .models import ServedModel
@@ -94,7 +95,7 @@ class ModelRepository:
         """Load what the mode loads at start (every model, or ``load_models``), then poll if told to.
 
         Raises:
-            ServeError: ``NOT_FOUND`` for a ``load_models`` name that is not in the repository.
+            ConfigError: a ``load_models`` name that is not in the repository (``--load-model``).
         """
         config = self.state.config
         if self.explicit:
@@ -104,7 +105,7 @@ class ModelRepository:
                     self.load(name)
                 except ServeError as exc:
                     if exc.code is ErrorCode.NOT_FOUND:
-                        raise
+                        raise ConfigError(f"--load-model {name}: {exc.message}") from None
                     log.warning("%s", exc.message)
         else:
             self.sync(stable_only=False)
@@ -267,7 +268,10 @@ class ModelRepository:
             if not any(v not in loaded for v in excluded):
                 break
         for v in [v for v in opened if v not in wanted]:  # opened, then outranked after another failed: not needed
-            opened.pop(v).close()
+            unused = opened.pop(v)
+            unused.close()
+            if v not in loaded:
+                self.state.metrics.remove_model(name, str(v))
         serving = {v: opened.get(v) or loaded[v][0] for v in wanted}
         prints = {v: folder.versions[v].fingerprint if v in opened else loaded[v][1] for v in wanted}
         self._publish(name, serving, prints, [v for v in loaded if v not in wanted or v in opened])
