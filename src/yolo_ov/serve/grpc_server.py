@@ -222,7 +222,8 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         except ServeError as exc:
             return codec.pb2.ModelStreamInferResponse(
                 error_message=f"{exc.code.grpc_status}: {exc.message}",
-                infer_response=codec.pb2.ModelInferResponse(model_name=message.model_name, id=message.id))
+                infer_response=codec.pb2.ModelInferResponse(model_name=message.model_name,
+                                                             model_version=message.model_version, id=message.id))
 
 
 def _with_deadline(request: InferRequest, remaining_s: float | None) -> InferRequest:

@@ -67,8 +67,19 @@ class ServeState:
         self.accepting = True
         self.repository: ModelRepository | None = None
         self._lock = threading.Lock()
-        self.versions: dict[str, dict[str, ServedModel]] = {n: {m.version: m} for n, m in models.items()}
-        self.models: dict[str, ServedModel] = dict(models)
+        # The routing table: (name -> version -> model, name -> default model), replaced whole by publish().
+        self._table: tuple[dict[str, dict[str, ServedModel]], dict[str, ServedModel]] = (
+            {n: {m.version: m} for n, m in models.items()}, dict(models))
+
+    @property
+    def versions(self) -> dict[str, dict[str, ServedModel]]:
+        """Every model serving: name -> version -> model (a snapshot; do not modify)."""
+        return self._table[0]
+
+    @property
+    def models(self) -> dict[str, ServedModel]:
+        """Each name's default model, its highest version serving (a snapshot; do not modify)."""
+        return self._table[1]
 
     def model(self, name: str | None, version: str | None = None) -> ServedModel:
         """The model named ``name`` (the first one for no name), at ``version`` (the highest serving for none).
@@ -76,7 +87,7 @@ class ServeState:
         Raises:
             ServeError: ``NOT_FOUND`` for an unknown name or version.
         """
-        versions, models = self.versions, self.models  # one consistent routing table, whatever publish does
+        versions, models = self._table  # one consistent routing table, whatever publish does meanwhile
         if name is None or name == "":
             if not models:
                 raise ServeError(ErrorCode.NOT_FOUND, "no model is loaded on this server")
@@ -116,13 +127,12 @@ class ServeState:
     def publish(self, name: str, versions: Mapping[str, ServedModel]) -> None:
         """Serve ``versions`` of ``name`` from now on (none: the name is gone); one swap of the routing table."""
         with self._lock:
-            table = dict(self.versions)
+            table = dict(self._table[0])
             if versions:
                 table[name] = dict(versions)
             else:
                 table.pop(name, None)
-            defaults = {n: vs[max(vs, key=int)] for n, vs in table.items()}
-            self.versions, self.models = table, defaults
+            self._table = (table, {n: vs[max(vs, key=int)] for n, vs in table.items()})  # one assignment
 
     def served(self) -> list[ServedModel]:
         """Every version serving: the models in the order they were given (or loaded), each by version."""
