@@ -244,8 +244,10 @@ def markdown(data: dict[str, Any], args: argparse.Namespace) -> str:
         f"{info['optimal_requests']} requests. Load average (1 min) before/after: "
         f"{info['load_average_before'][0]:.1f} / {info['load_average_after'][0]:.1f}; at each phase: "
         + ", ".join(f"{k} {v:.1f}" for k, v in info["load_by_phase"].items())
-        + ". The machine is shared with other engineers' runs: these are the figures of one run on a loaded "
-        "machine, not of a quiet one. yolo-ov's folder figure is the mean of a run before and a run after "
+        + (". The machine is shared with other engineers' runs: these are the figures of one run on a loaded "
+           "machine, not of a quiet one." if max(info["load_by_phase"].values()) > 2.5 else
+           ". A quiet machine (1-minute load below 2.5 in every phase).")
+        + " yolo-ov's folder figure is the mean of a run before and a run after "
         "SAHI's, benchmark_app's the mean of the runs right after each.",
         f"Command: `flock /tmp/yolo-ov-bench.lock python benchmarks/bench_sliced.py --sahi-python "
         f"{args.sahi_python}`",
@@ -290,6 +292,18 @@ def markdown(data: dict[str, Any], args: argparse.Namespace) -> str:
              "latency_vs_sahi_latency_compiled": "one image vs SAHI, latency-compiled Detector [>= 1.8x]",
              "latency_vs_sahi_throughput_compiled": "one image vs SAHI, throughput-compiled Detector [>= 1.8x]"}
     lines += [f"- {names[k]}: {v:.2f}x" for k, v in ratios.items()]
+    if "error" not in sahi and "folder_batch1" in sahi and "error" not in sahi["folder_batch1"]:
+        # SAHI runs the same tiles and full passes: its inferences/s bound every ratio against it.
+        sahi_inf = sahi["folder_batch1"]["images_per_s"] * f["inferences"] / data["folder"]["images"]
+        lines += [
+            "",
+            f"The ceiling: SAHI (batch 1) ran the same {f['inferences']} network inferences at "
+            f"{sahi_inf:.1f}/s; the device's own limit (benchmark_app) is {bapp['fps']:.1f}/s, so on this "
+            f"machine no scheduler can be more than {bapp['fps'] / sahi_inf:.2f}x faster than SAHI per image or "
+            "per folder at this model's input size. The issue's 2x and 1.8x bars assume a device about 2.4x "
+            "faster than SAHI's sequential loop (60 against 25 frames/s); here SAHI's own loop reaches "
+            f"{sahi_inf / bapp['fps']:.0%} of the device.",
+        ]
     lines += [
         "",
         f"What slicing buys on this folder: {f['detections']} detections (conf >= {CONF}) sliced, "

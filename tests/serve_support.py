@@ -219,6 +219,7 @@ def _main(argv: Sequence[str]) -> None:
     parser.add_argument("--nofile", type=int, default=0, help="lower the open-file limit to this (accept errors)")
     parser.add_argument("--no-uvloop", action="store_true", help="asyncio's own loop, as without uvloop installed")
     parser.add_argument("--grpc-port", type=int, default=None)
+    parser.add_argument("--http", default="auto", help="the HTTP parser (serve's --http)")
     args = parser.parse_args(argv)
     if args.no_uvloop:
         sys.modules["uvloop"] = None  # type: ignore[assignment]  # uvicorn's "auto" loop then picks asyncio's
@@ -229,7 +230,7 @@ def _main(argv: Sequence[str]) -> None:
     settings = ServeConfig(models=fake_models(args.root), host=args.host, port=args.port, max_queue=args.max_queue,
                            timeout_s=args.timeout_s, max_body_mb=args.max_body_mb,
                            header_timeout_s=args.header_timeout_s, keep_alive_s=args.keep_alive_s,
-                           max_connections=args.max_connections)
+                           max_connections=args.max_connections, http_parser=args.http)
     sock = _listen(settings.host, settings.port)
     try:
         _run(settings, sock, access_log=False, detectors=fake_detectors(delay_s=args.delay_s),

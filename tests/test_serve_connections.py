@@ -31,8 +31,17 @@ def _metric(text: str, metric: str, /, **labels: str) -> float:
                if sample.name == metric and all(sample.labels.get(k) == v for k, v in labels.items()))
 
 
-def _serve(tmp_path, *args: str) -> ServerProcess:
-    return ServerProcess(["--root", str(tmp_path / "models"), *args], cache_dir=tmp_path, command=FAKE_SERVE).start()
+@pytest.fixture(params=["httptools", "h11"])
+def parser(request) -> str:
+    """Both of uvicorn's HTTP/1.1 parsers carry the same guard (``--http``)."""
+    if request.param == "httptools":
+        pytest.importorskip("httptools")
+    return request.param
+
+
+def _serve(tmp_path, *args: str, parser: str = "auto") -> ServerProcess:
+    return ServerProcess(["--root", str(tmp_path / "models"), "--http", parser, *args], cache_dir=tmp_path,
+                         command=FAKE_SERVE).start()
 
 
 def _address(proc: ServerProcess) -> tuple[str, int]:
@@ -63,9 +72,9 @@ def _closed_within(sock: socket.socket, seconds: float) -> bool:
         return False
 
 
-def test_a_client_hanging_up_mid_request_is_counted_499_not_logged_as_an_error(tmp_path):
+def test_a_client_hanging_up_mid_request_is_counted_499_not_logged_as_an_error(tmp_path, parser):
     """Half a body, then the socket closes: no traceback, no 500 in the metrics, a client-closed count per hang-up."""
-    proc = _serve(tmp_path)
+    proc = _serve(tmp_path, parser=parser)
     try:
         head = (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n")
         for _ in range(3):
@@ -95,9 +104,9 @@ def test_a_client_hanging_up_mid_request_is_counted_499_not_logged_as_an_error(t
     assert "ClientDisconnect" not in output, output
 
 
-def test_a_413_reaches_a_client_that_writes_its_whole_body_before_reading(tmp_path):
+def test_a_413_reaches_a_client_that_writes_its_whole_body_before_reading(tmp_path, parser):
     """http.client sends all 30 MB, then reads: it gets the 413 (the body is drained), not a connection reset."""
-    proc = _serve(tmp_path, "--max-body-mb", "1")
+    proc = _serve(tmp_path, "--max-body-mb", "1", parser=parser)
     try:
         for _ in range(2):
             conn = http.client.HTTPConnection(*_address(proc), timeout=30)
@@ -111,10 +120,10 @@ def test_a_413_reaches_a_client_that_writes_its_whole_body_before_reading(tmp_pa
         assert proc.stop() == 0, proc.output()
 
 
-def test_slow_header_and_idle_keep_alive_connections_are_closed(tmp_path):
+def test_slow_header_and_idle_keep_alive_connections_are_closed(tmp_path, parser):
     """A client dribbling its request head is closed after --header-timeout-s; an idle kept-alive one after
     --keep-alive-s; a client that sends its head in time is answered."""
-    proc = _serve(tmp_path, "--header-timeout-s", "1", "--keep-alive-s", "1")
+    proc = _serve(tmp_path, "--header-timeout-s", "1", "--keep-alive-s", "1", parser=parser)
     try:
         started = time.monotonic()
         dribblers = [socket.create_connection(_address(proc), timeout=10) for _ in range(5)]
@@ -143,8 +152,8 @@ def test_slow_header_and_idle_keep_alive_connections_are_closed(tmp_path):
         assert proc.stop() == 0, proc.output()
 
 
-def test_connections_beyond_the_cap_get_503_and_the_server_answers_once_they_go(tmp_path):
-    proc = _serve(tmp_path, "--max-connections", "8", "--header-timeout-s", "5")
+def test_connections_beyond_the_cap_get_503_and_the_server_answers_once_they_go(tmp_path, parser):
+    proc = _serve(tmp_path, "--max-connections", "8", "--header-timeout-s", "5", parser=parser)
     idle = []
     try:
         idle = [socket.create_connection(_address(proc), timeout=10) for _ in range(8)]

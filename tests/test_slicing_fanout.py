@@ -181,3 +181,14 @@ def test_a_slicing_detector_tracks_on_its_sliced_detections() -> None:
     assert [r.slices for r in results] == [12] * 4
     assert all(len(r) == len(reference) for r in results)
     assert results[-1].data["track_id"].tolist() == results[0].data["track_id"].tolist()  # the same objects
+
+
+def test_an_image_with_nothing_found_is_an_empty_result_not_none() -> None:
+    """An empty merged result is falsy; the latency fan-out must still return it (it returned ``None``)."""
+    from yolo_ov import DetectConfig
+
+    cfg = SliceConfig(size=64, overlap=0.2)
+    with fake_detector(delay_s=0.001) as det:
+        found = det(patchwork((150, 200), 1), slicing=cfg, detect=DetectConfig(conf=1.0))
+    assert isinstance(found, Detections) and len(found) == 0 and found.image_shape == (150, 200)
+    assert found.slices == len(plan_tiles((150, 200), cfg)[0])

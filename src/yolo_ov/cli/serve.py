@@ -70,6 +70,8 @@ def serve(
     max_connections: Annotated[int, typer.Option(
         help="open connections at most; one more gets 503 and is closed (idle sockets cannot exhaust the server)")]
     = 1000,
+    http: Annotated[str, typer.Option(
+        help="HTTP parser: auto (httptools when installed), httptools (C, faster) or h11 (pure Python)")] = "auto",
     api_key_env: Annotated[
         str | None, typer.Option(help="require 'Authorization: Bearer <key>' with the key in this env variable")
     ] = None,
@@ -114,6 +116,7 @@ def serve(
         max_queue=max_queue, max_wait_ms=max_wait_ms, timeout_s=timeout_s, max_body_mb=max_body_mb,
         max_pixels=max_pixels, api_key=api_key, cors_origins=tuple(cors or ()),
         header_timeout_s=header_timeout_s, keep_alive_s=keep_alive_s, max_connections=max_connections,
+        http_parser=http,
     )
     if ray is not None and model_repository is not None:
         raise ConfigError("--model-repository does not go with --ray: each replica serves the --model files it got")

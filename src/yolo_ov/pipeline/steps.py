@@ -310,7 +310,9 @@ def infer_frames(keeper: SlotKeeper, frames: Iterable[Frame], head: Head, cfg: D
                 frame = request.frames[0]
                 assert frame.group is not None
                 result = finish(head, outputs, 0, frame, cfg, (finished - request.started) * 1e3)
-                state["merged"] = frame.group.add(frame.part, result) or state["merged"]
+                merged = frame.group.add(frame.part, result)
+                if merged is not None:  # an empty Detections is falsy: test for None, not truth
+                    state["merged"] = merged
 
     def check() -> None:
         collect(block=False)

@@ -6,8 +6,11 @@ byte a second stays connected forever), and its ``limit_concurrency`` is
 checked only when a request head is complete, so sockets that never finish
 one are never refused (about 20,000 idle sockets exhausted the file
 descriptors; the accept loop then logged ``Too many open files`` with a
-traceback every second, or millions of times with uvloop). Here, on
-uvicorn's h11 protocol:
+traceback every second, or millions of times with uvloop). Here, on both of
+uvicorn's HTTP/1.1 protocols (httptools, the C parser uvicorn picks when it is
+installed, and h11, pure Python; ``--http``): one guard (:class:`_Guard`), told
+by each parser only whether a request head is awaited and whether a request
+body is still coming:
 
 - **Connection cap** (``max_connections``): a connection accepted beyond it
   gets ``503`` with ``Retry-After`` and is closed; it is never handed to the
@@ -43,6 +46,7 @@ from typing import Any
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from ..errors import ConfigError
 from .settings import ServeConfig
 
 __all__ = ["ACCEPT_LOG_INTERVAL_S", "DRAIN_BYTES", "DRAIN_S", "OPEN_FILES_SPARE", "REFUSED_LINGER_S",
@@ -73,16 +77,46 @@ def uvicorn_options(config: ServeConfig) -> dict[str, Any]:
     Example:
         >>> uvicorn.Config(app, **uvicorn_options(settings))  # doctest: +SKIP
     """
-    protocol = type("GuardedH11Protocol", (GuardedH11Protocol,), {
+    base = guarded_protocol(config.http_parser)
+    protocol = type(base.__name__, (base,), {
         "header_timeout_s": float(config.header_timeout_s), "max_connections": int(config.max_connections)})
     return {"http": protocol, "timeout_keep_alive": config.keep_alive_s}
 
 
-class GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a connection cap, a header timeout and a graceful close (see the module)."""
+def guarded_protocol(parser: str = "auto") -> type[asyncio.Protocol]:
+    """The guarded protocol class for ``parser`` (``auto``: httptools when installed, as uvicorn chooses).
+
+    Raises:
+        ConfigError: ``httptools`` asked for and not installed.
+    """
+    if parser in ("auto", "httptools"):
+        try:
+            return _guarded_httptools()
+        except ImportError:
+            if parser == "httptools":
+                raise ConfigError("--http httptools needs the httptools package: pip install httptools "
+                                  "(or use --http h11)") from None
+    return GuardedH11Protocol
+
+
+class _Guard:
+    """The connection cap, header timeout and graceful close, for either of uvicorn's HTTP/1.1 protocols.
+
+    A subclass says, from its parser's state, whether the connection waits for
+    a request head (:meth:`_awaiting_head`) and whether the client is still
+    sending a request body (:meth:`_body_pending`); everything else is here.
+    """
 
     header_timeout_s: float = 10.0
     max_connections: int = 1000
+    connections: set[Any]
+    loop: asyncio.AbstractEventLoop
+
+    def _awaiting_head(self) -> bool:
+        raise NotImplementedError
+
+    def _body_pending(self) -> bool:
+        raise NotImplementedError
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._header_timer: asyncio.TimerHandle | None = None
@@ -95,7 +129,7 @@ class GuardedH11Protocol(H11Protocol):
             transport.write(_REFUSAL)
             self._half_close(transport, REFUSED_LINGER_S)
             return
-        super().connection_made(_LingeringTransport(transport, self))  # type: ignore[arg-type]
+        super().connection_made(_LingeringTransport(transport, self))  # type: ignore[misc]
         self._raw = transport
         self._arm_header_timer()
 
@@ -105,24 +139,24 @@ class GuardedH11Protocol(H11Protocol):
             if self._drained > DRAIN_BYTES:
                 self._raw.close()
             return
-        if self._header_timer is None and self.conn.their_state is h11.IDLE:
+        if self._header_timer is None and self._awaiting_head():
             self._arm_header_timer()  # the first byte of the next request on a kept-alive connection
-        super().data_received(data)
-        if self.conn.their_state is not h11.IDLE:
+        super().data_received(data)  # type: ignore[misc]
+        if not self._awaiting_head():
             self._cancel_header_timer()
 
     def eof_received(self) -> bool | None:
         if self._refused or self._draining:
             self._raw.close()
             return None
-        return super().eof_received()
+        return super().eof_received()  # type: ignore[misc]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_timer()
         if self._close_timer is not None:
             self._close_timer.cancel()
         if not self._refused:
-            super().connection_lost(exc)
+            super().connection_lost(exc)  # type: ignore[misc]
 
     # -- header timeout ----------------------------------------------------
     def _arm_header_timer(self) -> None:
@@ -135,7 +169,7 @@ class GuardedH11Protocol(H11Protocol):
 
     def _header_timed_out(self) -> None:
         self._header_timer = None
-        if self.conn.their_state is h11.IDLE and not self._raw.is_closing():
+        if self._awaiting_head() and not self._raw.is_closing():
             self._raw.close()
 
     # -- graceful close ----------------------------------------------------
@@ -143,7 +177,7 @@ class GuardedH11Protocol(H11Protocol):
         """What ``transport.close()`` means here: drain the unread body first when the client is still sending it."""
         if self._draining:
             return
-        if self.conn.their_state is h11.SEND_BODY and not self._raw.is_closing() and self._raw.can_write_eof():
+        if self._body_pending() and not self._raw.is_closing() and self._raw.can_write_eof():
             self._draining = True
             self._half_close(self._raw, DRAIN_S)
         else:
@@ -155,10 +189,61 @@ class GuardedH11Protocol(H11Protocol):
         self._close_timer = self.loop.call_later(linger_s, transport.close)
 
 
+class GuardedH11Protocol(_Guard, H11Protocol):
+    """uvicorn's h11 protocol, guarded (see the module): h11's own state says where the request is."""
+
+    def _awaiting_head(self) -> bool:
+        return self.conn.their_state is h11.IDLE
+
+    def _body_pending(self) -> bool:
+        return self.conn.their_state is h11.SEND_BODY
+
+
+def _guarded_httptools() -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol, guarded; made on first use so that h11-only installs never import httptools.
+
+    httptools reports a request by callbacks (message begin, headers
+    complete, message complete); two flags follow them.
+    """
+    global _GUARDED_HTTPTOOLS
+    if _GUARDED_HTTPTOOLS is None:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+        class GuardedHttpToolsProtocol(_Guard, HttpToolsProtocol):
+            _head_done = False  # the current request's head is complete...
+            _body_done = True  # ...and so is its body
+
+            def on_message_begin(self) -> None:
+                self._head_done, self._body_done = False, False
+                super().on_message_begin()
+
+            def on_headers_complete(self) -> None:
+                self._head_done = True
+                super().on_headers_complete()
+
+            def on_message_complete(self) -> None:
+                self._body_done = True
+                super().on_message_complete()
+
+            def _awaiting_head(self) -> bool:
+                # As h11's IDLE: no request head in progress or complete, and no response still owed.
+                between = not self._head_done or self._body_done
+                return between and (self.cycle is None or self.cycle.response_complete)
+
+            def _body_pending(self) -> bool:
+                return self._head_done and not self._body_done
+
+        _GUARDED_HTTPTOOLS = GuardedHttpToolsProtocol
+    return _GUARDED_HTTPTOOLS
+
+
+_GUARDED_HTTPTOOLS: type[asyncio.Protocol] | None = None
+
+
 class _LingeringTransport:
     """The transport uvicorn's protocol and request cycles write to; ``close()`` closes gracefully."""
 
-    def __init__(self, transport: asyncio.Transport, protocol: GuardedH11Protocol) -> None:
+    def __init__(self, transport: asyncio.Transport, protocol: _Guard) -> None:
         self._transport = transport
         self._protocol = protocol
 

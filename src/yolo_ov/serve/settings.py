@@ -15,7 +15,11 @@ from typing import Any
 from ..config import DetectConfig, Mode, RuntimeConfig
 from ..errors import ConfigError, ModelLoadError
 
-__all__ = ["MODEL_CONTROL_MODES", "ModelSpec", "ServeConfig", "model_spec", "models_from", "valid_name"]
+__all__ = ["HTTP_PARSERS", "MODEL_CONTROL_MODES", "ModelSpec", "ServeConfig", "model_spec", "models_from",
+           "valid_name"]
+
+#: The HTTP/1.1 parsers ``yolo-ov serve`` can run uvicorn with (``--http``).
+HTTP_PARSERS = ("auto", "httptools", "h11")
 
 #: How a model repository is managed (Triton's ``--model-control-mode`` names): ``none`` loads it at start only,
 #: ``poll`` also picks up changes every ``repository_poll_s``, ``explicit`` loads and unloads only through the
@@ -107,6 +111,8 @@ class ServeConfig:
         keep_alive_s: an idle kept-alive connection is closed after this.
         max_connections: open connections at most; one beyond gets 503 and is
             closed at once (idle sockets cannot exhaust the file descriptors).
+        http_parser: ``"auto"`` (httptools when installed, as uvicorn picks),
+            ``"httptools"`` (the C parser: the faster) or ``"h11"`` (pure Python).
         model_repository: serve the models of this folder (``NAME/VERSION/``,
             :mod:`yolo_ov.serve.repository`) instead of ``models``; the two
             exclude each other.
@@ -137,6 +143,7 @@ class ServeConfig:
     header_timeout_s: float = 10.0
     keep_alive_s: float = 5.0
     max_connections: int = 1000
+    http_parser: str = "auto"
     model_repository: Path | None = None
     repository_poll_s: float = 2.0
     model_control: str = "poll"
@@ -164,6 +171,8 @@ class ServeConfig:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
         if not float(self.max_wait_ms) >= 0:
             raise ConfigError(f"max_wait_ms must be zero or more, got {self.max_wait_ms!r}")
+        if self.http_parser not in HTTP_PARSERS:
+            raise ConfigError(f"http_parser must be one of {', '.join(HTTP_PARSERS)}, got {self.http_parser!r}")
         if self.api_key is not None and len(self.api_key) < 16:
             raise ConfigError("the API key must be at least 16 characters")
         object.__setattr__(self, "cors_origins", tuple(self.cors_origins))
