@@ -98,7 +98,7 @@ def test_kserve_and_predict_answer_like_yolo_ov_serve(ray_server, shared, fp32_d
     # /metrics is the answering replica's own (either of the two): the app's families and settings
     metrics = requests.get(f"{ray_server.url}/metrics", timeout=60).text
     assert "# TYPE yolo_ov_requests_success_total counter" in metrics
-    assert 'yolo_ov_max_queue{name="yolov8n"} 64.0' in metrics
+    assert 'yolo_ov_max_queue{name="yolov8n",version="1"} 64.0' in metrics
     assert requests.get(f"{ray_server.url}/v2/health/ready", timeout=60).json() == {"ready": True}
 
 

@@ -133,7 +133,7 @@ def test_health_and_server_metadata(client):
     assert ready.status_code == 200 and ready.json() == {"ready": True}
     meta = client.get("/v2").json()
     assert meta["name"] == "yolo-ov"
-    assert meta["extensions"] == ["binary_tensor_data", "model_configuration", "statistics"]
+    assert meta["extensions"] == ["binary_tensor_data", "model_configuration", "statistics", "model_repository"]
 
 
 @pytest.mark.parametrize("path", ["/v2/models/yolov8n", "/v2/models/yolov8n/versions/1"])

@@ -16,6 +16,7 @@ import signal
 import socket
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
 
@@ -32,10 +33,22 @@ from ._ray import RAY_HELP, RAY_OPTION, ray_address, serve_on_ray
 @guarded
 def serve(
     model: Annotated[
-        list[str],
+        list[str] | None,
         typer.Option("--model", "-m", help="model to serve: PATH or NAME=PATH (OpenVINO folder, .xml, .onnx, "
-                                           ".tflite); repeat for several"),
-    ],
+                                           ".tflite); repeat for several (or --model-repository)"),
+    ] = None,
+    model_repository: Annotated[Path | None, typer.Option(
+        help="serve the models of this folder, DIR/NAME/VERSION/ (an OpenVINO folder's files, or one .xml, .onnx, "
+             ".tflite), each with an optional DIR/NAME/config.yaml version_policy; instead of --model")] = None,
+    repository_poll_s: Annotated[float, typer.Option(
+        help="with --model-repository: read it every this many seconds and load new or changed versions, unload "
+             "removed ones, without dropping a request (0: never)")] = 2.0,
+    model_control: Annotated[str, typer.Option(
+        help="with --model-repository, as Triton's --model-control-mode: poll (load all, follow changes), none "
+             "(load all at start only) or explicit (only POST /v2/repository/models/NAME/load|unload and "
+             "--load-model)")] = "poll",
+    load_model: Annotated[list[str] | None, typer.Option(
+        help="with --model-control explicit: load this model at start ('*': all); repeatable")] = None,
     host: Annotated[str, typer.Option(help="address to listen on; 0.0.0.0 exposes it to the network")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port (0: any free port; the line printed says which)")] = 8000,
     mode: ModeOpt = None,
@@ -92,7 +105,9 @@ def serve(
         if not api_key:
             raise ConfigError(f"--api-key-env {api_key_env}: that environment variable is not set or empty")
     settings = ServeConfig(
-        models=tuple(model_spec(m) for m in model),
+        models=tuple(model_spec(m) for m in model or ()),
+        model_repository=model_repository, repository_poll_s=repository_poll_s, model_control=model_control,
+        load_models=tuple(load_model or ()),
         host=host, port=port,
         runtime=build_runtime(mode=mode, device=device, config=config, no_cache=no_cache, no_mmap=no_mmap,
                               default_mode="throughput", batch=batch),
@@ -103,6 +118,8 @@ def serve(
         header_timeout_s=header_timeout_s, keep_alive_s=keep_alive_s, max_connections=max_connections,
         http_parser=http,
     )
+    if ray is not None and model_repository is not None:
+        raise ConfigError("--model-repository does not go with --ray: each replica serves the --model files it got")
     if ray is not None and grpc_port is not None:
         raise ConfigError("--grpc-port does not go with --ray: the Ray Serve deployment serves REST only")
     if ray is not None:  # the same app on Ray Serve replicas (yolo_ov.ray)
@@ -131,13 +148,15 @@ def _run(settings: Any, sock: socket.socket, *, access_log: bool, detectors: Any
     from ..serve.app import create_app
     from ..serve.connections import fit_open_files, limit_accept_error_logs, uvicorn_options
 
-    names = ", ".join(m.name for m in settings.models)
+    names = ", ".join(m.name for m in settings.models) or f"the model repository {settings.model_repository}"
     _say(f"loading {names} ({settings.runtime.mode.value}, {settings.runtime.device}) ...")
     application = create_app(settings, detectors=detectors)
     state = application.state.yolo
-    for m in state.models.values():
+    for m in state.served():
         d = m.describe()
-        _say(f"  {m.name}: {d['task']}, input {d['input_shape'][0]}x{d['input_shape'][1]}, {d['streams']} streams, "
+        version = f" version {m.version}" if settings.model_repository is not None else ""
+        _say(f"  {m.name}{version}: {d['task']}, input {d['input_shape'][0]}x{d['input_shape'][1]}, "
+             f"{d['streams']} streams, "
              f"{d['requests_in_flight']} requests, {d['inference_precision']} on {', '.join(d['execution_devices'])}")
     too_few_files = fit_open_files(settings.max_connections)
     if too_few_files:

@@ -3,7 +3,10 @@
 KServe v2 REST (the protocol of OpenVINO Model Server, Triton and KServe, so
 ``tritonclient.http`` works unchanged), a simple ``POST /predict`` returning
 the JSONL record of ``yolo-ov predict``, Prometheus metrics and a web page;
-bounded queues, body and pixel limits, timeouts, graceful drain.
+bounded queues, body and pixel limits, timeouts, graceful drain; a model
+repository with versions, hot reload and Triton's repository API
+(``repository`` reads the folder, ``reloader`` keeps the served versions in
+step with it).
 
 Split by transport, so a gRPC transport is a thin sibling of the HTTP one:
 ``errors`` (transport-neutral codes), ``kserve`` (the v2 protocol's tensors

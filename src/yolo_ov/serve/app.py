@@ -12,11 +12,13 @@ becomes its HTTP status here. The models are opened in
 ``GET /``                                              the web page (``/static/...`` its files)
 ``GET /v2/health/live``, ``/v2/health/ready``          KServe health (open without the API key)
 ``GET /v2``                                            KServe server metadata
-``GET /v2/models/{name}[/versions/1]``                 KServe model metadata
-``GET /v2/models/{name}[/versions/1]/ready``           KServe model readiness
-``GET /v2/models/{name}[/versions/1]/config``          Triton-style model configuration
-``GET /v2/models[/{name}[/versions/1]]/stats``          Triton's statistics extension (all models, or one)
-``POST /v2/models/{name}[/versions/1]/infer``          KServe inference (JSON or binary tensors)
+``GET /v2/models/{name}[/versions/{v}]``               KServe model metadata
+``GET /v2/models/{name}[/versions/{v}]/ready``         KServe model readiness
+``GET /v2/models/{name}[/versions/{v}]/config``        Triton-style model configuration
+``GET /v2/models[/{name}[/versions/{v}]]/stats``        Triton's statistics extension (all models, or one)
+``POST /v2/models/{name}[/versions/{v}]/infer``        KServe inference (JSON or binary tensors)
+``POST /v2/repository/index``                          Triton's repository index (versions, states, reasons)
+``POST /v2/repository/models/{name}/load|unload``      Triton's model control (``--model-control explicit``)
 ``POST /predict``                                      one image (multipart or raw body) -> JSONL record
 ``GET /models``                                        the models and what OpenVINO chose for each
 ``GET /stats``                                         live counts for the web page
@@ -29,7 +31,9 @@ both protocols.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -127,6 +131,9 @@ def create_app(config: ServeConfig, *, load: Callable[[ServeConfig], ServeState]
         guarded.add_api_route(prefix + "/config", _model_config, methods=["GET"])
         guarded.add_api_route(prefix + "/infer", _infer, methods=["POST"])
         guarded.add_api_route(prefix + "/stats", _model_statistics, methods=["GET"])
+    guarded.add_api_route("/v2/repository/index", _repository_index, methods=["POST"])
+    guarded.add_api_route("/v2/repository/models/{name}/load", _repository_load, methods=["POST"])
+    guarded.add_api_route("/v2/repository/models/{name}/unload", _repository_unload, methods=["POST"])
     guarded.add_api_route("/predict", _predict, methods=["POST"])
     guarded.add_api_route("/models", _models, methods=["GET"])
     guarded.add_api_route("/stats", _stats, methods=["GET"])
@@ -204,7 +211,7 @@ def _versioned(request: Request, name: str, version: str | None) -> ServedModel:
 
 
 async def _model_metadata(request: Request, name: str, version: str | None = None) -> dict[str, Any]:
-    return _versioned(request, name, version).metadata()
+    return _state(request).metadata(name, version)
 
 
 async def _model_ready(request: Request, name: str, version: str | None = None) -> Response:
@@ -222,12 +229,15 @@ async def _model_statistics(request: Request, name: str, version: str | None = N
 
 
 async def _all_statistics(request: Request) -> dict[str, Any]:
-    return {"model_stats": [m.statistics() for m in _state(request).models.values()]}
+    return {"model_stats": [m.statistics() for m in _state(request).served()]}
 
 
 async def _infer(request: Request, name: str, version: str | None = None) -> Response:
-    model = _versioned(request, name, version)
-    return await _observed(request, model, "kserve", lambda: _infer_body(request, model))
+    model = _state(request).acquire(name, version)  # held: an update retiring this version waits for the answer
+    try:
+        return await _observed(request, model, "kserve", lambda: _infer_body(request, model))
+    finally:
+        model.release()
 
 
 async def _infer_body(request: Request, model: ServedModel) -> Response:
@@ -245,9 +255,11 @@ async def _infer_body(request: Request, model: ServedModel) -> Response:
 # -- the simple endpoint -------------------------------------------------------------------
 
 async def _predict(request: Request) -> Response:
-    state = _state(request)
-    model = state.model(request.query_params.get("model"))
-    return await _observed(request, model, "predict", lambda: _predict_body(request, model))
+    model = _state(request).acquire(request.query_params.get("model"), request.query_params.get("version"))
+    try:
+        return await _observed(request, model, "predict", lambda: _predict_body(request, model))
+    finally:
+        model.release()
 
 
 async def _predict_body(request: Request, model: ServedModel) -> Response:
@@ -295,7 +307,42 @@ async def _upload(request: Request, max_bytes: int) -> tuple[bytes, str]:
 # -- listing, stats, metrics --------------------------------------------------------------------
 
 async def _models(request: Request) -> dict[str, Any]:
-    return {"models": [m.describe() for m in _state(request).models.values()]}
+    return {"models": [m.describe() for m in _state(request).served()]}
+
+
+# -- the repository extension (Triton's) --------------------------------------------------------
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    """The optional JSON object body of a repository call (empty body: ``{}``)."""
+    body = await request.body()
+    if not body.strip():
+        return {}
+    try:
+        value = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ServeError(ErrorCode.INVALID_ARGUMENT, "the request body is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise ServeError(ErrorCode.INVALID_ARGUMENT, "the request body must be a JSON object")
+    return value
+
+
+async def _repository_index(request: Request) -> Response:
+    ready = (await _json_object(request)).get("ready", False)
+    if not isinstance(ready, bool):
+        raise ServeError(ErrorCode.INVALID_ARGUMENT, f"'ready' must be true or false, got {ready!r}")
+    return JSONResponse(_state(request).index(ready_only=ready))
+
+
+async def _repository_load(request: Request, name: str) -> Response:
+    await _json_object(request)
+    await asyncio.to_thread(_state(request).load, name)  # compiling takes seconds: not on the event loop
+    return Response(status_code=200)
+
+
+async def _repository_unload(request: Request, name: str) -> Response:
+    await _json_object(request)
+    await asyncio.to_thread(_state(request).unload, name)
+    return Response(status_code=200)
 
 
 async def _stats(request: Request) -> dict[str, Any]:
@@ -311,7 +358,7 @@ async def _metrics(request: Request) -> Response:
 async def _observed(request: Request, model: ServedModel, endpoint: str, handler: Callable[[], Any]) -> Response:
     """Run a model request, counting it in the metrics whatever its outcome (a hang-up as 499, not a 500)."""
     metrics = _state(request).metrics
-    metrics.request_started(model.name)
+    metrics.request_started(model.name, model.version)
     started = time.perf_counter()
     status = 500
     try:
@@ -327,4 +374,4 @@ async def _observed(request: Request, model: ServedModel, endpoint: str, handler
         status = CLIENT_CLOSED
         return Response(status_code=CLIENT_CLOSED)
     finally:
-        metrics.request_finished(model.name, endpoint, status, time.perf_counter() - started)
+        metrics.request_finished(model.name, endpoint, status, time.perf_counter() - started, model.version)

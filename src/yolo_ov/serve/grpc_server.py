@@ -83,9 +83,9 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     async def _infer(self, message: Any, context: grpc.aio.ServicerContext) -> InferResponse:
         """One ``ModelInferRequest``, counted in the metrics as REST counts ``/infer`` (``endpoint="grpc"``)."""
         started = time.monotonic()
-        model = self._model(message.model_name, message.model_version)
+        model = self.state.acquire(message.model_name or None, message.model_version or None)
         metrics = self.state.metrics
-        metrics.request_started(model.name)
+        metrics.request_started(model.name, model.version)
         status = 500
         try:
             request = _with_deadline(codec.infer_request(message), context.time_remaining())
@@ -96,7 +96,8 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
             status = exc.code.http_status
             raise
         finally:
-            metrics.request_finished(model.name, "grpc", status, time.monotonic() - started)
+            model.release()
+            metrics.request_finished(model.name, "grpc", status, time.monotonic() - started, model.version)
 
     # -- health and metadata -----------------------------------------------------
     async def ServerLive(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -120,7 +121,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
 
     async def ModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         async def body() -> Any:
-            return codec.model_metadata(self._model(request.name, request.version).metadata())
+            return codec.model_metadata(self.state.metadata(request.name or None, request.version or None))
 
         return await self._guarded(context, body)
 
@@ -133,8 +134,32 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     async def ModelStatistics(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         async def body() -> Any:
             named = request.name
-            models = [self._model(named, request.version)] if named else list(self.state.models.values())
+            models = [self._model(named, request.version)] if named else self.state.served()
             return codec.statistics([m.statistics() for m in models])
+
+        return await self._guarded(context, body)
+
+    # -- the repository extension (Triton's) ------------------------------------------------
+    async def RepositoryIndex(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def body() -> Any:
+            response = codec.pb2.RepositoryIndexResponse()
+            for entry in self.state.index(ready_only=request.ready):
+                response.models.add(**entry)
+            return response
+
+        return await self._guarded(context, body)
+
+    async def RepositoryModelLoad(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def body() -> Any:
+            await asyncio.to_thread(self.state.load, request.model_name)  # compiling: not on the event loop
+            return codec.pb2.RepositoryModelLoadResponse()
+
+        return await self._guarded(context, body)
+
+    async def RepositoryModelUnload(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def body() -> Any:
+            await asyncio.to_thread(self.state.unload, request.model_name)
+            return codec.pb2.RepositoryModelUnloadResponse()
 
         return await self._guarded(context, body)
 
@@ -197,7 +222,8 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         except ServeError as exc:
             return codec.pb2.ModelStreamInferResponse(
                 error_message=f"{exc.code.grpc_status}: {exc.message}",
-                infer_response=codec.pb2.ModelInferResponse(model_name=message.model_name, id=message.id))
+                infer_response=codec.pb2.ModelInferResponse(model_name=message.model_name,
+                                                             model_version=message.model_version, id=message.id))
 
 
 def _with_deadline(request: InferRequest, remaining_s: float | None) -> InferRequest:

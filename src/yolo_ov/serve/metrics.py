@@ -21,6 +21,7 @@ apps in one process (tests, or a user mounting two) never collide.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -56,79 +57,119 @@ class _Totals:
 
 @dataclass
 class ServeMetrics:
-    """The server's metrics in their own registry; :meth:`render` is the ``/metrics`` body."""
+    """The server's metrics in their own registry; :meth:`render` is the ``/metrics`` body.
+
+    Every per-model series has a ``name`` and a ``version`` label (``"1"`` for
+    a model given with ``--model``), so two versions served side by side
+    during an update are told apart; the web page's totals add up a model's
+    versions. ``yolo_ov_model_loads``, ``_unloads``, ``_reloads`` and
+    ``_load_failures`` count the repository's events per version.
+    """
 
     registry: CollectorRegistry = field(default_factory=lambda: CollectorRegistry(auto_describe=True))
     started: float = field(default_factory=time.time)
 
     def __post_init__(self) -> None:
         r = self.registry
+        nv = ["name", "version"]
         self.requests_success = Counter(
-            "yolo_ov_requests_success", "Requests answered successfully", ["name", "endpoint"], registry=r)
+            "yolo_ov_requests_success", "Requests answered successfully", [*nv, "endpoint"], registry=r)
         self.requests_fail = Counter(
             "yolo_ov_requests_fail", "Requests answered with an error, by HTTP status",
-            ["name", "endpoint", "code"], registry=r)
+            [*nv, "endpoint", "code"], registry=r)
         self.requests_client_closed = Counter(
             "yolo_ov_requests_client_closed", "Requests whose client hung up before sending them whole (nginx's "
-            "499); not failures", ["name", "endpoint"], registry=r)
+            "499); not failures", [*nv, "endpoint"], registry=r)
         self.requests_rejected = Counter(
             "yolo_ov_requests_rejected", "Requests refused with 503 because the model's queue was full",
-            ["name"], registry=r)
+            nv, registry=r)
         self.request_time = Histogram(
-            "yolo_ov_request_time_us", "Request time in the server, microseconds", ["name", "endpoint"],
+            "yolo_ov_request_time_us", "Request time in the server, microseconds", [*nv, "endpoint"],
             buckets=_US_BUCKETS, registry=r)
         self.inference_time = Histogram(
-            "yolo_ov_inference_time_us", "Inference time per image, microseconds", ["name"],
+            "yolo_ov_inference_time_us", "Inference time per image, microseconds", nv,
             buckets=_US_BUCKETS, registry=r)
         self.queue_wait = Histogram(
             "yolo_ov_wait_for_infer_req_time_us",
-            "Time an image waited for an inference request slot, microseconds", ["name"],
+            "Time an image waited for an inference request slot, microseconds", nv,
             buckets=_US_BUCKETS, registry=r)
-        self.images = Counter("yolo_ov_images", "Images inferred", ["name"], registry=r)
+        self.images = Counter("yolo_ov_images", "Images inferred", nv, registry=r)
         self.images_queued = Gauge(
-            "yolo_ov_images_in_queue", "Images submitted and not finished (waiting or in inference)", ["name"],
+            "yolo_ov_images_in_queue", "Images submitted and not finished (waiting or in inference)", nv,
             registry=r)
         self.current_requests = Gauge(
-            "yolo_ov_current_requests", "Requests being processed", ["name"], registry=r)
-        self.streams = Gauge("yolo_ov_streams", "Inference streams of the compiled model", ["name"], registry=r)
+            "yolo_ov_current_requests", "Requests being processed", nv, registry=r)
+        self.streams = Gauge("yolo_ov_streams", "Inference streams of the compiled model", nv, registry=r)
         self.infer_req_queue_size = Gauge(
             "yolo_ov_infer_req_queue_size", "Inference request slots of the model (OpenVINO's optimal number)",
-            ["name"], registry=r)
-        self.max_queue = Gauge("yolo_ov_max_queue", "Most images allowed to wait per model", ["name"], registry=r)
+            nv, registry=r)
+        self.max_queue = Gauge("yolo_ov_max_queue", "Most images allowed to wait per model", nv, registry=r)
+        self.model_loads = Counter(
+            "yolo_ov_model_loads", "Model versions compiled, warmed up and put in service", nv, registry=r)
+        self.model_unloads = Counter(
+            "yolo_ov_model_unloads", "Model versions taken out of service and closed", nv, registry=r)
+        self.model_reloads = Counter(
+            "yolo_ov_model_reloads", "Model versions replaced by a new instance because their files changed",
+            nv, registry=r)
+        self.model_load_failures = Counter(
+            "yolo_ov_model_load_failures", "Model versions that failed to load (the serving one stays)", nv,
+            registry=r)
         self._totals: dict[str, _Totals] = {}
-        self._engine_counts: dict[str, Callable[[], int]] = {}
+        self._engine_counts: dict[tuple[str, str], Callable[[], int]] = {}
         r.register(_EngineCollector(self._engine_counts))
         self._lock = threading.Lock()  # the totals are updated from engine threads too
-        self.statistics: dict[str, InferenceStatistics] = {}
+        self.statistics: dict[tuple[str, str], InferenceStatistics] = {}
 
     def add_model(self, name: str, *, streams: int, requests: int, max_queue: int,
-                  infer_requests: Callable[[], int] | None = None) -> None:
-        """Declare a model, so its series exist (at zero) before the first request.
+                  infer_requests: Callable[[], int] | None = None, version: str = "1") -> None:
+        """Declare a model version, so its series exist (at zero) before the first request.
 
         ``infer_requests`` reads how many inference requests the engine has
         started for ``submit()`` (read at each scrape): with a batch > 1 model,
         ``yolo_ov_images_total / yolo_ov_infer_requests_total`` is the batch fill.
+        A version declared again (its files changed) keeps its counts.
         """
-        self._totals[name] = _Totals()
-        self.statistics[name] = InferenceStatistics(name, executions=infer_requests)
-        if infer_requests is not None:
-            self._engine_counts[name] = infer_requests
-        self.streams.labels(name).set(streams)
-        self.infer_req_queue_size.labels(name).set(requests)
-        self.max_queue.labels(name).set(max_queue)
-        self.images_queued.labels(name).set(0)
-        self.current_requests.labels(name).set(0)
-        self.requests_rejected.labels(name)
-        self.images.labels(name)
+        key = (name, version)
+        with self._lock:
+            self._totals.setdefault(name, _Totals())
+            known = self.statistics.get(key)
+            self.statistics[key] = InferenceStatistics(name, executions=infer_requests, version=version,
+                                                       carried=known)
+            if infer_requests is not None:
+                self._engine_counts[key] = _Carried(infer_requests, self._engine_counts.get(key))
+        self.streams.labels(name, version).set(streams)
+        self.infer_req_queue_size.labels(name, version).set(requests)
+        self.max_queue.labels(name, version).set(max_queue)
+        self.images_queued.labels(name, version).set(0)
+        self.current_requests.labels(name, version).set(0)
+        self.requests_rejected.labels(name, version)
+        self.images.labels(name, version)
+
+    def remove_model(self, name: str, version: str = "1") -> None:
+        """A version left service: its gauges go, its counts stay (frozen), nothing refers to its engine."""
+        key = (name, version)
+        with self._lock:
+            if key in self._engine_counts:
+                self._engine_counts[key] = _Carried(lambda: 0, self._engine_counts[key])
+            if key in self.statistics:
+                self.statistics[key].freeze()
+        for gauge in (self.streams, self.infer_req_queue_size, self.max_queue, self.images_queued,
+                      self.current_requests):
+            with contextlib.suppress(KeyError):
+                gauge.remove(name, version)
+
+    def stats_of(self, name: str, version: str = "1") -> InferenceStatistics:
+        """The statistics of one model version."""
+        return self.statistics[(name, version)]
 
     # -- requests ---------------------------------------------------------
-    def request_started(self, name: str) -> None:
-        self.current_requests.labels(name).inc()
+    def request_started(self, name: str, version: str = "1") -> None:
+        self.current_requests.labels(name, version).inc()
         with self._lock:
             self._totals[name].in_flight += 1
 
-    def request_finished(self, name: str, endpoint: str, status: int, seconds: float) -> None:
-        self.current_requests.labels(name).dec()
+    def request_finished(self, name: str, endpoint: str, status: int, seconds: float, version: str = "1") -> None:
+        self.current_requests.labels(name, version).dec()
         with self._lock:
             totals = self._totals[name]
             totals.in_flight -= 1
@@ -139,34 +180,35 @@ class ServeMetrics:
                 totals.fail += status >= 400
                 totals.rejected += status == 503
         if status == CLIENT_CLOSED:
-            self.requests_client_closed.labels(name, endpoint).inc()
+            self.requests_client_closed.labels(name, version, endpoint).inc()
             return
-        self.request_time.labels(name, endpoint).observe(seconds * 1e6)
-        self.statistics[name].request_finished(ok=status < 400, seconds=seconds)
+        self.request_time.labels(name, version, endpoint).observe(seconds * 1e6)
+        self.statistics[(name, version)].request_finished(ok=status < 400, seconds=seconds)
         if status < 400:
-            self.requests_success.labels(name, endpoint).inc()
+            self.requests_success.labels(name, version, endpoint).inc()
         else:
-            self.requests_fail.labels(name, endpoint, str(status)).inc()
+            self.requests_fail.labels(name, version, endpoint, str(status)).inc()
             if status == 503:
-                self.requests_rejected.labels(name).inc()
+                self.requests_rejected.labels(name, version).inc()
 
     # -- images (called from engine threads: prometheus_client is thread-safe) ---
-    def image_submitted(self, name: str) -> None:
-        self.images_queued.labels(name).inc()
+    def image_submitted(self, name: str, version: str = "1") -> None:
+        self.images_queued.labels(name, version).inc()
         with self._lock:
             self._totals[name].queued += 1
 
-    def image_done(self, name: str, *, inference_ms: float | None, wait_ms: float | None) -> None:
-        self.images_queued.labels(name).dec()
+    def image_done(self, name: str, *, inference_ms: float | None, wait_ms: float | None,
+                   version: str = "1") -> None:
+        self.images_queued.labels(name, version).dec()
         with self._lock:
             totals = self._totals[name]
             totals.queued -= 1
             totals.images += inference_ms is not None
         if inference_ms is not None:
-            self.images.labels(name).inc()
-            self.inference_time.labels(name).observe(inference_ms * 1e3)
+            self.images.labels(name, version).inc()
+            self.inference_time.labels(name, version).observe(inference_ms * 1e3)
         if wait_ms is not None:
-            self.queue_wait.labels(name).observe(max(wait_ms, 0.0) * 1e3)
+            self.queue_wait.labels(name, version).observe(max(wait_ms, 0.0) * 1e3)
 
     # -- output -----------------------------------------------------------
     def render(self) -> bytes:
@@ -186,6 +228,17 @@ class ServeMetrics:
             return {name: vars(t).copy() for name, t in self._totals.items()}
 
 
+class _Carried:
+    """An engine's request count plus what the instances before it counted (a reload keeps the counter monotonic)."""
+
+    def __init__(self, read: Callable[[], int], before: Callable[[], int] | None) -> None:
+        self._read = read
+        self._base = before() if before is not None else 0
+
+    def __call__(self) -> int:
+        return self._base + self._read()
+
+
 _PHASES = ("queue", "compute_input", "compute_infer", "compute_output")
 
 
@@ -203,14 +256,34 @@ class InferenceStatistics:
     threads and event loops of either transport, so under a lock.
     """
 
-    def __init__(self, name: str, *, executions: Callable[[], int] | None = None) -> None:
+    def __init__(self, name: str, *, executions: Callable[[], int] | None = None, version: str = "1",
+                 carried: InferenceStatistics | None = None) -> None:
         self.name = name
+        self.version = version
         self._executions = executions
         self._executions_at_start = executions() if executions is not None else 0
         self._lock = threading.Lock()
         self._durations = {key: [0, 0] for key in ("success", "fail", *_PHASES)}
         self._inferences = 0
         self._last_inference_ms = 0
+        self._executions_before = 0
+        if carried is not None:  # the same version reloaded: its counts go on
+            with carried._lock:
+                self._durations = {k: list(v) for k, v in carried._durations.items()}
+                self._inferences, self._last_inference_ms = carried._inferences, carried._last_inference_ms
+            self._executions_before = carried.executions()
+
+    def executions(self) -> int:
+        """Device inference requests since this version was first declared."""
+        now = 0
+        if self._executions is not None:
+            now = max(self._executions() - self._executions_at_start, 0)
+        return self._executions_before + now
+
+    def freeze(self) -> None:
+        """The engine closes: keep its count, drop the reference to it (so its memory can be released)."""
+        self._executions_before = self.executions()
+        self._executions = None
 
     def request_finished(self, *, ok: bool, seconds: float) -> None:
         """A request answered (``ok``) or refused, after ``seconds`` in the server."""
@@ -228,11 +301,10 @@ class InferenceStatistics:
             self._inferences += images
             self._last_inference_ms = int(time.time() * 1e3)
 
-    def snapshot(self, version: str = "1") -> dict[str, Any]:
+    def snapshot(self) -> dict[str, Any]:
         """The model's entry of Triton's ``model_stats`` (the JSON form; counts and ns as integers)."""
-        executions = 0
-        if self._executions is not None:
-            executions = max(self._executions() - self._executions_at_start, 0)
+        executions = self.executions()
+        version = self.version
         with self._lock:
             durations = {key: {"count": c, "ns": ns} for key, (c, ns) in self._durations.items()}
             inferences, last = self._inferences, self._last_inference_ms
@@ -248,13 +320,13 @@ class InferenceStatistics:
 class _EngineCollector:
     """``yolo_ov_infer_requests_total``: inference requests the engine started for ``submit()``, read at scrape."""
 
-    def __init__(self, sources: dict[str, Callable[[], int]]) -> None:
+    def __init__(self, sources: dict[tuple[str, str], Callable[[], int]]) -> None:
         self._sources = sources
 
     def collect(self) -> Iterator[CounterMetricFamily]:
         family = CounterMetricFamily("yolo_ov_infer_requests", "Inference requests started on the device for "
                                      "submitted images (fewer than images when batches group them)",
-                                     labels=["name"])
-        for name, read in self._sources.items():
-            family.add_metric([name], read())
+                                     labels=["name", "version"])
+        for (name, version), read in list(self._sources.items()):
+            family.add_metric([name, version], read())
         yield family

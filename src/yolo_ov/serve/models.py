@@ -15,6 +15,7 @@ and maps the engine's answers to transport-neutral :class:`ServeError` codes:
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future
@@ -64,11 +65,16 @@ class ServedModel:
             by :meth:`close`, or at once if the warm-up fails).
         config: the server's settings (detection defaults, limits).
         metrics: where per-model figures are recorded.
+        version: the version clients name (``"1"`` unless served from a model repository).
     """
 
-    def __init__(self, name: str, path: Path, detector: Detector, config: ServeConfig, metrics: ServeMetrics) -> None:
+    def __init__(self, name: str, path: Path, detector: Detector, config: ServeConfig, metrics: ServeMetrics,
+                 *, version: str = "1") -> None:
         self.name = name
+        self.version = version
         self.path = path
+        self._holds = 0  # requests routed here and not answered yet (a retiring version waits for them)
+        self._holds_lock = threading.Lock()
         self.config = config
         self.metrics = metrics
         self.detector = detector
@@ -79,7 +85,7 @@ class ServedModel:
             raise
         info = self.detector.compiled_info
         metrics.add_model(self.name, streams=info.num_streams or 1, requests=self.requests,
-                          max_queue=config.max_queue, infer_requests=self._infer_requests)
+                          max_queue=config.max_queue, infer_requests=self._infer_requests, version=version)
         self.task = str(getattr(self.detector.model_info, "task", "detect") or "detect")
         kpt = getattr(self.detector.model_info, "kpt_shape", None)
         self.outputs: tuple[TensorSpec, ...] = output_specs(self.task, kpt_shape=tuple(kpt) if kpt else None)
@@ -96,6 +102,22 @@ class ServedModel:
         submitter = getattr(self.detector.pipeline(), "submitter", None)
         return int(submitter.stats.requests) if submitter is not None else 0
 
+    # -- requests routed here ------------------------------------------------------
+    def hold(self) -> None:
+        """A request was routed to this version: it is not closed until :meth:`release`."""
+        with self._holds_lock:
+            self._holds += 1
+
+    def release(self) -> None:
+        with self._holds_lock:
+            self._holds -= 1
+
+    @property
+    def holds(self) -> int:
+        """Requests routed to this version and not answered yet."""
+        with self._holds_lock:
+            return self._holds
+
     @property
     def requests(self) -> int:
         """Inference requests the engine keeps in flight for this model."""
@@ -109,6 +131,7 @@ class ServedModel:
         model = self.detector.model_info
         return {
             "name": self.name,
+            "version": self.version,
             "path": str(self.path),
             "task": self.task,
             "ready": self.ready,
@@ -130,7 +153,7 @@ class ServedModel:
         """KServe model metadata: inputs and outputs with datatypes and shapes."""
         return {
             "name": self.name,
-            "versions": ["1"],
+            "versions": [self.version],
             "platform": PLATFORM,
             "inputs": [TensorSpec(INPUT_NAME, "BYTES", (-1,)).to_dict()],
             "outputs": [o.to_dict() for o in self.outputs],
@@ -152,7 +175,7 @@ class ServedModel:
 
     def statistics(self) -> dict[str, Any]:
         """Triton's statistics of this model (``GET .../stats``, gRPC ``ModelStatistics``)."""
-        return self.metrics.statistics[self.name].snapshot()
+        return self.metrics.stats_of(self.name, self.version).snapshot()
 
     # -- inference -------------------------------------------------------------
     def check(self, images: Sequence[bytes | np.ndarray], sources: Sequence[str]) -> list[Image]:
@@ -241,7 +264,7 @@ class ServedModel:
         timings = [r.timing for r in results if r.timing is not None]
         if not timings:
             return
-        self.metrics.statistics[self.name].inferred(
+        self.metrics.stats_of(self.name, self.version).inferred(
             images=len(results), queue_ms=max(waits, default=0.0),
             input_ms=max(t.preprocess_ms for t in timings), infer_ms=max(t.inference_ms for t in timings),
             output_ms=max(t.postprocess_ms for t in timings))
@@ -250,7 +273,7 @@ class ServedModel:
                 waits: list[float] | None = None) -> Future:
         submitted = time.perf_counter()
         future = self.detector.submit(image.data, detect=detect, source=image.source, slicing=slicing)
-        self.metrics.image_submitted(self.name)
+        self.metrics.image_submitted(self.name, self.version)
 
         def done(f: Future) -> None:
             inference_ms = wait_ms = None
@@ -261,7 +284,7 @@ class ServedModel:
                     wait_ms = (time.perf_counter() - submitted) * 1e3 - timing.total_ms
                     if waits is not None:
                         waits.append(max(wait_ms, 0.0))
-            self.metrics.image_done(self.name, inference_ms=inference_ms, wait_ms=wait_ms)
+            self.metrics.image_done(self.name, inference_ms=inference_ms, wait_ms=wait_ms, version=self.version)
 
         future.add_done_callback(done)
         return future

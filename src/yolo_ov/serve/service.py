@@ -27,7 +27,7 @@ from .params import detect_config, slice_config
 __all__ = ["EXTENSIONS", "infer", "request_settings", "request_timeout", "server_metadata"]
 
 #: The protocol extensions this server supports (Triton's names).
-EXTENSIONS = ("binary_tensor_data", "model_configuration", "statistics")
+EXTENSIONS = ("binary_tensor_data", "model_configuration", "statistics", "model_repository")
 
 
 def server_metadata() -> dict[str, Any]:
@@ -117,4 +117,4 @@ async def infer(model: ServedModel, request: InferRequest, *, started: float | N
                          f"unknown outputs {unknown}; model {model.name!r} gives {sorted(known)}")
     checked = model.check(images, [f"image[{i}]" for i in range(len(images))])
     results = await model.infer(checked, detect, deadline, slicing=slicing)
-    return build_response(request, result_tensors(results), model_name=model.name)
+    return build_response(request, result_tensors(results), model_name=model.name, model_version=model.version)

@@ -15,16 +15,27 @@ from typing import Any
 from ..config import DetectConfig, Mode, RuntimeConfig
 from ..errors import ConfigError, ModelLoadError
 
-__all__ = ["HTTP_PARSERS", "ModelSpec", "ServeConfig", "model_spec", "models_from"]
+__all__ = ["HTTP_PARSERS", "MODEL_CONTROL_MODES", "ModelSpec", "ServeConfig", "model_spec", "models_from",
+           "valid_name"]
 
 #: The HTTP/1.1 parsers ``yolo-ov serve`` can run uvicorn with (``--http``).
 HTTP_PARSERS = ("auto", "httptools", "h11")
+
+#: How a model repository is managed (Triton's ``--model-control-mode`` names): ``none`` loads it at start only,
+#: ``poll`` also picks up changes every ``repository_poll_s``, ``explicit`` loads and unloads only through the
+#: repository API (and ``load_models`` at start).
+MODEL_CONTROL_MODES = ("none", "poll", "explicit")
 
 #: Model files the server loads. A ``.pt``/``.pth`` checkpoint is a pickle that
 #: runs code when read, so the server never loads one (export it first).
 _ALLOWED_SUFFIXES = (".xml", ".onnx", ".tflite")
 _PICKLES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".torchscript")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def valid_name(name: str) -> bool:
+    """Whether ``name`` is a model name clients can use in a URL (letters, digits, ``_ - .``; at most 64)."""
+    return bool(_NAME.match(name))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,6 +113,15 @@ class ServeConfig:
             closed at once (idle sockets cannot exhaust the file descriptors).
         http_parser: ``"auto"`` (httptools when installed, as uvicorn picks),
             ``"httptools"`` (the C parser: the faster) or ``"h11"`` (pure Python).
+        model_repository: serve the models of this folder (``NAME/VERSION/``,
+            :mod:`yolo_ov.serve.repository`) instead of ``models``; the two
+            exclude each other.
+        repository_poll_s: with ``model_control="poll"``, how often the
+            repository is read for new, changed and removed versions (0: never).
+        model_control: ``none``, ``poll`` (default) or ``explicit`` (only the
+            repository API loads and unloads; no poll), as Triton's
+            ``--model-control-mode``.
+        load_models: in explicit mode, the models loaded at start (``"*"``: all).
 
     Example:
         >>> cfg = ServeConfig(models=(model_spec("yolov8n_openvino_model"),), max_queue=32)  # doctest: +SKIP
@@ -124,12 +144,18 @@ class ServeConfig:
     keep_alive_s: float = 5.0
     max_connections: int = 1000
     http_parser: str = "auto"
+    model_repository: Path | None = None
+    repository_poll_s: float = 2.0
+    model_control: str = "poll"
+    load_models: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         models = tuple(self.models)
         object.__setattr__(self, "models", models)
-        if not models:
-            raise ConfigError("serve needs at least one model (--model)")
+        object.__setattr__(self, "load_models", tuple(self.load_models))
+        self._check_repository()
+        if not models and self.model_repository is None:
+            raise ConfigError("serve needs at least one model (--model) or a model repository (--model-repository)")
         names = [m.name for m in models]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -150,6 +176,30 @@ class ServeConfig:
         if self.api_key is not None and len(self.api_key) < 16:
             raise ConfigError("the API key must be at least 16 characters")
         object.__setattr__(self, "cors_origins", tuple(self.cors_origins))
+
+    def _check_repository(self) -> None:
+        if self.model_control not in MODEL_CONTROL_MODES:
+            raise ConfigError(f"model_control {self.model_control!r}: use one of {', '.join(MODEL_CONTROL_MODES)}")
+        if not float(self.repository_poll_s) >= 0:
+            raise ConfigError(f"repository_poll_s must be zero or more, got {self.repository_poll_s!r}")
+        if self.model_repository is None:
+            if self.load_models or self.model_control != "poll":
+                raise ConfigError("--model-control and --load-model go with --model-repository")
+            return
+        root = Path(self.model_repository).expanduser()
+        object.__setattr__(self, "model_repository", root)
+        if self.models:
+            raise ConfigError("--model and --model-repository exclude each other: put the model in the repository "
+                              "as DIR/NAME/1/")
+        if not root.is_dir():
+            raise ModelLoadError(f"--model-repository {root}: no such folder")
+        if self.load_models and self.model_control != "explicit":
+            raise ConfigError("--load-model goes with --model-control explicit (the other modes load every model)")
+
+    @property
+    def polls(self) -> bool:
+        """Whether the repository is read again while serving."""
+        return self.model_repository is not None and self.model_control == "poll" and self.repository_poll_s > 0
 
     @property
     def max_body_bytes(self) -> int:
