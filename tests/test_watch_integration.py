@@ -321,3 +321,26 @@ def test_the_drain_is_bounded_when_the_broker_never_comes(folder: Path):
     events = len(jsonl(folder / "events.jsonl"))
     assert took < 5.0 + 3.0, f"the drain took {took:.1f} s"  # the MQTT sink's close_timeout_s, plus the cameras'
     assert stats["sent"] == 0 and stats["dropped"] == events  # what never went out is counted, not lost silently
+
+
+def test_every_output_the_config_accepts_is_built_with_its_settings(folder: Path):
+    """The config's ``outputs:`` and the sinks' constructors agree (each key reaches its sink)."""
+    from yolo_ov.io.mqtt import MqttSink
+    from yolo_ov.io.webhook import WebhookSink
+    from yolo_ov.watch.outputs import EventsJsonlSink, build_outputs
+
+    path = write_config(folder, "mqtt: {host: 127.0.0.1, port: 1884, topic: t, qos: 0, client_id: c, username: u, "
+                                "password: p, buffer: 7}\n"
+                                "jsonl: events.jsonl\n"
+                                "webhook: {url: 'http://127.0.0.1:9/e', secret: s, timeout_s: 2, buffer: 9}")
+    sinks = build_outputs(parse_watch_config(path.read_text(encoding="utf-8"), path))
+    try:
+        assert isinstance(sinks["jsonl"], EventsJsonlSink)
+        mqtt, hook = sinks["mqtt"], sinks["webhook"]
+        assert isinstance(mqtt, MqttSink) and isinstance(hook, WebhookSink)
+        assert (mqtt.port, mqtt.topic, mqtt.qos, mqtt.client_id, mqtt.username, mqtt.buffer) == (1884, "t", 0, "c",
+                                                                                                "u", 7)
+        assert (hook.url, hook.timeout_s) == ("http://127.0.0.1:9/e", 2.0)
+    finally:
+        for sink in sinks.values():
+            sink.close()
