@@ -242,6 +242,7 @@ def test_mqtt_webhook_and_jsonl_of_one_run_agree_through_a_10_s_broker_outage(fo
 
         try:
             assert sub.wait_for(lambda s: b"online" in s.on("t/status"), 30), watch.err
+            assert retained(broker.port, "t/status") == b"online"
             assert wait_for(lambda: len(jsonl(events_file)) >= 8 and {e["id"] for e in jsonl(events_file)}
                             <= mqtt_ids(), 30, every=0.2), watch.err
             broker.stop()
@@ -251,9 +252,11 @@ def test_mqtt_webhook_and_jsonl_of_one_run_agree_through_a_10_s_broker_outage(fo
             assert during >= 8, f"only {during} events during the outage"
             assert not {e["id"] for e in jsonl(events_file)} <= mqtt_ids()  # the outage's events have not arrived
             broker.start()
+            back = time.monotonic()
             # the sink reconnects (its backoff is at most 16 s here) and sends what waited, in order
             assert wait_for(lambda: {e["id"] for e in jsonl(events_file)[:outage_start + during]} <= mqtt_ids(),
                             60, every=0.2), watch.err
+            caught_up = time.monotonic() - back
             assert sub.on("t/status").count(b"online") >= 2
             code = watch.stop(signal.SIGTERM)
         finally:
@@ -274,6 +277,10 @@ def test_mqtt_webhook_and_jsonl_of_one_run_agree_through_a_10_s_broker_outage(fo
         assert {e["id"] for e in hook.delivered} == expected
         assert [r["status"] for r in hook.requests[:3]] == [500, 500, 500]
         assert all(r["signed"] for r in hook.requests)
+        received = sum(len(sub.events(t)) for t in ("t/road/events", "t/hall/events"))
+        print(f"{len(expected)} events ({during} during the 10 s outage), all {len(expected)} over MQTT "
+              f"({received - len(expected)} duplicates), the outage's caught up {caught_up:.1f} s after the "
+              f"broker came back; webhook {len(hook.requests)} requests for {len(expected)} events")
 
 
 def test_a_broker_absent_at_start_is_a_warning_the_cameras_run_and_its_events_arrive_later(
