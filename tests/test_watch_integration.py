@@ -95,12 +95,14 @@ def wait_for(check: Any, timeout: float, every: float = 0.05) -> bool:
 
 
 class Watch:
-    """``yolo-ov watch`` in a child process on the fake engine; its stderr read line by line as it comes."""
+    """``yolo-ov watch ARGS`` in a child process (on the fake engine unless ``model``); stderr read as it comes."""
 
-    def __init__(self, folder: Path, *args: str) -> None:
-        script = RUN_ON_THE_FAKE.format(root=str(ROOT), args=[str(a) for a in args])
+    def __init__(self, folder: Path, *args: Any, model: bool = False) -> None:
+        argv = [str(a) for a in args]
+        command = ["-m", "yolo_ov", "watch", *argv] if model else [
+            "-c", RUN_ON_THE_FAKE.format(root=str(ROOT), args=argv)]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]), "COLUMNS": "200"}
-        self.proc = subprocess.Popen([sys.executable, "-c", script], cwd=folder, env=env, stdout=subprocess.DEVNULL,
+        self.proc = subprocess.Popen([sys.executable, *command], cwd=folder, env=env, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True)
         self.lines: list[str] = []
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -351,3 +353,39 @@ def test_every_output_the_config_accepts_is_built_with_its_settings(folder: Path
     finally:
         for sink in sinks.values():
             sink.close()
+
+
+def test_a_real_rtsp_camera_and_model_through_watch_with_the_page_mqtt_and_jsonl(shared: Any, tmp_path: Path):
+    """Model tier, all real: GStreamer's RTSP server playing the traffic clip, yolov8n, mosquitto, the page."""
+    from tests.rtsp_support import RtspCamera, rtsp_available
+
+    reason = rtsp_available()
+    if reason is not None:
+        pytest.fail(reason) if os.environ.get("CI") else pytest.skip(reason)
+    mosquitto_or_skip()
+    clip = shared.root / "data" / "video" / "traffic_540p.mp4"
+    with RtspCamera({"road": str(clip)}) as camera, Broker() as broker, Subscriber(broker.port, "t/#") as sub:
+        path = tmp_path / "cameras.yaml"
+        path.write_text(f"model: {shared.fp32_model}\ncameras:\n  road:\n    url: {camera.url('road')}\n"
+                        f"    lines:\n      across: [[0, 270], [960, 270]]\n"
+                        f"outputs:\n  mqtt: {{host: 127.0.0.1, port: {broker.port}, topic: t}}\n"
+                        f"  jsonl: events.jsonl\n", encoding="utf-8")
+        watch = Watch(tmp_path, path, "--port", 0, model=True)
+        try:
+            url = watch.page_url(60)
+            objects = lambda: [e for e in jsonl(tmp_path / "events.jsonl") if e["type"] != "camera"]  # noqa: E731
+            assert wait_for(lambda: len(objects()) >= 5, 60, every=0.5), watch.err
+            road = get_json(f"{url}/cameras.json")["cameras"][0]
+            assert road["name"] == "road" and road["state"] == "live" and road["frames"]["inferred"] > 0
+            assert sum(road["events"].values()) > 0
+            assert len(first_jpeg(f"{url}/cameras/road/stream.mjpg")) > 5000
+            code = watch.stop(signal.SIGTERM)
+        finally:
+            watch.kill()
+        assert code == 0, watch.err
+        expected = {e["id"] for e in jsonl(tmp_path / "events.jsonl")}
+        assert sub.wait_for(lambda s: {e["id"] for e in s.events("t/road/events")} >= expected, 10)
+        assert {e["id"] for e in sub.events("t/road/events")} == expected
+        assert retained(broker.port, "t/status") == b"offline"
+    print(f"\n{len(expected)} events ({len(objects())} object events) on JSONL and MQTT alike; page at {url}; "
+          f"{road['fps']} fps, latency {road['latency_s']:.3f} s")
