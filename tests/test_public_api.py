@@ -46,6 +46,10 @@ PUBLIC = {
         "BatchConfig", "BatchResult", "Scaling", "build_app", "connect", "deployment", "driver_model", "map_detections",
         "predict_dataset", "require_extra", "run", "ship_model", "shutdown",
     ],
+    "yolo_ov.watch": [
+        "BoardConfig", "CameraBoard", "CameraConfig", "CameraInfo", "CameraObserver", "CameraStats", "WatchConfig",
+        "WatchService", "load_watch_config",
+    ],
     "yolo_ov.bench": [
         "SCHEMA_VERSION", "BenchReport", "LatencyStats", "Measurement", "ModeResult", "StartTimes", "load_inputs",
         "machine_facts", "markdown_summary", "measure_end_to_end", "measure_model_only", "measure_startup",

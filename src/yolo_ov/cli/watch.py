@@ -8,6 +8,12 @@ it (frames in flight answered, events flushed, outputs closed) and the
 command exits 0: stopping the service is its normal end. A run that ends
 by itself (``--duration``, or every camera ended) exits 1 when a camera was
 given up on, as a failed input does in ``predict``.
+
+With ``--port N`` the cameras page (:mod:`yolo_ov.watch.web`) is bound
+before the model loads, so a busy port is one line (exit 2) at once; it
+follows the service as an observer (:class:`~yolo_ov.watch.board.CameraBoard`),
+prints its address (``--port 0`` picks a free port) and stops after the
+service has drained, so the page shows the cameras to the end.
 """
 
 from __future__ import annotations
@@ -48,16 +54,17 @@ class _Say:
     def on_stop(self) -> None: ...
 
 
-def _serve_board(service: Any, host: str, port: int) -> Any:
-    """The cameras page on ``host:port`` (:mod:`yolo_ov.watch.web`), following the service as an observer."""
+def _serve_board(host: str, port: int) -> tuple[Any, Any]:
+    """The cameras page on ``host:port`` (:mod:`yolo_ov.watch.web`): ``(board, server)``; the board is an observer."""
     try:
         from ..watch.board import CameraBoard
         from ..watch.web import serve_board
     except ImportError as exc:
         raise ConfigError(f"--port {port}: the cameras page is not available in this build ({exc})") from None
     board = CameraBoard()
-    service.observers.append(board)
-    return serve_board(board, host, port)
+    server = serve_board(board, host, port)  # a port that cannot be bound: one ConfigError line
+    err.print(f"[green]cameras page:[/] {server.url}/  (metrics: {server.url}/metrics)", soft_wrap=True)
+    return board, server
 
 
 @app.command()
@@ -87,28 +94,28 @@ def watch(
     config = load_watch_config(config_file)
     runtime = RuntimeConfig(mode=config.mode, device=config.device,  # type: ignore[arg-type]
                             inference_precision=Precision.parse(config.precision) if config.precision else None)
-    with _options.open_detector(str(config.model), runtime=runtime, detect=DetectConfig()) as detector:
-        service = WatchService(config, detector, observers=[_Say()])
-        board = _serve_board(service, host, port) if port is not None else None
-        started = time.monotonic()
-        stopped_by = None
-        try:
-            service.start()
-            if duration is not None:
-                service.wait(duration)
-            else:
-                while not service.wait(1.0):
-                    pass
-        except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM as Terminated: the normal way to stop
-            stopped_by = getattr(exc, "signum", None) or "SIGINT"
-        finally:
-            service.close()
-            for method in ("close", "stop", "shutdown"):
-                if board is not None and callable(getattr(board, method, None)):
-                    getattr(board, method)()
-                    break
-        if service.error is not None:
-            raise service.error
+    board, page = _serve_board(host, port) if port is not None else (None, None)
+    try:
+        with _options.open_detector(str(config.model), runtime=runtime, detect=DetectConfig()) as detector:
+            service = WatchService(config, detector, observers=[_Say()] if board is None else [_Say(), board])
+            started = time.monotonic()
+            stopped_by = None
+            try:
+                service.start()
+                if duration is not None:
+                    service.wait(duration)
+                else:
+                    while not service.wait(1.0):
+                        pass
+            except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM as Terminated: the normal way to stop
+                stopped_by = getattr(exc, "signum", None) or "SIGINT"
+            finally:
+                service.close()
+            if service.error is not None:
+                raise service.error
+    finally:
+        if page is not None:
+            page.stop()  # after the drain: the page showed the cameras until the end
     elapsed = time.monotonic() - started
     for name, s in service.stats().items():
         err.print(f"{esc(name)}: {s.state}, {s.frames_read} frames read, {s.inferred} inferred "

@@ -146,7 +146,8 @@ class CameraBoard:
         >>> board.on_start([CameraInfo("door", "rtsp://cam/door")])
         >>> board.on_frame("door", Detections.empty(), np.zeros((48, 64, 3), np.uint8), latency_s=0.05)
         >>> seq, jpeg = board.jpeg("door")
-        >>> seq, jpeg[:2] == b"\\xff\\xd8", board.status()["cameras"][0]["frames"]["inferred"]
+        >>> frames = board.camera_status("door")["frames"]
+        >>> seq, jpeg[:2] == b"\\xff\\xd8", frames["inferred"]
         (1, True, 1)
     """
 

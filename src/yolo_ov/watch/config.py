@@ -67,7 +67,6 @@ class WebhookOutput:
     url: str
     secret: str | None = None
     timeout_s: float = 5.0
-    retries: int = 5
     buffer: int = 10000
 
 
@@ -307,7 +306,7 @@ _CAMERA = ("url", "detect_every", "classes", "conf", "zones", "lines", "outputs"
 _RECONNECT = ("attempts", "first_delay_s", "max_delay_s")
 _OUTPUTS = ("mqtt", "webhook", "jsonl")
 _MQTT = ("host", "port", "topic", "qos", "client_id", "username", "password", "buffer")
-_WEBHOOK = ("url", "secret", "timeout_s", "retries", "buffer")
+_WEBHOOK = ("url", "secret", "timeout_s", "buffer")
 
 
 def _reconnect(doc: _Doc, value: Any, path: str) -> ReconnectConfig:
@@ -423,10 +422,8 @@ def _outputs(doc: _Doc, value: Any, base: Path) -> dict[str, Any]:
             kw["secret"] = _str(doc, w["secret"], "outputs.webhook.secret")
         if "timeout_s" in w:
             kw["timeout_s"] = float(_number(doc, w["timeout_s"], "outputs.webhook.timeout_s", low=0.1))
-        for key in ("retries", "buffer"):
-            if key in w:
-                kw[key] = _number(doc, w[key], f"outputs.webhook.{key}", low=0 if key == "retries" else 1,
-                                  integer=True)
+        if "buffer" in w:  # no retry count: a failed delivery is retried until it goes or the buffer drops it
+            kw["buffer"] = _number(doc, w["buffer"], "outputs.webhook.buffer", low=1, integer=True)
         out["webhook"] = WebhookOutput(**kw)
     return out
 

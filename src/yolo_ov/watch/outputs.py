@@ -110,8 +110,7 @@ def build_outputs(config: WatchConfig) -> dict[str, Any]:
                 raise ConfigError(f"{config.where('outputs.webhook')}: the webhook output is not available "
                                   f"here ({exc})") from None
             w = config.webhook
-            sinks["webhook"] = WebhookSink(url=w.url, secret=w.secret, timeout_s=w.timeout_s, retries=w.retries,
-                                           buffer=w.buffer)
+            sinks["webhook"] = WebhookSink(url=w.url, secret=w.secret, timeout_s=w.timeout_s, buffer=w.buffer)
     except BaseException:
         for sink in sinks.values():
             sink.close()
