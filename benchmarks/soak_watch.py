@@ -197,7 +197,8 @@ def markdown(result: dict[str, Any]) -> str:
                      f"{c['reconnects']} | {c['events']} |" for n, c in result["cameras"].items())
     checks = "\n".join(f"- {'PASS' if ok else 'FAIL'}: {name.replace('_', ' ')}"
                        for name, ok in result["checks"].items())
-    command = f"python benchmarks/soak_watch.py --minutes {s['minutes']} --cameras {s['cameras']}"
+    clip = "" if str(s["source"]).startswith("test:") else " --clip"
+    command = f"python benchmarks/soak_watch.py --minutes {s['minutes']} --cameras {s['cameras']}{clip}"
     title = f"{s['cameras']} RTSP cameras for {s['minutes']} min, one restarted every {s['restart_every_s']} s"
     return f"""# Watch soak: {title}
 
