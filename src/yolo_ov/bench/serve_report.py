@@ -24,7 +24,7 @@ __all__ = ["HEADERS", "csv_rows", "markdown_table", "table_rows", "write_csv", "
 
 #: Column titles of :func:`table_rows` (the rich table and the markdown).
 HEADERS = ("protocol", "load", "infer/s", "p50 ms", "p90 ms", "p95 ms", "p99 ms", "avg ms",
-           "server queue us", "server compute us (in/infer/out)", "errors", "stable")
+           "server queue us", "server compute us in/infer/out", "errors", "stable")
 
 
 def _ms(us: float) -> str:

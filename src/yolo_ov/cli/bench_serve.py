@@ -68,7 +68,9 @@ def bench_serve(
                              max_windows=max_windows, timeout_s=timeout_s, api_key=api_key)
         reports.append(run_sweep(config, payloads, progress=None if quiet else _progress))
     all_steps = [s for r in reports for s in r.steps]
-    table = Table(*HEADERS, title=f"{model}: {len(payloads)} images, windows of {window_ms:g} ms")
+    table = Table(title=f"{model}: {len(payloads)} images, windows of {window_ms:g} ms")
+    for header in HEADERS:
+        table.add_column(header, overflow="fold")  # a narrow terminal folds figures, never cuts them
     for row in table_rows(all_steps):
         table.add_row(*row)
     out.print(table)
