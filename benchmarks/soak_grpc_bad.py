@@ -157,6 +157,7 @@ def main() -> None:
             c.close()
     finally:
         exit_code = server.stop()
+    log = server.output().splitlines()
     warm = samples[1]
     peak = max(s["rss_mb"] for s in samples[1:])
     out = {
@@ -168,6 +169,11 @@ def main() -> None:
         "threads_at_warmup": warm["threads"], "threads_at_end": settled["threads"],
         "threads_max": max(s["threads"] for s in samples), "still_serving": still_serving,
         "server_exit_code": exit_code,
+        # what the server wrote on stderr while refusing (start-up and shutdown lines excluded)
+        "server_log_lines": len(log),
+        "server_log_never_retrieved": sum("exception was never retrieved" in ln for ln in log),
+        "server_log_tracebacks": sum(ln.startswith("Traceback") for ln in log),
+        "server_log_sample": [ln for ln in log if "never retrieved" in ln or "Traceback" in ln][:3],
     }
     out["verdict"] = {
         "every_status_expected": out["all_expected"],
@@ -205,6 +211,9 @@ def _markdown(out: dict[str, Any]) -> str:
         f"Server threads by sample: {threads}; after the calls settled: {out['threads_at_end']}.",
         f"A good request afterwards answered correctly: {out['still_serving']}; exit code on SIGTERM: "
         f"{out['server_exit_code']}.",
+        f"Server stderr: {out['server_log_lines']} lines in all; {out['server_log_tracebacks']} tracebacks; "
+        f"{out['server_log_never_retrieved']} asyncio 'exception was never retrieved' lines (calls cancelled by "
+        "their deadline).",
         "",
         f"Verdict: {out['verdict']}",
     ]
