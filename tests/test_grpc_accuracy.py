@@ -87,6 +87,8 @@ def _agreement(answers: dict[str, dict[str, np.ndarray]], reference: dict) -> tu
 
 
 def _assert_agrees(what: str, ours_to_ref: list[int], ref_to_ours: list[int]) -> None:
+    print(f"\n[gRPC accuracy] {what}: gRPC -> Ultralytics {ours_to_ref[0]}/{ours_to_ref[1]}, "
+          f"Ultralytics -> gRPC {ref_to_ours[0]}/{ref_to_ours[1]}")
     assert ours_to_ref[1] > 300 and ref_to_ours[1] > 300, f"{what}: too few detections to judge"
     assert ours_to_ref[0] / ours_to_ref[1] >= MIN_MATCHED, f"{what}: gRPC -> Ultralytics matched {ours_to_ref}"
     assert ref_to_ours[0] / ref_to_ours[1] >= MIN_MATCHED, f"{what}: Ultralytics -> gRPC matched {ref_to_ours}"
@@ -126,5 +128,6 @@ def test_segment_over_grpc_matches_ultralytics_boxes_and_masks(shared, grpc_serv
             cv2.fillPoly(theirs, [np.round(polygon).astype(np.int32).reshape(-1, 1, 2)], 1)
             union = np.logical_or(ours, theirs).sum()
             ious.append(np.logical_and(ours, theirs).sum() / union if union else 1.0)
+    print(f"[gRPC accuracy] segment: mean mask IoU {np.mean(ious):.4f} over {len(ious)} matched detections")
     assert len(ious) > 100
     assert np.mean(ious) >= 0.9, f"mean mask IoU {np.mean(ious):.3f} over {len(ious)} matched detections"
