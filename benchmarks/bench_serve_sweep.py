@@ -71,6 +71,20 @@ def submit_rate(det: Detector, payloads: list[bytes], n: int, callers: int = CAL
     return per_caller * callers / (time.perf_counter() - t0)
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8").rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _served(url: str, model: str) -> int:
+    """Successful requests the server has counted for ``model`` (its statistics extension)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://{url}/v2/models/{model}/stats", timeout=30) as r:
+        return int(json.loads(r.read())["model_stats"][0]["inference_stats"]["success"]["count"])
+
+
 def _loadavg() -> list[float]:
     return [float(v) for v in Path("/proc/loadavg").read_text(encoding="utf-8").split()[:3]]
 
@@ -115,31 +129,49 @@ def main() -> None:
                 steps: list[StepResult] = []
                 submits.append(submit_rate(det, payloads, args.submit_images))
                 print(f"round {r + 1}: submit() x{CALLERS} {submits[-1]:.1f} img/s", flush=True)
+                cpu: dict[str, dict[str, float]] = {}
                 for protocol in order:
-                    config = SweepConfig(url=addresses[protocol], model=model.name.removesuffix("_openvino_model"),
+                    name = model.name.removesuffix("_openvino_model")
+                    config = SweepConfig(url=addresses[protocol], model=name,
                                          protocol=protocol, concurrency=concurrency, window_ms=args.window_ms,
                                          max_windows=args.max_windows, stability=args.stability)
+                    server_cpu, client_cpu, served = _cpu_s(server.pid), time.process_time(), _served(
+                        addresses["http"], name)
                     report = run_sweep(config, payloads)
+                    n = max(1, _served(addresses["http"], name) - served)
+                    # CPU per answered request over the whole sweep: the server process (transport, decode,
+                    # letterbox, inference, head) and this client process (tritonclient, the event loop)
+                    cpu[protocol] = {"requests": n,
+                                     "server_cpu_ms_per_request": round((_cpu_s(server.pid) - server_cpu) / n * 1e3, 2),
+                                     "client_cpu_ms_per_request": round((time.process_time() - client_cpu) / n * 1e3,
+                                                                        2)}
                     steps += report.steps
                     for s in report.steps:
                         print(f"round {r + 1}: {protocol} c={s.value:g} {s.throughput:.1f} infer/s, "
                               f"p99 {s.latency.p99_us / 1e3:.1f} ms, stable {s.stable}, {s.statuses}", flush=True)
                 submits.append(submit_rate(det, payloads, args.submit_images))
                 print(f"round {r + 1}: submit() x{CALLERS} {submits[-1]:.1f} img/s", flush=True)
-                rounds.append({"steps": steps})
+                rounds.append({"steps": steps, "cpu": cpu})
+                print(f"round {r + 1}: CPU per request {cpu}", flush=True)
     finally:
         exit_code = server.stop()
-    # the round whose gRPC c=8 throughput is the median keeps its own steps together
+    # the round whose gRPC c=8 throughput is the median keeps its own steps together in the table; the ratios
+    # are medians over the rounds (each round's gRPC / HTTP from the same round, the protocols' order alternating)
     ranked = sorted(rounds, key=lambda r: (_at(r["steps"], "grpc", 8) or r["steps"][0]).throughput)
-    chosen: list[StepResult] = ranked[len(ranked) // 2]["steps"]
+    chosen_round = ranked[len(ranked) // 2]
+    chosen: list[StepResult] = chosen_round["steps"]
     submit = statistics.median(submits)
     ratios: dict[str, Any] = {}
     for protocol in ("http", "grpc"):
-        s8 = _at(chosen, protocol, 8)
-        if s8:
-            ratios[f"{protocol}_c8_over_submit"] = round(s8.throughput / submit, 3)
-    ratios["grpc_over_http"] = {f"c={c}": round(g.throughput / h.throughput, 3) for c in concurrency
-                                if (g := _at(chosen, "grpc", c)) and (h := _at(chosen, "http", c)) and h.throughput}
+        per_round = [s8.throughput / submit for r in rounds if (s8 := _at(r["steps"], protocol, 8))]
+        if per_round:
+            ratios[f"{protocol}_c8_over_submit"] = round(statistics.median(per_round), 3)
+    ratios["grpc_over_http"] = {}
+    for c in concurrency:
+        per_round = [g.throughput / h.throughput for r in rounds
+                     if (g := _at(r["steps"], "grpc", c)) and (h := _at(r["steps"], "http", c)) and h.throughput]
+        if per_round:
+            ratios["grpc_over_http"][f"c={c}"] = round(statistics.median(per_round), 3)
     load_after = _loadavg()
     verdict = {
         "every_request_ok": all(not s.errors for r in rounds for s in r["steps"]),
@@ -151,7 +183,7 @@ def main() -> None:
            "loadavg_after": load_after, "window_ms": args.window_ms, "max_windows": args.max_windows,
            "stability": args.stability, "rounds": args.rounds, "submit_callers": CALLERS,
            "submit_images_per_s": [round(v, 2) for v in submits], "submit_median": round(submit, 2),
-           "steps": [s.to_dict() for s in chosen],
+           "steps": [s.to_dict() for s in chosen], "cpu_per_request": [r["cpu"] for r in rounds],
            "all_rounds": [[s.to_dict() for s in r["steps"]] for r in rounds],
            "ratios": ratios, "verdict": verdict, "server_exit_code": exit_code}
     plot = RESULTS / "plots" / "serve_sweep.png"
@@ -195,12 +227,29 @@ def _markdown(out: dict[str, Any], steps: list[StepResult], args: argparse.Names
         f"In-process `Detector.submit()` on the same JPEG bytes, {CALLERS} caller threads (decode included): "
         f"**{out['submit_median']} img/s** (each measurement: {out['submit_images_per_s']}).",
         "",
+        f"Ratios: medians over the {out['rounds']} round(s).",
+        "",
         "| ratio | value | bar |",
         "|---|---|---|",
         f"| HTTP, concurrency 8 / submit() | {r.get('http_c8_over_submit', '-')} | >= {BAR_C8_OVER_SUBMIT} |",
         f"| gRPC, concurrency 8 / submit() | {r.get('grpc_c8_over_submit', '-')} | >= {BAR_C8_OVER_SUBMIT} |",
         f"| gRPC / HTTP throughput | {', '.join(f'{k}: {v}' for k, v in r['grpc_over_http'].items())} | "
         f">= {BAR_GRPC_OVER_HTTP} at c=8 |",
+        "",
+        "",
+        "Where the time goes, per protocol at each step of that round: client latency minus the server's own time "
+        "(`success` of the statistics extension) is the transport and the client; CPU per answered request over a "
+        "whole sweep, of the server process and of this client process (2 cores hold both):",
+        "",
+        "| protocol | load | client avg ms | server avg ms | transport + client ms |",
+        "|---|---|---|---|---|",
+        *[f"| {s.protocol} | c={s.value:g} | {s.latency.average_us / 1e3:.1f} | {s.server.request_us / 1e3:.1f} | "
+          f"{(s.latency.average_us - s.server.request_us) / 1e3:.2f} |" for s in steps if s.server],
+        "",
+        "| round | protocol | requests | server CPU ms / request | client CPU ms / request |",
+        "|---|---|---|---|---|",
+        *[f"| {i + 1} | {p} | {c['requests']} | {c['server_cpu_ms_per_request']} | {c['client_cpu_ms_per_request']} |"
+          for i, cpu in enumerate(out["cpu_per_request"]) for p, c in cpu.items()],
         "",
         f"Verdict: {out['verdict']}",
     ]
