@@ -98,7 +98,8 @@ def test_csv_keeps_perf_analyzers_columns_and_table_rows():
     assert rows[0]["Server Queue"] == 100 and rows[0]["p50 latency"] == 2000 and rows[0]["Errors"] == 1
     row = table_rows([_step("grpc", 8)])[0]
     assert len(row) == len(HEADERS) and row[:3] == ["grpc", "c=8", "123.4"]
-    assert row[HEADERS.index("errors")] == "UNAVAILABLE: 1" and row[HEADERS.index("server queue us")] == "100"
+    assert row[HEADERS.index("errors")] == "UNAVAILABLE: 1" and row[HEADERS.index("server queue ms")] == "0.1"
+    assert row[HEADERS.index("server compute ms in/infer/out")] == "0.2/0.5/0.1"  # 50 us rounds to 0.1
     assert markdown_table([_step("grpc", 8)]).count("\n") == 2
 
 

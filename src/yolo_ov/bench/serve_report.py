@@ -23,16 +23,15 @@ from .serve_sweep import StepResult
 __all__ = ["HEADERS", "csv_rows", "markdown_table", "table_rows", "write_csv", "write_plot"]
 
 #: Column titles of :func:`table_rows` (the rich table and the markdown).
+#: Latencies and the server's times in milliseconds here (the CSV and JSON keep perf_analyzer's microseconds).
 HEADERS = ("protocol", "load", "infer/s", "p50 ms", "p90 ms", "p95 ms", "p99 ms", "avg ms",
-           "server queue us", "server compute us in/infer/out", "errors", "stable")
+           "server queue ms", "server compute ms in/infer/out", "errors", "stable")
 
 
 def _ms(us: float) -> str:
     return f"{us / 1e3:.1f}" if np.isfinite(us) else "-"
 
 
-def _us(us: float) -> str:
-    return f"{us:.0f}" if np.isfinite(us) else "-"
 
 
 def _load(step: StepResult) -> str:
@@ -44,11 +43,11 @@ def table_rows(steps: Sequence[StepResult]) -> list[list[str]]:
     rows = []
     for s in steps:
         lat, srv = s.latency, s.server
-        compute = "/".join(_us(v) for v in (srv.compute_input_us, srv.compute_infer_us, srv.compute_output_us)) \
+        compute = "/".join(_ms(v) for v in (srv.compute_input_us, srv.compute_infer_us, srv.compute_output_us)) \
             if srv else "-"
         errors = ", ".join(f"{k}: {v}" for k, v in sorted(s.errors.items())) or "0"
         rows.append([s.protocol, _load(s), f"{s.throughput:.1f}", _ms(lat.p50_us), _ms(lat.p90_us), _ms(lat.p95_us),
-                     _ms(lat.p99_us), _ms(lat.average_us), _us(srv.queue_us) if srv else "-", compute, errors,
+                     _ms(lat.p99_us), _ms(lat.average_us), _ms(srv.queue_us) if srv else "-", compute, errors,
                      "yes" if s.stable else "no"])
     return rows
 
