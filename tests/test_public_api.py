@@ -55,6 +55,11 @@ PUBLIC = {
         "machine_facts", "markdown_summary", "measure_end_to_end", "measure_model_only", "measure_startup",
         "run_bench", "synthetic_frames", "write_report", "write_tune_report",
     ],
+    "yolo_ov.bench.serve_sweep": [
+        "LatencySummary", "ServerTimes", "StepResult", "SweepConfig", "SweepReport", "Window", "is_stable",
+        "run_sweep",
+    ],
+    "yolo_ov.bench.serve_report": ["HEADERS", "csv_rows", "markdown_table", "table_rows", "write_csv", "write_plot"],
 }
 
 

@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from . import bench, compare, export, info, predict, serve, track, tune, val, watch  # noqa: F401 - importing registers the commands
+from . import (  # noqa: F401 - importing registers the commands
+    bench,
+    bench_serve,
+    compare,
+    export,
+    info,
+    predict,
+    serve,
+    track,
+    tune,
+    val,
+    watch,
+)
 from ._app import app
 
 __all__ = ["app", "main"]
