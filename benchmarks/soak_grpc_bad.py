@@ -180,6 +180,8 @@ def main() -> None:
         "rss_flat_under_20mb": out["rss_growth_after_warmup_mb"] < GROWTH_BAR_MB,
         "threads_flat": settled["threads"] <= warm["threads"],
         "still_serving_and_clean_exit": still_serving and exit_code == 0,
+        "no_tracebacks_or_unretrieved_errors": out["server_log_never_retrieved"] == 0
+        and out["server_log_tracebacks"] == 0,
     }
     write_results("soak_grpc_bad", out, _markdown(out))
     print(json.dumps(out["verdict"]))

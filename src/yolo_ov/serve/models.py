@@ -234,9 +234,12 @@ class ServedModel:
                 f.cancel()
             raise ServeError(ErrorCode.UNAVAILABLE, f"model {self.name!r} is not accepting work: {exc}",
                              retry_after_s=self.config.retry_after_s) from None
-        waiting = [asyncio.wrap_future(f) for f in futures]
+        gathered = asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
+        # A gather abandoned at the deadline may still end in an error later: retrieve it, or asyncio logs
+        # "exception was never retrieved" once per expired request.
+        gathered.add_done_callback(_retrieve)
         try:
-            results = await asyncio.wait_for(asyncio.gather(*waiting), max(deadline - time.monotonic(), 0.0))
+            results = await asyncio.wait_for(gathered, max(deadline - time.monotonic(), 0.0))
         except asyncio.TimeoutError:
             for f in futures:
                 f.cancel()
@@ -295,3 +298,9 @@ class ServedModel:
             return  # closed already (the app's lifespan and the CLI both close)
         self.ready = False
         self.detector.close()
+
+
+def _retrieve(future: asyncio.Future) -> None:
+    """Mark a finished future's exception as seen (it was answered as a deadline already)."""
+    if not future.cancelled():
+        future.exception()
