@@ -411,7 +411,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                      "source": f"{CLIP} scaled to {WIDTH}x{HEIGHT}, looped, {FPS} fps, H.264 over RTSP (GStreamer)",
                      "yolo_ov": "WatchService, throughput mode, ByteTrack, newest-frame policy",
                      "ultralytics": "YOLO(folder).track(source=<.streams file>, stream=True, imgsz=640, conf=0.25, "
-                                    "iou=0.7, tracker='bytetrack.yaml'), LoadStreams (a thread per stream)"},
+                                    "iou=0.7, tracker='bytetrack.yaml')"},
         "steps": steps,
     }
 
@@ -434,7 +434,9 @@ def _restart_text(s: dict[str, Any]) -> str:
                 f"({r['run_ended']['how']})")
     else:
         text = r.get("note", "not back")
-    if r["others_fps_during"]:
+    if "run_ended" in r and r["others_fps_before"]:
+        text += f"; the other cameras ({_fmt(r['others_fps_before'])} fps before) got no frame after it"
+    elif r["others_fps_during"]:
         text += f"; others during the outage {_fmt(r['others_fps_during'])} fps (before {_fmt(r['others_fps_before'])})"
     return text
 
@@ -465,12 +467,15 @@ def markdown(result: dict[str, Any]) -> str:
 
 {machine_line(result['machine'])}
 
-Command: `flock /tmp/yolo-ov-bench.lock {command}`. Cameras: {s['source']}, one GStreamer RTSP server
-per camera on 127.0.0.1. Model `{Path(s['model']).name}` on both sides. yolo-ov: {s['yolo_ov']}.
-Ultralytics: {s['ultralytics']}. Each step: {s['warmup_s']:g} s warm-up after every camera's first frame,
-{s['seconds']:g} s measured, then camera 0's server is stopped for {s['outage_s']:g} s and started again.
-Latency: from the frame's grab to its result. Dropped: frames read but never inferred (the newest frame
-replaced them). Load: the 1-minute load average while measuring (the machine is shared).
+Command: `flock /tmp/yolo-ov-bench.lock {command}`.
+Cameras: {s['source']}, one GStreamer RTSP server per camera on 127.0.0.1.
+Model `{Path(s['model']).name}` on both sides, one side at a time.
+yolo-ov: {s['yolo_ov']}.
+Ultralytics: `{s['ultralytics']}`.
+Each step: {s['warmup_s']:g} s after every camera's first frame, {s['seconds']:g} s measured, then camera 0's server
+is stopped for {s['outage_s']:g} s and started again. Latency: from the frame's grab to its result. Dropped: frames
+read but never inferred (a newer frame replaced them). Load: the 1-minute load average while measuring (the
+machine is shared).
 
 | cameras | runner | fps per camera | total fps | latency p50 / p95 ms | dropped / read | yolo-ov / Ultralytics | load |
 |---|---|---|---|---|---|---|---|
