@@ -468,7 +468,8 @@ def markdown(result: dict[str, Any]) -> str:
 {machine_line(result['machine'])}
 
 Command: `flock /tmp/yolo-ov-bench.lock {command}`.
-Cameras: {s['source']}, one GStreamer RTSP server per camera on 127.0.0.1.
+Cameras: {s['source']}, one GStreamer RTSP server per camera on 127.0.0.1 (each decodes and re-encodes
+its clip with x264 on the same CPU: both sides pay it).
 Model `{Path(s['model']).name}` on both sides, one side at a time.
 yolo-ov: {s['yolo_ov']}.
 Ultralytics: `{s['ultralytics']}`.
