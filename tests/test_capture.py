@@ -273,7 +273,15 @@ def test_reconnect_settings_are_checked_and_the_backoff_grows_to_its_cap():
     jittered = ReconnectConfig(jitter=0.2)
     rng = random.Random(1)
     assert all(0.4 <= jittered.delay(1, rng) <= 0.6 for _ in range(50))
-    for bad in ({"max_attempts": -1}, {"first_delay_s": 40.0}, {"factor": 0.5}, {"jitter": 1.0}):
+    # The first early_s of an outage: waits capped at early_max_delay_s; then they grow again from that cap,
+    # without a jump (a 16th attempt must not wait the 30 s its attempt number alone would give).
+    assert policy.delay(8, lost_for_s=5.0) == 1.0
+    assert policy.delay(16, lost_for_s=15.0) == 1.0 and policy.delay(17, lost_for_s=17.0) == 2.0
+    assert policy.delay(60, lost_for_s=600.0) == 30.0
+    late = [policy.delay(k, lost_for_s=t) for k, t in ((16, 15.0), (17, 16.0), (18, 17.5), (19, 19.75))]
+    assert late == pytest.approx([1.0, 1.5, 2.25, 3.375])  # geometric, factor 1.5, from the early cap
+    assert ReconnectConfig(jitter=0.0, early_s=0.0).delay(1, lost_for_s=0.0) == 0.5
+    for bad in ({"max_attempts": -1}, {"first_delay_s": 40.0}, {"factor": 0.5}, {"jitter": 1.0}, {"early_s": -1.0}):
         with pytest.raises(ConfigError, match="reconnect"):
             ReconnectConfig(**bad)
     with pytest.raises(ConfigError, match="rtsp_transport"):

@@ -90,6 +90,12 @@ class ReconnectConfig:
         factor: how the wait grows per failed attempt.
         jitter: each wait is drawn within +-``jitter`` of itself, so cameras
             that dropped together (a switch rebooting) do not all knock at once.
+        early_s: for this long after a source is lost, a wait is at most
+            ``early_max_delay_s``: most outages are short (a camera or its
+            network blinking), a refused attempt costs a loopback round trip,
+            and a camera back after 5 s is then picked up within about a
+            second instead of the 2.5 s the doubling has reached by then.
+        early_max_delay_s: the cap of the waits during ``early_s``.
     """
 
     enabled: bool | None = None
@@ -98,6 +104,8 @@ class ReconnectConfig:
     max_delay_s: float = 30.0
     factor: float = 1.5
     jitter: float = 0.2
+    early_s: float = 15.0
+    early_max_delay_s: float = 1.0
 
     def __post_init__(self) -> None:
         if self.max_attempts is not None and (isinstance(self.max_attempts, bool) or self.max_attempts < 0):
@@ -107,10 +115,34 @@ class ReconnectConfig:
             raise ConfigError(f"reconnect delays: need 0 <= first ({self.first_delay_s}) <= max ({self.max_delay_s})")
         if self.factor < 1 or not 0 <= self.jitter < 1:
             raise ConfigError(f"reconnect factor must be >= 1 and jitter in [0, 1), got {self.factor}, {self.jitter}")
+        if self.early_s < 0 or self.early_max_delay_s < 0:
+            raise ConfigError(f"reconnect early_s and early_max_delay_s must be >= 0, got {self.early_s}, "
+                              f"{self.early_max_delay_s}")
 
-    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
-        """The wait before attempt ``attempt`` (1 = the first), jittered."""
+    def delay(self, attempt: int, rng: random.Random | None = None, *, lost_for_s: float | None = None) -> float:
+        """The wait before attempt ``attempt`` (1 = the first), jittered.
+
+        With ``lost_for_s`` (how long the source has been away, as the
+        capture passes it): during ``early_s`` the doubling is capped at
+        ``early_max_delay_s``; after it the waits grow by ``factor`` per
+        attempt again, starting from that cap: a geometric schedule, which is
+        the same as a wait of ``early_max_delay_s + (factor - 1) * (lost_for_s - early_s)``
+        (so no wait jumps when the early phase ends), up to ``max_delay_s``.
+
+        Example:
+            >>> cfg = ReconnectConfig(jitter=0.0)
+            >>> [round(cfg.delay(n), 2) for n in (1, 2, 5)]
+            [0.5, 0.75, 2.53]
+            >>> cfg.delay(5, lost_for_s=4.0), cfg.delay(20, lost_for_s=25.0)
+            (1.0, 6.0)
+        """
         base = min(self.max_delay_s, self.first_delay_s * self.factor ** max(0, attempt - 1))
+        if lost_for_s is not None:
+            if lost_for_s < self.early_s:
+                base = min(base, self.early_max_delay_s)
+            else:
+                start = self.early_max_delay_s if self.early_s > 0 else self.first_delay_s
+                base = min(base, start + (self.factor - 1) * (lost_for_s - self.early_s))
         spread = (rng or random).uniform(-self.jitter, self.jitter)
         return max(0.0, min(self.max_delay_s, base * (1 + spread)))
 
@@ -293,14 +325,14 @@ class Capture:
         if not self.config.reconnects(self.kind):
             self.error = InputError(f"{self.name}: live source lost ({reason}); reconnection is off", self.name)
             return False
-        attempt = 0
+        attempt, lost_at = 0, time.monotonic()
         while not self._stop.is_set():
             attempt += 1
             if policy.max_attempts is not None and attempt > policy.max_attempts:
                 self.error = InputError(f"{self.name}: live source lost ({reason}); gave up after "
                                         f"{policy.max_attempts} reconnection attempts", self.name)
                 return False
-            wait = policy.delay(attempt)
+            wait = policy.delay(attempt, lost_for_s=time.monotonic() - lost_at)
             self.health.set("reconnecting", f"attempt {attempt} in {wait:.1f} s: {reason}")
             if self._stop.wait(wait):
                 break
