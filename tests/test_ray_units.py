@@ -301,3 +301,38 @@ def test_driver_model_reads_classes_and_layout(shared):
 
     path, info = driver_model(shared.fp32_model)
     assert path.exists() and len(info.names) == 80 and info.task == "detect"
+
+
+class _StartupTimeout:
+    """``ray.init`` failing as Ray does when a local node's raylet does not register in time, ``fails`` times."""
+
+    def __init__(self, fails: int) -> None:
+        self.fails, self.calls, self.shutdowns = fails, 0, 0
+
+    def init(self, **kwargs) -> None:
+        self.calls += 1
+        if self.calls <= self.fails:
+            raise Exception("The current node timed out during startup. This could happen because ...")
+
+    def shutdown(self) -> None:
+        self.shutdowns += 1
+
+
+@pytest.mark.parametrize("fails", [1, 2])
+def test_a_local_start_that_times_out_is_tried_once_more_then_one_line(monkeypatch, fails):
+    pytest.importorskip("ray")
+    import ray
+
+    from yolo_ov.ray import connect
+
+    fake = _StartupTimeout(fails)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", fake.init)
+    monkeypatch.setattr(ray, "shutdown", fake.shutdown)
+    if fails == 1:
+        assert connect("local", num_cpus=1, quiet=False) is True
+        assert (fake.calls, fake.shutdowns) == (2, 1)
+    else:
+        with pytest.raises(ConfigError, match="did not start: The current node timed out during startup") as info:
+            connect("local", num_cpus=1, quiet=False)
+        assert "\n" not in str(info.value) and (fake.calls, fake.shutdowns) == (2, 2)

@@ -18,6 +18,8 @@ from ..errors import ConfigError, MissingExtraError
 
 __all__ = ["NodeInfo", "connect", "cpu_nodes", "require_extra"]
 
+log = logging.getLogger(__name__)
+
 _EXTRA = (("ray", "ray"), ("pyarrow", "pyarrow"))
 
 
@@ -80,12 +82,29 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, quiet: b
             raise ConfigError("num_cpus is for a local cluster; a running cluster's nodes say how many they have")
         kwargs.pop("include_dashboard")
         target = address
-    try:
-        ray.init(address=target, **kwargs)
-    except (ConnectionError, TimeoutError, ValueError, RuntimeError) as exc:
-        raise ConfigError(f"cannot connect to the Ray cluster at {address!r}: {_first_line(exc)}") from exc
+    for attempt in (1, 2):
+        try:
+            ray.init(address=target, **kwargs)
+            break
+        except (ConnectionError, TimeoutError, ValueError, RuntimeError) as exc:
+            raise ConfigError(f"cannot connect to the Ray cluster at {address!r}: {_first_line(exc)}") from exc
+        except Exception as exc:
+            # Ray raises a bare Exception when a node it starts here does not register within its 30 s (seen
+            # once on a loaded 2-core machine, the raylet never writing a line): a local start is tried once
+            # more; a second failure, or one joining a cluster, is one line, not Ray's traceback.
+            if _STARTUP_TIMEOUT not in str(exc):
+                raise
+            ray.shutdown()
+            if attempt == 2 or target not in (None, "local"):
+                raise ConfigError(f"the Ray cluster at {address or 'local'!r} did not start: {_first_line(exc)}; "
+                                  "retry, or start one with 'ray start --head' and pass its address") from exc
+            log.warning("Ray's local node did not start in time (%s); starting it once more", _first_line(exc))
     _quiet_data_progress(quiet)
     return True
+
+
+#: The message of Ray's node start-up time-out (``ray._private.node.Node``).
+_STARTUP_TIMEOUT = "timed out during startup"
 
 
 def _quiet_data_progress(quiet: bool) -> None:
