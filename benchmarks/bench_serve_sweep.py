@@ -31,13 +31,13 @@ import re
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.bench_submit import CALLERS, submit_rate  # the same submit() rate as bench_submit.py
 from benchmarks.common import RESULTS, machine_info, machine_line, write_results
 from tests.assets import shared_assets
 from tests.serve_support import ServerProcess
@@ -46,29 +46,8 @@ from yolo_ov import Detector
 from yolo_ov.bench.serve_report import markdown_table, write_plot
 from yolo_ov.bench.serve_sweep import StepResult, SweepConfig, run_sweep
 
-CALLERS = 8
 BAR_C8_OVER_SUBMIT = 0.85
 BAR_GRPC_OVER_HTTP = 1.0
-
-
-def submit_rate(det: Detector, payloads: list[bytes], n: int, callers: int = CALLERS) -> float:
-    """Images/s of ``det.submit()`` from ``callers`` threads, each waiting for its answer (JPEG decode included)."""
-    per_caller = max(1, n // callers)
-    start = threading.Barrier(callers + 1)
-
-    def caller(k: int) -> None:
-        start.wait()
-        for i in range(per_caller):
-            det.submit(payloads[(k * per_caller + i) % len(payloads)]).result(timeout=120)
-
-    threads = [threading.Thread(target=caller, args=(k,)) for k in range(callers)]
-    for t in threads:
-        t.start()
-    start.wait()
-    t0 = time.perf_counter()
-    for t in threads:
-        t.join()
-    return per_caller * callers / (time.perf_counter() - t0)
 
 
 def _cpu_s(pid: int) -> float:
