@@ -25,25 +25,10 @@ from yolo_ov.cli import app
 
 ray = pytest.importorskip("ray", reason="needs the ray extra: pip install 'yolo-ov[ray]'")
 
+from tests.ray_support import read_lines  # noqa: E402 - after the skip: the cluster fixture is in conftest
+
 runner = CliRunner()
 MODULE_TIMEOUT_S = 600
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """A local 2-CPU Ray cluster for this module; its workers use the tests' model cache."""
-    from yolo_ov.ray import connect
-
-    cache = tmp_path_factory.getbasetemp() / "yolo-ov-cache"
-    if ray.is_initialized():
-        ray.shutdown()
-    assert connect("local", num_cpus=2, runtime_env={"env_vars": {"YOLO_OV_CACHE_DIR": str(cache)}})
-    yield ray
-    ray.shutdown()
-
-
-def _lines(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +38,7 @@ def local_records(shared, tmp_path_factory):
     result = runner.invoke(app, ["predict", str(shared.coco96 / "images"), "--model", str(shared.fp32_model),
                                  "--save-json", str(out), "-q"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    return _lines(out)
+    return read_lines(out)
 
 
 def _assert_same_records(got: list[dict], want: list[dict]) -> None:
@@ -72,7 +57,7 @@ def test_predict_ray_cli_gives_the_records_of_local_predict(cluster, shared, loc
                            catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "96 records from 96 inputs" in result.output and "Ray: 1 actor(s) on 1 node(s)" in result.output
-    _assert_same_records(_lines(out), local_records)
+    _assert_same_records(read_lines(out), local_records)
 
     import pyarrow.parquet as pq
 
@@ -82,7 +67,7 @@ def test_predict_ray_cli_gives_the_records_of_local_predict(cluster, shared, loc
     by_source = {r["source"]: r for r in local_records}
     for row in table.to_pylist()[:10]:
         want = by_source[row["source"]]
-        assert json.loads(row["record"]) == _lines(out)[[r["source"] for r in local_records].index(row["source"])]
+        assert json.loads(row["record"]) == read_lines(out)[[r["source"] for r in local_records].index(row["source"])]
         assert row["num_detections"] == len(row["boxes"]) == len(row["class_id"])
         assert row["error"] is None and (row["width"], row["height"]) == (want["width"], want["height"])
         assert row["class_name"] == [d["class_name"] for d in json.loads(row["record"])["detections"]]
@@ -184,7 +169,7 @@ def test_killing_an_actor_mid_run_loses_and_duplicates_nothing(cluster, shared, 
     result = predict_dataset(inputs, shared.fp32_model, config=BatchConfig(concurrency=2, batch_size=16),
                              save_json=out, on_record=on_record)
     assert killed, "the run ended before an actor could be killed"
-    lines = _lines(out)
+    lines = read_lines(out)
     assert len(lines) == len(inputs) == result.records == result.inputs == 1056
     assert all("detections" in r for r in lines) and result.failed == 0
     assert Counter(r["source"] for r in lines) == Counter(inputs)  # every input once, none twice

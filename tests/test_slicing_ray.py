@@ -6,9 +6,7 @@ local ``predict --slice``'s, ``"slices"`` included.
 
 from __future__ import annotations
 
-import json
 import shutil
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -18,23 +16,9 @@ from yolo_ov.cli import app
 
 ray = pytest.importorskip("ray", reason="needs the ray extra: pip install 'yolo-ov[ray]'")
 
+from tests.ray_support import read_lines  # noqa: E402 - after the skip: the cluster fixture is in conftest
+
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    from yolo_ov.ray import connect
-
-    cache = tmp_path_factory.getbasetemp() / "yolo-ov-cache"
-    if ray.is_initialized():
-        ray.shutdown()
-    assert connect("local", num_cpus=2, runtime_env={"env_vars": {"YOLO_OV_CACHE_DIR": str(cache)}})
-    yield ray
-    ray.shutdown()
-
-
-def _lines(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 @pytest.mark.timeout(600)
@@ -49,7 +33,7 @@ def test_predict_ray_slice_gives_the_records_of_local_predict_slice(cluster, sha
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, [*args, "--save-json", str(remote), "--ray="], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    got, want = _lines(remote), _lines(local)
+    got, want = read_lines(remote), read_lines(local)
     assert [r["source"] for r in got] == [r["source"] for r in want]
     for g, w in zip(got, want, strict=True):
         assert g["slices"] == w["slices"] == 6
