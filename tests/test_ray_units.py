@@ -303,29 +303,42 @@ def test_driver_model_reads_classes_and_layout(shared):
     assert path.exists() and len(info.names) == 80 and info.task == "detect"
 
 
-class _StartupTimeout:
-    """``ray.init`` failing as Ray does when a local node's raylet does not register in time, ``fails`` times."""
+#: Ray's two start-up time-outs: the raylet not registering (a bare Exception) and the GCS not writing its port.
+_RAYLET_LATE = Exception("The current node timed out during startup. This could happen because ...")
+_GCS_LATE = TimeoutError("Timed out waiting for file /tmp/ray/session_x/gcs_server_port_abc")
+#: The variable Ray reads its GCS port-file wait from.
+_GCS_WAIT = "RAY_gcs_server_port_wait_time_s"
 
-    def __init__(self, fails: int) -> None:
-        self.fails, self.calls, self.shutdowns = fails, 0, 0
+
+class _StartupTimeout:
+    """``ray.init`` failing as Ray does when a local node does not come up in time, ``fails`` times; records the
+    GCS wait each call saw."""
+
+    def __init__(self, fails: int, error: Exception) -> None:
+        self.fails, self.error, self.calls, self.shutdowns, self.gcs_waits = fails, error, 0, 0, []
 
     def init(self, **kwargs) -> None:
+        import os
+
         self.calls += 1
+        self.gcs_waits.append(os.environ.get(_GCS_WAIT))
         if self.calls <= self.fails:
-            raise Exception("The current node timed out during startup. This could happen because ...")
+            raise self.error
 
     def shutdown(self) -> None:
         self.shutdowns += 1
 
 
+@pytest.mark.parametrize("error", [_RAYLET_LATE, _GCS_LATE], ids=["raylet", "gcs"])
 @pytest.mark.parametrize("fails", [1, 2])
-def test_a_local_start_that_times_out_is_tried_once_more_then_one_line(monkeypatch, fails):
+def test_a_local_start_that_times_out_is_tried_once_more_then_one_line(monkeypatch, fails, error):
     pytest.importorskip("ray")
     import ray
 
     from yolo_ov.ray import connect
 
-    fake = _StartupTimeout(fails)
+    monkeypatch.delenv(_GCS_WAIT, raising=False)
+    fake = _StartupTimeout(fails, error)
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", fake.init)
     monkeypatch.setattr(ray, "shutdown", fake.shutdown)
@@ -333,6 +346,26 @@ def test_a_local_start_that_times_out_is_tried_once_more_then_one_line(monkeypat
         assert connect("local", num_cpus=1, quiet=False) is True
         assert (fake.calls, fake.shutdowns) == (2, 1)
     else:
-        with pytest.raises(ConfigError, match="did not start: The current node timed out during startup") as info:
+        with pytest.raises(ConfigError, match=f"did not start: {str(error)[:20]}") as info:
             connect("local", num_cpus=1, quiet=False)
         assert "\n" not in str(info.value) and (fake.calls, fake.shutdowns) == (2, 2)
+    # The second start gives the GCS longer than Ray's 30 s; the environment is as it was afterwards.
+    assert fake.gcs_waits == [None, "90"]
+    import os
+
+    assert _GCS_WAIT not in os.environ
+
+
+def test_a_running_cluster_that_does_not_answer_is_one_line_without_retries(monkeypatch):
+    pytest.importorskip("ray")
+    import ray
+
+    from yolo_ov.ray import connect
+
+    fake = _StartupTimeout(5, ConnectionError("Could not find any running Ray instance.\nPlease specify ..."))
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", fake.init)
+    monkeypatch.setattr(ray, "shutdown", fake.shutdown)
+    with pytest.raises(ConfigError, match=r"the Ray cluster at '10\.0\.0\.9:6379': Could not") as info:
+        connect("10.0.0.9:6379", quiet=False)
+    assert "\n" not in str(info.value) and fake.calls == 1
