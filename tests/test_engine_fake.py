@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -234,32 +234,64 @@ def test_submit_failure_of_the_device_reaches_the_futures():
         pipe.submit(_frame(1)).result(timeout=5)
 
 
-def test_background_compilation_never_blocks_the_feeder():
-    """A video's own shape compiles in the background; frames go to the base shape meanwhile."""
+def _slow_compiler(delay: float) -> tuple[Callable[[tuple[int, int]], FakeEngine], threading.Event]:
     compiled = threading.Event()
 
     def slow_compile(shape: tuple[int, int]) -> FakeEngine:
-        time.sleep(0.5)
+        time.sleep(delay)
         compiled.set()
         return FakeEngine(input_hw=shape)
 
+    return slow_compile, compiled
+
+
+def _video(frames: list[np.ndarray], *, live: bool) -> FrameSource:
+    return FrameSource([SourceItem(f, "cam", stream=0, frame=i) for i, f in enumerate(frames)], video=True,
+                       live=live)
+
+
+def test_background_compilation_never_blocks_a_live_source():
+    """A camera's own shape compiles in the background; its frames go to the base shape meanwhile."""
+    slow_compile, compiled = _slow_compiler(0.5)
     base = FakeEngine(input_hw=(64, 64))
     pipe = Pipeline(base, MeanHead(_info()), make_engine=slow_compile,
                     config=PipelineConfig(num_requests=2))
     frames = [np.full((32, 64, 3), 5, np.uint8)] * 10  # 2:1 frames: ideal shape (32, 64)
-    source = FrameSource([SourceItem(f, "cam", stream=0, frame=i) for i, f in enumerate(frames)], video=True)
     t0 = time.perf_counter()
-    run = pipe.stream(source)
+    run = pipe.stream(_video(frames, live=True), drop=None)
     results = list(run)
     assert time.perf_counter() - t0 < 0.5 and not compiled.is_set()  # nothing waited for the compiler
     assert run.stats.shapes == {"64x64": 10}
     assert pipe.wait_compiled() == [(64, 64), (32, 64)]
-    run = pipe.stream(FrameSource([SourceItem(f, "cam", stream=0, frame=i) for i, f in enumerate(frames)],
-                                  video=True))
+    run = pipe.stream(_video(frames, live=True), drop=None)
     list(run)
     assert run.stats.shapes == {"32x64": 10}
     assert len(results) == 10
     pipe.close()
+
+
+def test_a_file_waits_for_its_shape_so_every_run_gives_the_same_results():
+    """Which frames of a file run at which shape does not depend on the compiler's speed."""
+    slow_compile, compiled = _slow_compiler(0.3)
+    base = FakeEngine(input_hw=(64, 64))
+    frames = [np.full((32, 64, 3), 5, np.uint8)] * 10
+    with Pipeline(base, MeanHead(_info()), make_engine=slow_compile,
+                  config=PipelineConfig(num_requests=2)) as pipe:
+        run = pipe.stream(_video(frames, live=False))
+        results = list(run)
+        assert compiled.is_set() and run.stats.shapes == {"32x64": 10} and len(results) == 10
+
+
+def test_a_file_whose_shape_fails_to_compile_runs_at_the_base_shape(caplog):
+    def broken(shape: tuple[int, int]) -> FakeEngine:
+        raise RuntimeError("no memory for this shape")
+
+    base = FakeEngine(input_hw=(64, 64))
+    frames = [np.full((32, 64, 3), 5, np.uint8)] * 6
+    with Pipeline(base, MeanHead(_info()), make_engine=broken, config=PipelineConfig(num_requests=2)) as pipe:
+        run = pipe.stream(_video(frames, live=False))
+        assert len(list(run)) == 6 and run.stats.shapes == {"64x64": 6}
+    assert "could not compile input shape (32, 64)" in caplog.text
 
 
 def test_the_base_shape_is_never_compiled_twice():

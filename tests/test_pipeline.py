@@ -110,6 +110,22 @@ def test_batching_splits_results_back_per_image(shared, fp32_detector):
         _same(r, fp32_detector(path))
 
 
+def test_a_video_gives_the_same_results_on_every_run(shared, video_16x9):
+    """A fresh pipeline waits for the video's own shape instead of running its first frames square while it
+    compiles (which frames those were depended on the compiler's speed): two fresh runs, the same results."""
+    spec = PipelineConfig(specialize="on")
+    runs = []
+    for _ in range(2):
+        with Detector(shared.fp32_model, mode="throughput") as det:
+            run = det.stream(str(video_16x9), config=spec)
+            runs.append(list(run))
+            assert run.stats.shapes == {"384x640": 12}
+    for a, b in zip(*runs, strict=True):
+        np.testing.assert_array_equal(a.xyxy, b.xyxy)
+        np.testing.assert_array_equal(a.confidence, b.confidence)
+        np.testing.assert_array_equal(a.class_id, b.class_id)
+
+
 def test_video_is_specialised_to_its_aspect_ratio(tput, video_16x9):
     # A 12-frame clip is too short to repay a compile, so `auto` would keep it square
     # (test_short_video_stays_square_by_default); `on` forces the video's shape.

@@ -137,9 +137,10 @@ class Pipeline:
     def wait_compiled(self, timeout: float | None = None) -> list[tuple[int, int]]:
         """Block until the shapes being compiled in the background are ready; the compiled shapes.
 
-        Runs never wait for a compiler (images go to a compiled shape
-        meanwhile); call this between runs when the next run must use the
-        specialised shapes from its first image (benchmarks, tests).
+        A live run never waits for a compiler (its frames go to a compiled
+        shape meanwhile; a file's run waits); call this between runs when the
+        next live run must use the specialised shapes from its first frame
+        (benchmarks, tests).
         """
         self.lanes.wait_compiled(timeout)
         return self.compiled_shapes
@@ -182,7 +183,8 @@ class Pipeline:
         self.check_usable()
         run_head = head or self.head
         src = open_source(source, drop=drop)
-        planner = ShapePlanner(self.lanes, stride=self.stride, mode=self.specialisation_mode(src, run_head))
+        planner = ShapePlanner(self.lanes, stride=self.stride, mode=self.specialisation_mode(src, run_head),
+                               wait=not src.live)
         batch = self.base.batch
         per_request = self.num_requests * batch
         if self.config.max_pending is not None:

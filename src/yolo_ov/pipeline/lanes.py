@@ -10,9 +10,12 @@ letterboxed into 384x640 instead of 640x640 gives nearly the same detections
 for 60% of the compute. :class:`ShapePlanner` picks each image's lane: the
 exact minimal rectangle for video streams, a few coarse buckets for image
 folders (opt-in), and never more than ``max_shapes`` extra compiled shapes.
-A shape not compiled yet is compiled **in the background**: until it is
-ready, images go to the smallest compiled lane that holds them (at worst the
-model's own shape), so the feeder never waits for a compiler.
+A shape not compiled yet is compiled **in the background**: for a live
+source, until it is ready, images go to the smallest compiled lane that holds
+them (at worst the model's own shape), so a camera's frames never wait for a
+compiler. A file waits for the compile instead (``wait=True``): which frames
+run at which shape must not depend on how fast the compiler was, or the same
+video would give slightly different results from one run to the next.
 """
 
 from __future__ import annotations
@@ -102,6 +105,16 @@ class LaneSet:
                 thread.start()
         return None
 
+    def compiled(self, shape: tuple[int, int]) -> Engine | None:
+        """The lane of exactly ``shape`` once its compilation (started by :meth:`get`) has ended; ``None``
+        when it failed, was not started (no room) or the set is closed."""
+        with self._lock:
+            thread = self._compiling.get(shape)
+        if thread is not None:
+            thread.join()
+        with self._lock:
+            return self.extra.get(shape)
+
     def holding(self, shape: tuple[int, int]) -> Engine:
         """The smallest compiled lane whose input holds a ``shape`` letterbox (the base at worst)."""
         with self._lock:
@@ -157,12 +170,16 @@ class ShapePlanner:
         mode: ``"off"`` (always the model's own shape), ``"exact"`` (the
             minimal rectangle of each image: videos) or ``"bucket"`` (image
             folders, opt-in).
+        wait: wait for a shape being compiled instead of using a compiled
+            one meanwhile (files: the same input, the same shapes, the same
+            results on every run); live sources do not wait.
     """
 
-    def __init__(self, lanes: LaneSet, *, stride: int, mode: str) -> None:
+    def __init__(self, lanes: LaneSet, *, stride: int, mode: str, wait: bool = False) -> None:
         self.lanes = lanes
         self.stride = stride
         self.mode = mode
+        self.wait = wait
 
     def target_shape(self, original_hw: tuple[int, int]) -> tuple[int, int]:
         """The input shape this image would ideally be letterboxed into."""
@@ -175,9 +192,12 @@ class ShapePlanner:
         return shape
 
     def lane_for(self, original_hw: tuple[int, int]) -> Engine:
-        """The lane to use now: the ideal shape if compiled, else the best compiled one (never waits)."""
+        """The lane to use: the ideal shape if compiled (with ``wait``, once its compile ends), else the
+        smallest compiled one that holds it."""
         if self.mode == "off":
             return self.lanes.base
         shape = self.target_shape(original_hw)
         lane = self.lanes.get(shape)
+        if lane is None and self.wait:
+            lane = self.lanes.compiled(shape)
         return lane if lane is not None else self.lanes.holding(shape)
