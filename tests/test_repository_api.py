@@ -65,13 +65,18 @@ def test_versions_in_urls_and_answers_over_rest_and_grpc(repo):
             refused(lambda: g.get_model_metadata("seg", "1"), "NOT_FOUND", "it has version '3'")
             assert g.get_model_metadata("det", "1", as_json=True)["versions"] == ["1", "2"]  # all, as Triton
             assert rest.get_model_metadata("seg")["versions"] == ["3"]
+        for query, expected in ("", "2"), ("&version=1", "1"):  # /predict: its record, the version in headers
+            answer = httpx.post(f"{s.url}/predict?model=det{query}", content=png(40))
+            assert answer.status_code == 200 and answer.json()["detections"]
+            assert (answer.headers["X-Model-Name"], answer.headers["X-Model-Version"]) == ("det", expected)
         stats = httpx.get(f"{s.url}/v2/models/det/versions/1/stats").json()["model_stats"]
-        assert [(m["name"], m["version"], m["inference_count"]) for m in stats] == [("det", "1", 2)]
+        assert [(m["name"], m["version"], m["inference_count"]) for m in stats] == [("det", "1", 3)]
         metrics = httpx.get(f"{s.url}/metrics").text
         for version, count in (("1", 1), ("2", 2)):  # per transport: the version named, and the default
             for endpoint in ("kserve", "grpc"):
                 assert (f'yolo_ov_requests_success_total{{endpoint="{endpoint}",name="det",version="{version}"}} '
                         f'{count}.0') in metrics
+            assert f'yolo_ov_requests_success_total{{endpoint="predict",name="det",version="{version}"}} 1.0' in metrics
         assert 'yolo_ov_model_load_failures_total{name="bad",version="1"} 1.0' in metrics
 
 

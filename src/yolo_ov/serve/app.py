@@ -20,6 +20,7 @@ becomes its HTTP status here. The models are opened in
 ``POST /v2/repository/index``                          Triton's repository index (versions, states, reasons)
 ``POST /v2/repository/models/{name}/load|unload``      Triton's model control (``--model-control explicit``)
 ``POST /predict``                                      one image (multipart or raw body) -> JSONL record
+                                                       (``X-Model-Name``/``X-Model-Version`` headers)
 ``GET /models``                                        the models and what OpenVINO chose for each
 ``GET /stats``                                         live counts for the web page
 ``GET /metrics``                                       Prometheus metrics
@@ -277,7 +278,10 @@ async def _predict_body(request: Request, model: ServedModel) -> Response:
     if timing is not None:
         server_timing += (f", preprocess;dur={timing.preprocess_ms:.2f}, inference;dur={timing.inference_ms:.2f}"
                           f", postprocess;dur={timing.postprocess_ms:.2f}")
-    return JSONResponse(record, headers={"Server-Timing": server_timing})
+    # The record stays the one `yolo-ov predict` writes; which model and version answered go in headers (the
+    # KServe answers carry them in their body), so a client watching an update sees where each answer came from.
+    return JSONResponse(record, headers={"Server-Timing": server_timing, "X-Model-Name": model.name,
+                                         "X-Model-Version": model.version})
 
 
 async def _upload(request: Request, max_bytes: int) -> tuple[bytes, str]:
