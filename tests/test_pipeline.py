@@ -121,9 +121,7 @@ def test_a_video_gives_the_same_results_on_every_run(shared, video_16x9):
             runs.append(list(run))
             assert run.stats.shapes == {"384x640": 12}
     for a, b in zip(*runs, strict=True):
-        np.testing.assert_array_equal(a.xyxy, b.xyxy)
-        np.testing.assert_array_equal(a.confidence, b.confidence)
-        np.testing.assert_array_equal(a.class_id, b.class_id)
+        _same(a, b)
 
 
 def test_video_is_specialised_to_its_aspect_ratio(tput, video_16x9):
