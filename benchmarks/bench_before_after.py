@@ -10,7 +10,10 @@ alternately, round after round, each measurement in a fresh process that imports
 * **throughput**: ``Detector(mode="throughput").stream(folder)`` over the coco96 JPEG folder, images/s;
 * **submit**: 8 caller threads on ``Detector.submit``, images/s;
 * **serve**: ``yolo-ov serve`` of that tree on a free 127.0.0.1 port, 8 client threads posting JPEGs to
-  ``/predict``, requests/s and median latency.
+  ``/predict``, requests/s and median latency;
+* **video**: a fresh ``Detector(mode="throughput").stream(video)`` over the shared 341-frame 1280x720 clip,
+  frames/s from the call to the last result (compiling its 384x640 shape from a warm model cache included: what
+  one ``yolo-ov predict clip.mp4`` costs), and the frames run at each shape.
 
 Figures are medians over rounds; the ratio is after/before. Machine, load and inference precision are printed
 and written with them (``benchmarks/results/before_after.{json,md}``).
@@ -40,6 +43,7 @@ from pathlib import Path
 import cv2
 from yolo_ov import Detector
 kind, model, folder, seconds, tree = sys.argv[1], sys.argv[2], Path(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+video = sys.argv[6]
 paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
 out = {}
 if kind == "latency":
@@ -112,15 +116,24 @@ elif kind == "serve":
         out = {"requests_per_s": len(lat) / (time.perf_counter() - t0), "median_ms": statistics.median(lat)}
     finally:
         server.terminate(); server.wait(30)
+elif kind == "video":
+    with Detector(model, mode="throughput") as det:
+        t0 = time.perf_counter()
+        run = det.stream(video)
+        frames = sum(1 for _ in run)
+        out = {"frames_per_s": frames / (time.perf_counter() - t0), "frames": frames,
+               "shapes": dict(run.stats.shapes), "precision": det.compiled_info.inference_precision}
 print("RESULT " + json.dumps(out))
 '''
 
-KINDS = {"latency": "median_ms", "throughput": "images_per_s", "submit": "images_per_s", "serve": "requests_per_s"}
+KINDS = {"latency": "median_ms", "throughput": "images_per_s", "submit": "images_per_s", "serve": "requests_per_s",
+         "video": "frames_per_s"}
 
 
-def measure(tree: Path, kind: str, model: Path, folder: Path, seconds: float) -> dict:
+def measure(tree: Path, kind: str, model: Path, folder: Path, seconds: float, video: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": str(tree / "src")}
-    proc = subprocess.run([sys.executable, "-c", CHILD, kind, str(model), str(folder), str(seconds), str(tree / "src")],
+    proc = subprocess.run([sys.executable, "-c", CHILD, kind, str(model), str(folder), str(seconds), str(tree / "src"),
+                           str(video)],
                           env=env, capture_output=True, text=True, encoding="utf-8", errors="replace", check=False,
                           timeout=seconds * 4 + 300)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
@@ -134,15 +147,18 @@ def main() -> None:
     parser.add_argument("--base", required=True, help="git revision measured as 'before'")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated: " + ", ".join(KINDS))
+    parser.add_argument("--kinds", default="latency,throughput,submit,serve",
+                        help="comma-separated: " + ", ".join(KINDS))
+    parser.add_argument("--name", default="before_after", help="results file name under benchmarks/results/")
     args = parser.parse_args()
     assets = shared_assets()
-    model, folder = assets.fp32_model, assets.coco96 / "images"
+    model, folder, video = assets.fp32_model, assets.coco96 / "images", assets.video("walking_720p.mp4")
     kinds = [k for k in args.kinds.split(",") if k]
     info = machine_info()
     print(machine_line(info))
     rows: dict[str, dict[str, list[float]]] = {k: {"before": [], "after": []} for k in kinds}
     precision = None
+    shape_runs: dict[str, list[dict]] = {"before": [], "after": []}
     with tempfile.TemporaryDirectory(prefix="yolo-ov-base-") as tmp:
         base = Path(tmp) / "base"
         subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(base), args.base], check=True,
@@ -152,9 +168,11 @@ def main() -> None:
                 for kind in kinds:
                     order = [("before", base), ("after", REPO)] if r % 2 == 0 else [("after", REPO), ("before", base)]
                     for label, tree in order:
-                        res = measure(tree, kind, model, folder, args.seconds)
+                        res = measure(tree, kind, model, folder, args.seconds, video)
                         precision = res.get("precision", precision)
                         rows[kind][label].append(res[KINDS[kind]])
+                        if kind == "video":
+                            shape_runs[label].append(res["shapes"])
                         print(f"round {r + 1} {kind:10s} {label:6s} {res}", flush=True)
         finally:
             subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(base)], check=False)
@@ -164,16 +182,21 @@ def main() -> None:
         table[kind] = {"metric": KINDS[kind], "before": before, "after": after, "ratio": after / before,
                        "rounds": rows[kind]}
     data = {"machine": info, "base": args.base, "precision": precision, "seconds": args.seconds,
-            "rounds": args.rounds, "model": str(model.name), "results": table}
+            "rounds": args.rounds, "model": str(model.name), "results": table, "video_shapes": shape_runs}
     lines = [f"# Before and after: `{args.base}` vs the working tree", "",
              f"{machine_line(info).rstrip('.')}; model `{model.name}`, inference precision {precision}; "
              f"{args.rounds} interleaved rounds of {args.seconds:g} s each, medians.", "",
              "| measurement | metric | before | after | after / before |", "|---|---|---|---|---|"]
     for kind, row in table.items():
         lines.append(f"| {kind} | {row['metric']} | {row['before']:.2f} | {row['after']:.2f} | {row['ratio']:.3f} |")
+    if "video" in rows:
+        lines += ["", "Frames at each shape, per video run: " + "; ".join(
+            f"{label}: " + ", ".join(str(s) for s in runs) for label, runs in shape_runs.items())]
+    extra = "" if args.kinds == "latency,throughput,submit,serve" else f" --kinds {args.kinds}"
+    extra += "" if args.name == "before_after" else f" --name {args.name}"
     lines += ["", "Command: `flock /tmp/yolo-ov-bench.lock python benchmarks/bench_before_after.py "
-              f"--base {args.base} --rounds {args.rounds} --seconds {args.seconds:g}`"]
-    write_results("before_after", data, "\n".join(lines) + "\n")
+              f"--base {args.base} --rounds {args.rounds} --seconds {args.seconds:g}{extra}`"]
+    write_results(args.name, data, "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
