@@ -169,3 +169,36 @@ def test_segmentation_masks_are_drawn(shared, page, tmp_path):
     plain = cv2.imread(str(shared.coco96_images[1]))[y, x][::-1]  # BGR -> RGB
     assert np.abs(np.array(drawn[:3], int) - plain.astype(int)).max() > 20, (drawn, plain)
     page.locator("#canvas").screenshot(path=str(tmp_path / "seg.png"))
+
+
+def test_versions_of_a_repository_are_entries_of_their_own(shared, browser, tmp_path):
+    """Two versions of one name served at once: each is an entry named with its version, the request names the
+    chosen one, and the status line says which version answered (the X-Model-Version header)."""
+    repo = tmp_path / "models"
+    (repo / "yolov8n").mkdir(parents=True)
+    (repo / "yolov8n" / "1").symlink_to(shared.fp32_model, target_is_directory=True)
+    (repo / "yolov8n" / "2").symlink_to(shared.int8_model, target_is_directory=True)
+    (repo / "yolov8n" / "config.yaml").write_text("version_policy: {all: {}}", encoding="utf-8")
+    proc = ServerProcess(["--model-repository", str(repo), "--repository-poll-s", "0"],
+                         cache_dir=tmp_path / "yolo-ov-cache").start()
+    try:
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        pg = context.new_page()
+        errors: list[str] = []
+        pg.on("pageerror", lambda exc: errors.append(str(exc)))
+        pg.goto(proc.url + "/")
+        pg.wait_for_function("document.querySelectorAll('#model option').length == 2", timeout=30_000)
+        labels = pg.locator("#model option").all_inner_texts()
+        assert sorted(labels) == ["yolov8n v1 (detect)", "yolov8n v2 (detect)"], labels
+        for version in ("1", "2"):
+            index = next(i for i, text in enumerate(labels) if f" v{version} " in text)
+            pg.select_option("#model", index=index)
+            pg.evaluate("document.body.dataset.state = 'idle'")
+            pg.set_input_files("#file", str(shared.coco96_images[int(version)]))  # a new file: a change event
+            pg.wait_for_selector("body[data-state=done], body[data-state=error]", timeout=60_000)
+            status = pg.locator("#status").inner_text()
+            assert status.endswith(f"(yolov8n v{version})"), status
+        context.close()
+        assert not errors, errors
+    finally:
+        assert proc.stop() == 0, proc.output()

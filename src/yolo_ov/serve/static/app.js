@@ -44,8 +44,16 @@ async function loadModels() {
   const response = await fetch("models", { headers: headers() });
   if (!response.ok) { setState("error", `GET /models: ${response.status} ${await errorText(response)}`); return; }
   const { models } = await response.json();
-  els.model.replaceChildren(...models.map((m) => new Option(`${m.name} (${m.task})`, m.name)));
-  els.modelsInfo.textContent = models.map((m) => `${m.name}: ${m.device} ${m.mode}, ${m.streams} streams, `
+  // A model repository may serve several versions of one name: each gets its own entry, named with its version.
+  const versions = {};
+  for (const m of models) versions[m.name] = (versions[m.name] || 0) + 1;
+  const title = (m) => (versions[m.name] > 1 ? `${m.name} v${m.version}` : m.name);
+  els.model.replaceChildren(...models.map((m) => {
+    const option = new Option(`${title(m)} (${m.task})`, m.name);
+    if (versions[m.name] > 1) option.dataset.version = m.version;
+    return option;
+  }));
+  els.modelsInfo.textContent = models.map((m) => `${title(m)}: ${m.device} ${m.mode}, ${m.streams} streams, `
     + `${m.requests_in_flight} requests, ${m.inference_precision} on ${m.execution_devices.join(", ")}`).join(" · ");
 }
 
@@ -60,6 +68,8 @@ async function detect(blob, name) {
   const form = new FormData();
   form.append("file", blob, name);
   const params = new URLSearchParams({ model: els.model.value, conf: els.conf.value });
+  const chosen = els.model.selectedOptions[0];
+  if (chosen && chosen.dataset.version) params.set("version", chosen.dataset.version);
   const t0 = performance.now();
   try {
     const response = await fetch(`predict?${params}`, { method: "POST", body: form, headers: headers() });
@@ -76,7 +86,8 @@ async function detect(blob, name) {
     draw(bitmap, record);
     showLabels(record);
     const n = (record.detections || []).length;
-    setState("done", `${name}: ${n} detection${n === 1 ? "" : "s"} in ${elapsed.toFixed(1)} ms`);
+    const by = `${response.headers.get("X-Model-Name")} v${response.headers.get("X-Model-Version")}`;
+    setState("done", `${name}: ${n} detection${n === 1 ? "" : "s"} in ${elapsed.toFixed(1)} ms (${by})`);
   } catch (err) {
     setState("error", `request failed: ${err}`);
   } finally {
