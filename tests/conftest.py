@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from tests.assets import MissingAssets, SharedAssets, shared_assets
+from tests.browser_support import browser  # noqa: F401 - the page tests' module-scoped Chromium
 from tests.ray_support import cluster  # noqa: F401 - the Ray tests' module-scoped cluster fixture
 
 
