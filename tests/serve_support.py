@@ -97,6 +97,14 @@ class ServerProcess:
         return "".join(self.lines)
 
 
+def metric_value(text: str, metric: str, /, **labels: str) -> float:
+    """The sum of the samples of ``metric`` with these labels in a Prometheus text exposition (0 when none)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+               if sample.name == metric and all(sample.labels.get(k) == v for k, v in labels.items()))
+
+
 def record_arrays(record: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(xyxy, confidence, class_id)`` of a JSONL record."""
     dets = record["detections"]

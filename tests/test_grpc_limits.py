@@ -22,7 +22,7 @@ import pytest
 
 from tests.fakes import uniform_image
 from tests.grpc_support import Served, assert_fake_outputs, bytes_input, frames_input, png
-from tests.serve_support import FAKE_SERVE, ServerProcess, fake_detectors, fake_models
+from tests.serve_support import FAKE_SERVE, ServerProcess, fake_detectors, fake_models, metric_value
 from yolo_ov.errors import ConfigError, MissingExtraError
 from yolo_ov.serve import ServeConfig, create_app
 
@@ -31,17 +31,6 @@ pytest.importorskip("fastapi")
 requests = pytest.importorskip("requests")
 
 KEY = "grpc-test-key-0123456789"
-
-
-def _metric(text: str, metric: str, /, **labels) -> float:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == metric and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
 
 
 def _refused(call, status: str, *words: str) -> str:
@@ -152,9 +141,9 @@ def test_overload_is_unavailable_and_counted_as_rest_counts_it(tmp_path):
     for v, o in enumerate(outcomes, 1):
         if not isinstance(o, Exception):
             assert_fake_outputs(o, [v])
-    assert _metric(metrics, "yolo_ov_requests_rejected_total", name="yolov8n") == len(refused)
-    assert _metric(metrics, "yolo_ov_requests_fail_total", endpoint="grpc", code="503") == len(refused)
-    assert _metric(metrics, "yolo_ov_requests_success_total", endpoint="grpc") == len(outcomes) - len(refused)
+    assert metric_value(metrics, "yolo_ov_requests_rejected_total", name="yolov8n") == len(refused)
+    assert metric_value(metrics, "yolo_ov_requests_fail_total", endpoint="grpc", code="503") == len(refused)
+    assert metric_value(metrics, "yolo_ov_requests_success_total", endpoint="grpc") == len(outcomes) - len(refused)
 
 
 def _rss_mb() -> float:

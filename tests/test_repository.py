@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.serve_support import fake_detectors
+from tests.serve_support import fake_detectors, metric_value
 from yolo_ov.errors import ConfigError, ModelLoadError
 from yolo_ov.serve import ServeConfig
 from yolo_ov.serve.errors import ErrorCode, ServeError
@@ -51,10 +51,7 @@ def start(root: Path, opened: list | None = None, **settings):
 
 
 def metric(state, metric_name: str, /, **labels: str) -> float:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    return sum(s.value for f in text_string_to_metric_families(state.metrics.render().decode()) for s in f.samples
-               if s.name == metric_name and all(s.labels.get(k) == v for k, v in labels.items()))
+    return metric_value(state.metrics.render().decode(), metric_name, **labels)
 
 
 # -- policies and the layout ------------------------------------------------------------------------

@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.serve_support import ServerProcess, assert_same_detections, record_arrays
+from tests.serve_support import ServerProcess, assert_same_detections, metric_value, record_arrays
 
 http = pytest.importorskip("tritonclient.http")
 requests = pytest.importorskip("requests")
@@ -276,16 +276,6 @@ def test_models_lists_what_openvino_chose(server):
 
 # -- batching ------------------------------------------------------------------------------------------
 
-def _metric(text: str, metric: str, /, **labels) -> float:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == metric and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
-
 
 def test_batch_model_groups_images_of_concurrent_requests(shared, cache_dir, reference):
     """--batch 4: single-image requests from concurrent clients share inference requests, answers unchanged."""
@@ -304,8 +294,9 @@ def test_batch_model_groups_images_of_concurrent_requests(shared, cache_dir, ref
             for path, record in pool.map(call, paths):
                 assert_same_detections(record_arrays(record), _arrays(reference[path.name]), where=path.name)
         after = requests.get(f"{proc.url}/metrics", timeout=10).text
-        images = _metric(after, "yolo_ov_images_total") - _metric(before, "yolo_ov_images_total")
-        infer = _metric(after, "yolo_ov_infer_requests_total") - _metric(before, "yolo_ov_infer_requests_total")
+        images = metric_value(after, "yolo_ov_images_total") - metric_value(before, "yolo_ov_images_total")
+        infer = (metric_value(after, "yolo_ov_infer_requests_total")
+                 - metric_value(before, "yolo_ov_infer_requests_total"))
         assert images == len(paths)
         assert 4 <= infer < images, (infer, images)  # grouped across requests, never more than 4 per request
     finally:

@@ -19,16 +19,9 @@ import cv2
 import pytest
 
 from tests.fakes import uniform_image
-from tests.serve_support import FAKE_SERVE, ServerProcess
+from tests.serve_support import FAKE_SERVE, ServerProcess, metric_value
 
 pytest.importorskip("fastapi")
-
-
-def _metric(text: str, metric: str, /, **labels: str) -> float:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
-               if sample.name == metric and all(sample.labels.get(k) == v for k, v in labels.items()))
 
 
 @pytest.fixture(params=["httptools", "h11"])
@@ -84,11 +77,11 @@ def test_a_client_hanging_up_mid_request_is_counted_499_not_logged_as_an_error(t
         deadline = time.monotonic() + 10
         while True:
             metrics = _get(proc, "/metrics")[1].decode()
-            if _metric(metrics, "yolo_ov_requests_client_closed_total") >= 3 or time.monotonic() > deadline:
+            if metric_value(metrics, "yolo_ov_requests_client_closed_total") >= 3 or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
-        assert _metric(metrics, "yolo_ov_requests_client_closed_total", name="yolov8n", endpoint="predict") == 3
-        assert _metric(metrics, "yolo_ov_requests_fail_total") == 0, metrics
+        assert metric_value(metrics, "yolo_ov_requests_client_closed_total", name="yolov8n", endpoint="predict") == 3
+        assert metric_value(metrics, "yolo_ov_requests_fail_total") == 0, metrics
         stats = json.loads(_get(proc, "/stats")[1])["models"]["yolov8n"]
         assert stats["closed"] == 3 and stats["fail"] == 0 and stats["in_flight"] == 0, stats
         png = cv2.imencode(".png", uniform_image(40))[1].tobytes()

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from tests.fakes import expected_for, fake_detector, uniform_image
-from tests.serve_support import FAKE_SERVE, LiveServer, ServerProcess, fake_detectors, fake_models
+from tests.serve_support import FAKE_SERVE, LiveServer, ServerProcess, fake_detectors, fake_models, metric_value
 from yolo_ov.serve import ServeConfig, create_app
 
 requests = pytest.importorskip("requests")
@@ -39,17 +39,6 @@ def check_record(record: dict, value: int) -> None:
     cls, score = expected_for(value)
     (det,) = record["detections"]
     assert det["class_id"] == cls and abs(det["confidence"] - score) < 1e-4, (record, value)
-
-
-def _metric(text: str, metric: str, /, **labels) -> float:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == metric and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
 
 
 def _app(tmp_path, *, delay_s: float = 0.0, batch: int = 1, **settings):
@@ -83,7 +72,7 @@ def test_overload_gets_503_at_once_and_every_200_is_right(tmp_path):
         stats = requests.get(f"{server.url}/stats", timeout=10).json()["models"]["yolov8n"]
 
     def delta(metric, /, **labels):
-        return _metric(after, metric, **labels) - _metric(before, metric, **labels)
+        return metric_value(after, metric, **labels) - metric_value(before, metric, **labels)
 
     assert delta("yolo_ov_requests_success_total", name="yolov8n", endpoint="predict") == statuses[200]
     assert delta("yolo_ov_requests_fail_total", name="yolov8n", endpoint="predict", code="503") == statuses[503]
@@ -91,9 +80,9 @@ def test_overload_gets_503_at_once_and_every_200_is_right(tmp_path):
     assert delta("yolo_ov_images_total", name="yolov8n") == statuses[200]
     assert delta("yolo_ov_request_time_us_count", name="yolov8n", endpoint="predict") == len(values)
     assert delta("yolo_ov_inference_time_us_count", name="yolov8n") == statuses[200]
-    assert _metric(after, "yolo_ov_images_in_queue", name="yolov8n") == 0
-    assert _metric(after, "yolo_ov_current_requests", name="yolov8n") == 0
-    assert _metric(after, "yolo_ov_max_queue", name="yolov8n") == 2
+    assert metric_value(after, "yolo_ov_images_in_queue", name="yolov8n") == 0
+    assert metric_value(after, "yolo_ov_current_requests", name="yolov8n") == 0
+    assert metric_value(after, "yolo_ov_max_queue", name="yolov8n") == 2
     assert stats["rejected"] == statuses[503] and stats["success"] == statuses[200]
     assert stats["in_flight"] == 0 and stats["queued"] == 0 and stats["images"] == statuses[200]
 
@@ -109,12 +98,12 @@ def test_metrics_count_kserve_requests_and_failures_by_status(tmp_path):
         text = requests.get(f"{server.url}/metrics", timeout=10)
     assert text.headers["content-type"].startswith("text/plain")
     m = text.text
-    assert _metric(m, "yolo_ov_requests_success_total", name="yolov8n", endpoint="kserve") == 3
-    assert _metric(m, "yolo_ov_requests_fail_total", name="yolov8n", endpoint="kserve", code="400") == 1
-    assert _metric(m, "yolo_ov_requests_fail_total", name="yolov8n", endpoint="predict", code="400") == 1
-    assert _metric(m, "yolo_ov_images_total", name="yolov8n") == 3
-    assert _metric(m, "yolo_ov_infer_requests_total", name="yolov8n") >= 3
-    assert _metric(m, "yolo_ov_streams", name="yolov8n") >= 1
+    assert metric_value(m, "yolo_ov_requests_success_total", name="yolov8n", endpoint="kserve") == 3
+    assert metric_value(m, "yolo_ov_requests_fail_total", name="yolov8n", endpoint="kserve", code="400") == 1
+    assert metric_value(m, "yolo_ov_requests_fail_total", name="yolov8n", endpoint="predict", code="400") == 1
+    assert metric_value(m, "yolo_ov_images_total", name="yolov8n") == 3
+    assert metric_value(m, "yolo_ov_infer_requests_total", name="yolov8n") >= 3
+    assert metric_value(m, "yolo_ov_streams", name="yolov8n") >= 1
 
 
 def test_batch_model_groups_images_of_concurrent_requests(tmp_path):
@@ -132,8 +121,8 @@ def test_batch_model_groups_images_of_concurrent_requests(tmp_path):
             for value, record in pool.map(call, values):
                 check_record(record, value)
         after = requests.get(f"{server.url}/metrics", timeout=10).text
-    images = _metric(after, "yolo_ov_images_total") - _metric(before, "yolo_ov_images_total")
-    infer = _metric(after, "yolo_ov_infer_requests_total") - _metric(before, "yolo_ov_infer_requests_total")
+    images = metric_value(after, "yolo_ov_images_total") - metric_value(before, "yolo_ov_images_total")
+    infer = metric_value(after, "yolo_ov_infer_requests_total") - metric_value(before, "yolo_ov_infer_requests_total")
     assert images == len(values)
     assert 4 <= infer < images, (infer, images)
 
