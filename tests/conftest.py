@@ -101,3 +101,16 @@ def video_16x9(shared: SharedAssets, tmp_path_factory: pytest.TempPathFactory) -
         writer.write(cv2.resize(cv2.imread(str(image)), (640, 360)))
     writer.release()
     return path
+
+
+@pytest.fixture(scope="module")
+def rtsp() -> None:
+    """GStreamer's RTSP server can run here (tests/rtsp_support.py): a skip with the reason outside CI, a failure
+    in CI."""
+    from tests.rtsp_support import rtsp_available
+
+    reason = rtsp_available()
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)

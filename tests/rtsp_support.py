@@ -11,8 +11,9 @@ Each mount is either a synthetic live camera (``videotestsrc is-live=true``:
 never ends, costs little) or a clip (``filesrc ... qtdemux``: the shared
 videos, played once in real time per client session).
 
-``rtsp_available()`` says why GStreamer cannot be used here; the fixture
-``rtsp_or_skip`` skips with that reason outside CI and fails in CI.
+``rtsp_available()`` says why GStreamer cannot be used here; the module-scoped fixture
+``rtsp`` (in conftest: this file also runs under Debian's Python, which has no pytest) skips with that
+reason outside CI and fails in CI.
 """
 
 from __future__ import annotations

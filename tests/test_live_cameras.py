@@ -15,25 +15,13 @@ import threading
 import time
 from typing import Any
 
-import pytest
-
 from tests.media import MjpegCamera, grey_frames
-from tests.rtsp_support import RtspCamera, rtsp_available
+from tests.rtsp_support import RtspCamera
 from yolo_ov import InputError
 from yolo_ov.io.capture import CaptureConfig, ReconnectConfig, open_capture
 from yolo_ov.io.sources import open_source
 
 CAMERA = "test:320x240@25"
-
-
-@pytest.fixture(scope="module")
-def rtsp() -> None:
-    """GStreamer's RTSP server can run here: a skip with the reason outside CI, a failure in CI."""
-    reason = rtsp_available()
-    if reason is not None:
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
 
 
 class Collector:

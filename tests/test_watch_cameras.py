@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.rtsp_support import RtspCamera, rtsp_available
+from tests.rtsp_support import RtspCamera
 from yolo_ov.watch.config import parse_watch_config
 from yolo_ov.watch.service import WatchService
 
@@ -43,15 +43,6 @@ cameras:
 outputs:
   jsonl: events.jsonl
 """
-
-
-@pytest.fixture(scope="module")
-def rtsp() -> None:
-    reason = rtsp_available()
-    if reason is not None:
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
