@@ -9,11 +9,8 @@ with shape specialisation off (the same square input).
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
-import socketserver
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +20,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from tests.media import MjpegCamera
 from yolo_ov import DetectConfig, Detections
 from yolo_ov.cli import app
 from yolo_ov.io.capture import CaptureConfig, ReconnectConfig
@@ -288,46 +286,10 @@ def test_cli_detect_every_refuses_image_files(shared):
     assert result.exit_code == 2 and "not image files" in result.output
 
 
-class _MjpegCamera:
-    """An HTTP camera on loopback (multipart MJPEG, as IP cameras serve), faster than inference here."""
-
-    def __init__(self, frames: list[np.ndarray], fps: float) -> None:
-        jpegs = [cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes() for f in frames]
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-                self.end_headers()
-                start = time.perf_counter()
-                for k, data in enumerate(jpegs):
-                    delay = start + k / fps - time.perf_counter()
-                    if delay > 0:
-                        time.sleep(delay)
-                    head = f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n"
-                    self.wfile.write(head.encode() + data + b"\r\n")
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/cam.mjpg"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> _MjpegCamera:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def test_cli_track_on_a_live_camera_with_drops(shared, videos, reference, tmp_path):
     frames = list(_frames(videos / "walking_720p.mp4", 150))
     out = tmp_path / "live.jsonl"
-    with _MjpegCamera(frames, fps=50.0) as cam:
+    with MjpegCamera(frames, fps=50.0) as cam:
         result = _invoke("track", cam.url, "--model", shared.fp32_model, "--conf", "0.25", "--no-specialize",
                          "--save-json", out, "--reconnect", "off", "-q")
     assert result.exit_code == 1, result.output  # the camera hangs up after its clip: given up on, one failed input
@@ -366,7 +328,7 @@ def test_detect_every_on_a_camera_decodes_only_the_inferred_frames(fp32_detector
     monkeypatch.setattr(sources._Grabbed, "decode", lambda self: decoded.append(1) or real(self))
     frames = list(_frames(videos / "walking_720p.mp4", 60))
     once = CaptureConfig(reconnect=ReconnectConfig(enabled=False))  # the camera hangs up after its frames
-    with _MjpegCamera(frames, fps=50.0) as cam, capture_defaults(once), \
+    with MjpegCamera(frames, fps=50.0) as cam, capture_defaults(once), \
             fp32_detector.track(cam.url, detect_every=3, drop=None, config=SQUARE) as run:
         *results, lost = list(run)
     assert isinstance(lost, Failure) and "live source lost" in lost.error
