@@ -361,3 +361,22 @@ def test_cli_help_names_the_repository_options():
     assert result.exit_code == 0
     for option in ("--model-repository", "--repository-poll-s", "--model-control", "--load-model"):
         assert option in result.output
+
+
+@pytest.mark.parametrize(("extra", "then"), [
+    ([], "it is read every 2 s, so a version copied in is served then"),
+    (["--model-control", "explicit"], "load one with POST /v2/repository/models/NAME/load"),
+    (["--model-control", "none"], "restart the server after adding one (--model-control none reads it at start only)"),
+])
+def test_an_empty_repository_serves_and_says_what_to_do(tmp_path, extra, then):
+    """As Triton, an empty repository is no error; the one note says what a model folder is and how it gets in."""
+    from tests.serve_support import ServerProcess
+
+    root = tmp_path / "models"
+    root.mkdir()
+    proc = ServerProcess(["--model-repository", str(root), *extra], cache_dir=tmp_path / "cache").start()
+    try:
+        notes = [line for line in proc.output().splitlines() if line.startswith("note: no model is serving")]
+        assert len(notes) == 1 and f"{root}/NAME/1/" in notes[0] and notes[0].endswith(then), proc.output()
+    finally:
+        assert proc.stop() == 0, proc.output()

@@ -158,6 +158,8 @@ def _run(settings: Any, sock: socket.socket, *, access_log: bool, detectors: Any
         _say(f"  {m.name}{version}: {d['task']}, input {d['input_shape'][0]}x{d['input_shape'][1]}, "
              f"{d['streams']} streams, "
              f"{d['requests_in_flight']} requests, {d['inference_precision']} on {', '.join(d['execution_devices'])}")
+    if settings.model_repository is not None and not state.served():
+        _say(_empty_repository_note(settings))
     too_few_files = fit_open_files(settings.max_connections)
     if too_few_files:
         _say(too_few_files)
@@ -224,6 +226,19 @@ def _require_grpc(grpc_port: int | None) -> None:
         import tritonclient.grpc.service_pb2_grpc  # noqa: F401 - the generated service; needs tritonclient[grpc]
     except ImportError as exc:
         raise MissingExtraError(exc.name or "tritonclient[grpc]", "grpc", "yolo-ov serve --grpc-port") from None
+
+
+def _empty_repository_note(settings: Any) -> str:
+    """What to do when a repository starts with no version serving (Triton serves an empty repository too)."""
+    root = settings.model_repository
+    if settings.model_control == "poll" and settings.repository_poll_s > 0:
+        then = f"it is read every {settings.repository_poll_s:g} s, so a version copied in is served then"
+    elif settings.model_control == "explicit":
+        then = "load one with POST /v2/repository/models/NAME/load"
+    else:
+        then = "restart the server after adding one (--model-control none reads it at start only)"
+    return (f"note: no model is serving from {root} yet (a model is {root}/NAME/1/ holding its .xml/.bin, "
+            f".onnx or .tflite; POST /v2/repository/index lists what failed and why); {then}")
 
 
 def _start_grpc(state: Any, host: str, grpc_port: int | None) -> Any:
