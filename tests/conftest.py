@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,14 @@ import pytest
 from tests.assets import MissingAssets, SharedAssets, shared_assets
 from tests.browser_support import browser  # noqa: F401 - the page tests' module-scoped Chromium
 from tests.ray_support import cluster  # noqa: F401 - the Ray tests' module-scoped cluster fixture
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C's default behaviour for the signal tests: a suite started as a background job of a script inherits
+    SIGINT ignored (POSIX), and so would every process it starts (an ignored signal survives exec), so the tests
+    that send SIGINT to a run would see nothing happen. A handler (unlike SIG_IGN) is reset in children."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
