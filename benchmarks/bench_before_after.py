@@ -185,7 +185,8 @@ def main() -> None:
             "rounds": args.rounds, "model": str(model.name), "results": table, "video_shapes": shape_runs}
     lines = [f"# Before and after: `{args.base}` vs the working tree", "",
              f"{machine_line(info).rstrip('.')}; model `{model.name}`, inference precision {precision}; "
-             f"{args.rounds} interleaved rounds of {args.seconds:g} s each, medians.", "",
+             f"{args.rounds} interleaved rounds of {args.seconds:g} s each (a video measurement: the whole clip), "
+             "medians.", "",
              "| measurement | metric | before | after | after / before |", "|---|---|---|---|---|"]
     for kind, row in table.items():
         lines.append(f"| {kind} | {row['metric']} | {row['before']:.2f} | {row['after']:.2f} | {row['ratio']:.3f} |")
