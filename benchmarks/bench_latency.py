@@ -130,7 +130,8 @@ def main() -> None:
             *rows,
             "",
             machine_line(info),
-            "Command: `python benchmarks/bench_latency.py`",
+            "Command: `python benchmarks/bench_latency.py" + (f" --rounds {args.rounds}" if args.rounds != 3 else "")
+            + "`",
         ]
     )
     write_results("latency", data, md)
