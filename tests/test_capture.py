@@ -151,6 +151,34 @@ def test_an_http_mjpeg_camera_is_a_live_stream(tmp_path):
     assert [c.state for c in cap.health.history] == ["connecting", "live", "stalled", "failed"]
 
 
+@pytest.fixture
+def opencv_log_level(monkeypatch):
+    """OpenCV's process-wide log level at its default (warnings), put back after the test."""
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_WARNING)
+    monkeypatch.delenv("OPENCV_LOG_LEVEL", raising=False)
+    yield monkeypatch
+    cv2.utils.logging.setLogLevel(level)
+
+
+@pytest.mark.parametrize("chosen", [None, "WARNING"])
+def test_reading_a_stream_quiets_opencvs_warnings_unless_the_user_chose_a_level(opencv_log_level, chosen):
+    """A stream that stops sending made OpenCV print a WARN line per timed-out read (every 10 s per camera) beside
+    the stall its health reports; OPENCV_LOG_LEVEL, OpenCV's own variable, keeps them."""
+    if chosen is not None:
+        opencv_log_level.setenv("OPENCV_LOG_LEVEL", chosen)
+    with MjpegCamera(_textured(5), fps=100) as cam, open_capture(cam.url, config=ONCE) as cap:
+        assert len(list(cap.frames())) == 5
+    expected = cv2.utils.logging.LOG_LEVEL_ERROR if chosen is None else cv2.utils.logging.LOG_LEVEL_WARNING
+    assert cv2.utils.logging.getLogLevel() == expected
+
+
+def test_a_file_leaves_opencvs_log_level_alone(opencv_log_level, clip):
+    with open_capture(clip) as cap:
+        assert len(list(cap.frames())) == 6
+    assert cv2.utils.logging.getLogLevel() == cv2.utils.logging.LOG_LEVEL_WARNING
+
+
 def test_an_http_mjpeg_camera_read_encoded_gives_its_jpegs(tmp_path):
     with MjpegCamera(grey_frames([40, 80, 120]), fps=100) as cam:
         cap = open_capture(cam.url, encoded=True, config=ONCE)

@@ -300,6 +300,8 @@ class Capture:
         line), as does a URL when reconnection is off or its attempts run out.
         """
         self.health.set("connecting", "opening")
+        if self.kind == "stream":
+            _quiet_opencv_reads()
         try:
             self._open()
         except InputError as exc:
@@ -464,6 +466,23 @@ class Capture:
 
     def __repr__(self) -> str:
         return f"Capture({self.name!r}, kind={self.kind!r}, encoded={self._encoded}, state={self.health.state!r})"
+
+
+#: The user's own choice of OpenCV's log level, which a live capture leaves as it is.
+_OPENCV_LOG_LEVEL = "OPENCV_LOG_LEVEL"
+
+
+def _quiet_opencv_reads() -> None:
+    """OpenCV's warnings to errors, for the process, once a stream URL is read.
+
+    A stream that stops sending makes OpenCV print ``[ WARN:6@550.9] global cap_ffmpeg_impl.hpp:435
+    _opencv_ffmpeg_interrupt_callback Stream timeout triggered after 10052 ms`` on every timed-out read (one a
+    camera every 10 s while its server is gone), beside the one ``stalled``/``reconnecting`` line its health
+    already gives; opens are quieted in :func:`_opening`, reads run for hours. ``OPENCV_LOG_LEVEL=WARNING``
+    (OpenCV's own variable) keeps them, to debug a camera.
+    """
+    if _OPENCV_LOG_LEVEL not in os.environ and cv2.utils.logging.getLogLevel() > cv2.utils.logging.LOG_LEVEL_ERROR:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
 #: OpenCV reads ``OPENCV_FFMPEG_CAPTURE_OPTIONS`` when a capture opens (not later), and it has no open
