@@ -128,6 +128,8 @@ print("RESULT " + json.dumps(out))
 
 KINDS = {"latency": "median_ms", "throughput": "images_per_s", "submit": "images_per_s", "serve": "requests_per_s",
          "video": "frames_per_s"}
+#: What a run measures unless --kinds says otherwise (video is asked for by name).
+DEFAULT_KINDS = "latency,throughput,submit,serve"
 
 
 def measure(tree: Path, kind: str, model: Path, folder: Path, seconds: float, video: Path) -> dict:
@@ -147,7 +149,7 @@ def main() -> None:
     parser.add_argument("--base", required=True, help="git revision measured as 'before'")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--kinds", default="latency,throughput,submit,serve",
+    parser.add_argument("--kinds", default=DEFAULT_KINDS,
                         help="comma-separated: " + ", ".join(KINDS))
     parser.add_argument("--name", default="before_after", help="results file name under benchmarks/results/")
     args = parser.parse_args()
@@ -193,7 +195,7 @@ def main() -> None:
     if "video" in rows:
         lines += ["", "Frames at each shape, per video run: " + "; ".join(
             f"{label}: " + ", ".join(str(s) for s in runs) for label, runs in shape_runs.items())]
-    extra = "" if args.kinds == "latency,throughput,submit,serve" else f" --kinds {args.kinds}"
+    extra = "" if args.kinds == DEFAULT_KINDS else f" --kinds {args.kinds}"
     extra += "" if args.name == "before_after" else f" --name {args.name}"
     lines += ["", "Command: `flock /tmp/yolo-ov-bench.lock python benchmarks/bench_before_after.py "
               f"--base {args.base} --rounds {args.rounds} --seconds {args.seconds:g}{extra}`"]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.serve_support import fake_detectors, metric_value
+from tests.serve_support import ServerProcess, fake_detectors, metric_value
 from yolo_ov.errors import ConfigError, ModelLoadError
 from yolo_ov.serve import ServeConfig
 from yolo_ov.serve.errors import ErrorCode, ServeError
@@ -370,8 +370,6 @@ def test_cli_help_names_the_repository_options():
 ])
 def test_an_empty_repository_serves_and_says_what_to_do(tmp_path, extra, then):
     """As Triton, an empty repository is no error; the one note says what a model folder is and how it gets in."""
-    from tests.serve_support import ServerProcess
-
     root = tmp_path / "models"
     root.mkdir()
     proc = ServerProcess(["--model-repository", str(root), *extra], cache_dir=tmp_path / "cache").start()

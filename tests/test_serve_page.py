@@ -8,7 +8,9 @@ line; live server figures. A screenshot is saved under the test's tmp folder.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 
 import cv2
 import numpy as np
@@ -31,18 +33,26 @@ def server(shared, tmp_path_factory):
     assert proc.stop() == 0, proc.output()
 
 
-@pytest.fixture
-def page(browser, server):
+@contextlib.contextmanager
+def _opened(browser, url: str) -> Iterator:
+    """The page at ``url`` in a fresh context (camera allowed), once its model list is filled; on leaving, no
+    JavaScript error may have happened on it."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.grant_permissions(["camera"], origin=server.url)
+    context.grant_permissions(["camera"], origin=url)
     pg = context.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    pg.goto(server.url + "/")
+    pg.goto(url + "/")
     pg.wait_for_function("document.querySelectorAll('#model option').length > 0", timeout=30_000)
     yield pg
     context.close()
     assert not errors, errors  # no JavaScript error on the page
+
+
+@pytest.fixture
+def page(browser, server):
+    with _opened(browser, server.url) as pg:
+        yield pg
 
 
 def _shown_labels(pg) -> list[tuple[str, float]]:
@@ -162,23 +172,16 @@ def test_versions_of_a_repository_are_entries_of_their_own(shared, browser, tmp_
     proc = ServerProcess(["--model-repository", str(repo), "--repository-poll-s", "0"],
                          cache_dir=tmp_path / "yolo-ov-cache").start()
     try:
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
-        pg = context.new_page()
-        errors: list[str] = []
-        pg.on("pageerror", lambda exc: errors.append(str(exc)))
-        pg.goto(proc.url + "/")
-        pg.wait_for_function("document.querySelectorAll('#model option').length == 2", timeout=30_000)
-        labels = pg.locator("#model option").all_inner_texts()
-        assert sorted(labels) == ["yolov8n v1 (detect)", "yolov8n v2 (detect)"], labels
-        for version in ("1", "2"):
-            index = next(i for i, text in enumerate(labels) if f" v{version} " in text)
-            pg.select_option("#model", index=index)
-            pg.evaluate("document.body.dataset.state = 'idle'")
-            pg.set_input_files("#file", str(shared.coco96_images[int(version)]))  # a new file: a change event
-            pg.wait_for_selector("body[data-state=done], body[data-state=error]", timeout=60_000)
-            status = pg.locator("#status").inner_text()
-            assert status.endswith(f"(yolov8n v{version})"), status
-        context.close()
-        assert not errors, errors
+        with _opened(browser, proc.url) as pg:
+            labels = pg.locator("#model option").all_inner_texts()
+            assert sorted(labels) == ["yolov8n v1 (detect)", "yolov8n v2 (detect)"], labels
+            for version in ("1", "2"):
+                index = next(i for i, text in enumerate(labels) if f" v{version} " in text)
+                pg.select_option("#model", index=index)
+                pg.evaluate("document.body.dataset.state = 'idle'")
+                pg.set_input_files("#file", str(shared.coco96_images[int(version)]))  # a new file: a change event
+                pg.wait_for_selector("body[data-state=done], body[data-state=error]", timeout=60_000)
+                status = pg.locator("#status").inner_text()
+                assert status.endswith(f"(yolov8n v{version})"), status
     finally:
         assert proc.stop() == 0, proc.output()

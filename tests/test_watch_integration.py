@@ -355,13 +355,11 @@ def test_every_output_the_config_accepts_is_built_with_its_settings(folder: Path
             sink.close()
 
 
-def test_a_real_rtsp_camera_and_model_through_watch_with_the_page_mqtt_and_jsonl(shared: Any, tmp_path: Path):
+def test_a_real_rtsp_camera_and_model_through_watch_with_the_page_mqtt_and_jsonl(shared: Any, rtsp: None,
+                                                                                   tmp_path: Path):
     """Model tier, all real: GStreamer's RTSP server playing the traffic clip, yolov8n, mosquitto, the page."""
-    from tests.rtsp_support import RtspCamera, rtsp_available
+    from tests.rtsp_support import RtspCamera
 
-    reason = rtsp_available()
-    if reason is not None:
-        pytest.fail(reason) if os.environ.get("CI") else pytest.skip(reason)
     mosquitto_or_skip()
     clip = shared.root / "data" / "video" / "traffic_540p.mp4"
     with RtspCamera({"road": str(clip)}) as camera, Broker() as broker, Subscriber(broker.port, "t/#") as sub:
